@@ -1,0 +1,32 @@
+#pragma once
+// Method 2 and 4 of the guide: one DAO member or one function, awaitable.
+#include <asyncdb/database.hpp>
+#include <asyncdb/detail/initiate.hpp>
+#include <asyncdb/detail/invoke.hpp>
+#include <asyncdb/detail/name_of.hpp>
+#include <asyncdb/read_only.hpp>
+
+#include <utility>
+
+namespace asyncdb {
+
+/// Wraps `Operation`, a DAO member `R (Dao::*)(Args...)` or a function `R (*)(SQLite::Database&, Args...)`,
+/// into an awaitable call. Members run on the connection's own Dao instance, created there on first use.
+template <auto Operation>
+struct async_db_operation {
+  /// Runs the operation on a reader if `is_read_only<Operation>`, else on the writer; arguments are copied.
+  /// Completion: awaitable<R>. Resumes on the awaiting coroutine's executor. Thread-safe.
+  /// Throws at the co_await what the operation threw, or errc::closed / queue_full / operation_aborted.
+  template <class... Args>
+  auto operator()(database& db, Args&&... args) const {
+    detail::refuse_coawait_temporaries<Args...>();
+    using dao = typename detail::default_dao<Operation>::type;
+    using R = detail::invoke_result_t<Operation, dao, std::decay_t<Args>...>;
+    detail::engine& e = detail::database_access::of(db);
+    return detail::initiate<R>(asio::use_awaitable, e.queue(is_read_only<Operation>), &e.stats_counters(),
+                               detail::bind_call<Operation, dao>(std::forward<Args>(args)...),
+                               detail::name_of<Operation>());
+  }
+};
+
+}  // namespace asyncdb

@@ -1,0 +1,98 @@
+#pragma once
+#include <asyncdb/detail/connection.hpp>
+#include <asyncdb/detail/job_queue.hpp>
+#include <asyncdb/detail/lane.hpp>
+#include <asyncdb/error.hpp>
+#include <asyncdb/options.hpp>
+#include <asyncdb/stats.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <vector>
+
+namespace asyncdb::detail {
+
+// The lanes of one database file: one writer with its own queue, `readers` readers sharing one.
+class engine {
+ public:
+  engine(const std::filesystem::path& path, options opts)
+      : opts_(std::move(opts)),
+        counters_(make_counters(opts_)),
+        writer_queue_(counters_),
+        reader_queue_(counters_) {
+    if (is_private_database(path)) throw std::system_error(errc::memory_database, "asyncdb: '" + path.string() + "'");
+    try {
+      // One at a time, writer first: it creates the file and switches it to WAL, which the
+      // read-only connections cannot do, and on_open sees connections in a fixed order.
+      lanes_.push_back(std::make_unique<lane>(lane_role::writer, path, opts_, writer_queue_, counters_));
+      lanes_.back()->start();
+      for (std::size_t i = 0; i < opts_.readers; ++i) {
+        lanes_.push_back(std::make_unique<lane>(lane_role::reader, path, opts_, reader_queue_, counters_));
+        lanes_.back()->start();
+      }
+    } catch (...) {
+      stop();
+      throw;
+    }
+  }
+
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+  ~engine() { stop(); }
+
+  void close() {
+    for (auto& l : lanes_) {
+      if (l->on_this_thread()) {
+        throw std::logic_error("asyncdb: database::close() called from one of its own threads (inside an "
+                               "operation); it would wait for itself");
+      }
+    }
+    stop();
+  }
+
+  job_queue& queue(bool read_only) noexcept { return read_only && opts_.readers > 0 ? reader_queue_ : writer_queue_; }
+  counters& stats_counters() noexcept { return *counters_; }
+  const std::shared_ptr<counters>& shared_counters() const noexcept { return counters_; }
+
+  stats snapshot() const {
+    stats s;
+    const counters& c = *counters_;
+    s.queued = c.queued.load(std::memory_order_relaxed);
+    s.running = c.running.load(std::memory_order_relaxed);
+    s.completed = c.completed.load(std::memory_order_relaxed);
+    s.failed = c.failed.load(std::memory_order_relaxed);
+    s.cancelled = c.cancelled.load(std::memory_order_relaxed);
+    s.rejected = c.rejected.load(std::memory_order_relaxed);
+    s.queue_wait = std::chrono::nanoseconds(c.queue_wait_ns.load(std::memory_order_relaxed));
+    if (!lanes_.empty()) s.writer = lanes_.front()->holder();
+    return s;
+  }
+
+ private:
+  static std::shared_ptr<counters> make_counters(const options& o) {
+    auto c = std::make_shared<counters>();
+    c->max_queued = o.max_queued;
+    return c;
+  }
+
+  // Intake stops first, then sessions end, then each lane drains its queue and closes its
+  // connection on its own thread; joining is last. Idempotent and safe from several threads.
+  void stop() noexcept {
+    std::lock_guard lock(stop_mutex_);
+    writer_queue_.close(make_error_code(errc::closed));
+    reader_queue_.close(make_error_code(errc::closed));
+    for (auto& l : lanes_) l->stop_sessions();
+    for (auto& l : lanes_) l->join();
+  }
+
+  options opts_;
+  std::shared_ptr<counters> counters_;
+  job_queue writer_queue_;
+  job_queue reader_queue_;
+  std::vector<std::unique_ptr<lane>> lanes_;
+  std::mutex stop_mutex_;
+};
+
+}  // namespace asyncdb::detail

@@ -1,0 +1,67 @@
+#pragma once
+#include <asyncdb/detail/asio.hpp>
+#include <asyncdb/detail/run_op.hpp>
+#include <asyncdb/detail/type_checks.hpp>
+
+#include <exception>
+#include <memory>
+#include <string_view>
+#include <type_traits>
+
+namespace asyncdb::detail {
+
+template <class R>
+struct signature_of {
+  using type = void(std::exception_ptr, R);
+};
+template <>
+struct signature_of<void> {
+  using type = void(std::exception_ptr);
+};
+template <class R>
+using signature_t = typename signature_of<R>::type;
+
+// Queues `fn(lane&)` and wires its completion to `handler`. The one submission path of the library.
+// Registers `op` with its handler's context, then queues it; a refusal completes it at once.
+// A null queue is a session that has ended or was moved from.
+inline void enqueue(const std::shared_ptr<operation_base>& op, bool attached, job_queue* queue, counters* stats) {
+  if (!attached) return;
+  std::error_code ec = queue != nullptr ? queue->push(op) : make_error_code(errc::session_ended);
+  if (ec && op->claim()) {
+    if (stats != nullptr) stats->rejected.fetch_add(1, std::memory_order_relaxed);
+    op->fail(ec);
+  }
+}
+
+template <class R, class Handler, class Fn>
+void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, std::string_view name,
+            session_state* session = nullptr) {
+  using op_type = run_op<std::decay_t<Handler>, std::decay_t<Fn>, R>;
+  auto op = std::make_shared<op_type>(std::forward<Handler>(handler), std::forward<Fn>(fn), name, session);
+  const bool attached = op->attach();
+  enqueue(op, attached, queue, stats);
+}
+
+// A session operation holds its session's state until it is queued: an awaitable may be started
+// long after it was created.
+template <class R, class Token, class Fn>
+auto initiate(Token&& token, job_queue& queue, counters* stats, Fn fn, std::string_view name) {
+  check_result<R>();
+  return asio::async_initiate<Token, signature_t<R>>(
+      [](auto handler, job_queue* q, counters* c, Fn f, std::string_view n) {
+        submit<R>(std::move(handler), q, c, std::move(f), n);
+      },
+      token, &queue, stats, std::move(fn), name);
+}
+
+template <class R, class Token, class Fn>
+auto initiate_in_session(Token&& token, std::shared_ptr<session_state> session, Fn fn, std::string_view name) {
+  check_result<R>();
+  return asio::async_initiate<Token, signature_t<R>>(
+      [](auto handler, std::shared_ptr<session_state> s, Fn f, std::string_view n) {
+        submit<R>(std::move(handler), s ? &s->queue : nullptr, nullptr, std::move(f), n, s.get());
+      },
+      token, std::move(session), std::move(fn), name);
+}
+
+}  // namespace asyncdb::detail

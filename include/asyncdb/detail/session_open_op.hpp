@@ -1,0 +1,65 @@
+#pragma once
+#include <asyncdb/detail/operation.hpp>
+#include <asyncdb/detail/session_state.hpp>
+
+#include <memory>
+#include <string_view>
+
+namespace asyncdb::detail {
+
+// Waits in a lane's queue like any operation; when popped, the lane itself becomes the session's
+// server until the session ends. `Session` is AsyncDbSession (a parameter only to break the include cycle).
+template <class Handler, class Session>
+class session_open_op final : public async_op<Handler, Session> {
+ public:
+  session_open_op(Handler handler, bool read_only, std::string_view name)
+      : async_op<Handler, Session>(std::move(handler)), read_only_(read_only), name_(name) {}
+
+  void execute(lane& l) noexcept override {
+    counters& c = l.stats_counters();
+    if (!this->start(l)) {
+      c.cancelled.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    this->finish();  // granted: from here a cancellation is too late, the session is the result
+    c.queue_wait_ns.fetch_add((std::chrono::steady_clock::now() - this->enqueued_at).count(),
+                              std::memory_order_relaxed);
+    auto state = std::make_shared<session_state>(l.shared_counters(), read_only_);
+    const bool served = l.serve_session(state, name_, [&] {
+      std::exception_ptr ep;
+      if (read_only_) ep = take_snapshot(l);
+      if (ep) {
+        state->queue.close(make_error_code(errc::session_ended));
+        c.failed.fetch_add(1, std::memory_order_relaxed);
+        this->deliver(ep, Session{});
+      } else {
+        c.completed.fetch_add(1, std::memory_order_relaxed);
+        this->deliver(nullptr, Session{state});
+      }
+    });
+    if (!served) {
+      c.failed.fetch_add(1, std::memory_order_relaxed);
+      this->deliver(std::make_exception_ptr(std::system_error(errc::closed)), Session{});
+    }
+  }
+
+ private:
+  // A deferred BEGIN takes its snapshot at the first read, so read once now: every read of the
+  // session then sees the database as it was when the session opened.
+  static std::exception_ptr take_snapshot(lane& l) noexcept {
+    try {
+      l.connection().exec("BEGIN");
+      l.connection().execAndGet("SELECT count(*) FROM sqlite_schema");
+      reset_statements(l.handle());
+      return nullptr;
+    } catch (...) {
+      rollback_if_open(l.handle());
+      return std::current_exception();
+    }
+  }
+
+  bool read_only_;
+  std::string_view name_;
+};
+
+}  // namespace asyncdb::detail

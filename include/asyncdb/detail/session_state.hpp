@@ -1,0 +1,20 @@
+#pragma once
+#include <asyncdb/detail/job_queue.hpp>
+
+#include <memory>
+#include <string_view>
+
+namespace asyncdb::detail {
+
+// Shared by an AsyncDbSession and the lane serving it. Closing `queue` is the whole release
+// protocol: the lane drains it, rolls back what is open and returns to its pool, so releasing a
+// session never needs a free worker and never blocks the releasing thread.
+struct session_state {
+  session_state(std::shared_ptr<counters> c, bool read_only) : queue(std::move(c)), read_only(read_only) {}
+
+  job_queue queue;
+  const bool read_only;
+  bool aborted = false;  // only touched on the serving lane's thread
+};
+
+}  // namespace asyncdb::detail

@@ -1,0 +1,18 @@
+#pragma once
+// Read/write routing: which connections an operation may run on.
+
+namespace asyncdb {
+
+/// Tag that sends an operation or session to a read-only connection.
+struct read_only_t {
+  explicit read_only_t() = default;
+};
+
+/// The tag value: `async_run(db, asyncdb::read_only, fn)`, `async_db_session(db, asyncdb::read_only)`.
+inline constexpr read_only_t read_only{};
+
+/// Specialize as true for a DAO member or function that only reads, to run it on the readers in parallel.
+template <auto Operation>
+inline constexpr bool is_read_only = false;
+
+}  // namespace asyncdb

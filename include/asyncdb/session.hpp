@@ -1,0 +1,150 @@
+#pragma once
+// Method 3 of the guide: a session pins one connection across awaits.
+#include <asyncdb/database.hpp>
+#include <asyncdb/detail/initiate.hpp>
+#include <asyncdb/detail/invoke.hpp>
+#include <asyncdb/detail/name_of.hpp>
+#include <asyncdb/detail/session_open_op.hpp>
+#include <asyncdb/read_only.hpp>
+
+#include <memory>
+#include <source_location>
+#include <type_traits>
+#include <utility>
+
+namespace asyncdb {
+
+/// Exclusive use of one connection across awaits: the writer for a write session (other writes wait),
+/// one reader holding one snapshot for a read session. Operations run in the order they are started.
+/// Destroying it ends the session without blocking: an open transaction is rolled back, never committed.
+class AsyncDbSession {
+  // First: the public members below deduce their return types from control().
+  static void check_writable(const detail::session_state& s) {
+    if (s.read_only) throw std::system_error(errc::read_only_session);
+  }
+
+  template <class Fn>
+  auto control(Fn fn, std::string_view name, bool allowed_when_aborted = false) {
+    using R = std::invoke_result_t<Fn&, detail::lane&, detail::session_state&>;
+    detail::session_state* s = state_.get();
+    return detail::initiate_in_session<R>(
+        asio::use_awaitable, state_,
+        [fn = std::move(fn), s, allowed_when_aborted](detail::lane& l) mutable -> R {
+          if (s->aborted && !allowed_when_aborted) throw std::system_error(errc::transaction_aborted);
+          return fn(l, *s);
+        },
+        name);
+  }
+
+
+ public:
+  /// An empty session; every operation on it fails with errc::session_ended.
+  AsyncDbSession() noexcept = default;
+  explicit AsyncDbSession(std::shared_ptr<detail::session_state> state) noexcept : state_(std::move(state)) {}
+  AsyncDbSession(AsyncDbSession&& other) noexcept = default;
+  AsyncDbSession& operator=(AsyncDbSession&& other) noexcept {
+    if (this != &other) {
+      release();
+      state_ = std::move(other.state_);
+    }
+    return *this;
+  }
+  AsyncDbSession(const AsyncDbSession&) = delete;
+  AsyncDbSession& operator=(const AsyncDbSession&) = delete;
+  ~AsyncDbSession() { release(); }
+
+  /// Ends the session now: queued operations still run, then an open transaction is rolled back.
+  void release() noexcept {
+    if (auto s = std::exchange(state_, nullptr)) s->queue.close(make_error_code(errc::session_ended));
+  }
+
+  /// True until released or moved from.
+  explicit operator bool() const noexcept { return state_ != nullptr; }
+
+  /// Starts a write transaction with BEGIN IMMEDIATE. Completion: awaitable<void>; resumes on the caller's
+  /// executor. Throws errc::read_only_session on a read session, errc::transaction_aborted after a cancelled one.
+  asio::awaitable<void> begin() {
+    return control([](detail::lane& l, detail::session_state& s) {
+      check_writable(s);
+      l.connection().exec("BEGIN IMMEDIATE");
+    }, "AsyncDbSession::begin");
+  }
+
+  /// Commits the open transaction; as begin() otherwise (SQLite's error if none is open).
+  asio::awaitable<void> commit() {
+    return control([](detail::lane& l, detail::session_state& s) {
+      check_writable(s);
+      l.connection().exec("COMMIT");
+    }, "AsyncDbSession::commit");
+  }
+
+  /// Rolls back the open transaction, if any, and clears errc::transaction_aborted.
+  asio::awaitable<void> rollback() {
+    return control([](detail::lane& l, detail::session_state& s) {
+      if (s.read_only) throw std::system_error(errc::read_only_session);
+      s.aborted = false;
+      detail::rollback_if_open(l.handle());
+    }, "AsyncDbSession::rollback", /*allowed_when_aborted=*/true);
+  }
+
+  /// Runs `fn(SQLite::Database&) -> R` on the session's connection. Completion: awaitable<R>; resumes on the
+  /// caller's executor; start operations of one session from one coroutine at a time.
+  /// Throws fn's exception, errc::session_ended, errc::transaction_aborted or operation_aborted.
+  template <class Fn>
+  auto run(Fn&& fn) {
+    detail::refuse_coawait_temporary_callable<Fn>();
+    using R = std::invoke_result_t<std::decay_t<Fn>&, SQLite::Database&>;
+    return control([f = std::decay_t<Fn>(std::forward<Fn>(fn))](detail::lane& l, detail::session_state&) mutable
+                   -> R { return f(l.connection()); },
+                   "AsyncDbSession::run");
+  }
+
+  /// Calls `(dao.*Member)(args...)` on the connection's own DAO instance; as run() otherwise.
+  template <auto Member, class... Args>
+  auto call(Args&&... args) {
+    static_assert(std::is_member_function_pointer_v<decltype(Member)>,
+                  "asyncdb: AsyncDbSession::call<&Dao::member> needs a DAO member function");
+    detail::refuse_coawait_temporaries<Args...>();
+    using dao = detail::member_class_t<Member>;
+    using R = detail::invoke_result_t<Member, dao, std::decay_t<Args>...>;
+    return control([bound = detail::bind_call<Member, dao>(std::forward<Args>(args)...)](
+                       detail::lane& l, detail::session_state&) mutable -> R { return bound(l); },
+                   detail::name_of<Member>());
+  }
+
+ private:
+  std::shared_ptr<detail::session_state> state_;
+};
+
+namespace detail {
+template <class Token>
+auto open_session(database& db, bool read_only, Token&& token, const std::source_location& where) {
+  engine& e = database_access::of(db);
+  return asio::async_initiate<Token, void(std::exception_ptr, AsyncDbSession)>(
+      [](auto handler, job_queue* q, counters* c, bool ro, std::string_view name) {
+        using op_type = session_open_op<decltype(handler), AsyncDbSession>;
+        auto op = std::make_shared<op_type>(std::move(handler), ro, name);
+        const bool attached = op->attach();
+        enqueue(op, attached, q, c);
+      },
+      token, &e.queue(read_only), &e.stats_counters(), read_only, std::string_view(where.function_name()));
+}
+}  // namespace detail
+
+/// Opens a write session: waits (asynchronously) for the writer, then holds it until the session ends.
+/// Completion: void(std::exception_ptr, AsyncDbSession). Resumes on the handler's executor. Thread-safe.
+/// Errors: errc::closed, errc::queue_full, operation_aborted.
+template <class Token = const asio::use_awaitable_t<>&>
+auto async_db_session(database& db, Token&& token = asio::use_awaitable,
+                      std::source_location where = std::source_location::current()) {
+  return detail::open_session(db, false, std::forward<Token>(token), where);
+}
+
+/// Opens a read session on a reader: one snapshot, taken at open, for all its reads. As above otherwise.
+template <class Token = const asio::use_awaitable_t<>&>
+auto async_db_session(database& db, read_only_t, Token&& token = asio::use_awaitable,
+                      std::source_location where = std::source_location::current()) {
+  return detail::open_session(db, true, std::forward<Token>(token), where);
+}
+
+}  // namespace asyncdb

@@ -1,0 +1,73 @@
+#pragma once
+// Method 1 of the guide: lift a whole synchronous DAO class.
+#include <asyncdb/database.hpp>
+#include <asyncdb/detail/initiate.hpp>
+#include <asyncdb/detail/invoke.hpp>
+#include <asyncdb/detail/name_of.hpp>
+#include <asyncdb/read_only.hpp>
+
+#include <source_location>
+#include <type_traits>
+#include <utility>
+
+namespace asyncdb {
+
+/// CRTP base giving `Derived` awaitable access to every member of the synchronous `Dao`. Each connection
+/// gets its own `Dao(SQLite::Database&)`, built on first use on that connection's thread and kept.
+template <class Derived, class Dao>
+class to_async_db_oper {
+ public:
+  /// Binds to `db`, which must outlive this object's operations. Cheap to copy; no connection is held.
+  explicit to_async_db_oper(database& db) noexcept : db_(&db) {}
+
+  /// Calls `(dao.*Member)(args...)` on a reader if `is_read_only<Member>`, else on the writer; args are copied.
+  /// Completion: awaitable<R>. Resumes on the awaiting coroutine's executor. Thread-safe.
+  /// Throws at the co_await what the member threw, or errc::closed / queue_full / operation_aborted.
+  template <auto Member, class... Args>
+  auto call(Args&&... args) const {
+    static_assert(std::is_member_function_pointer_v<decltype(Member)> &&
+                      std::is_base_of_v<detail::member_class_t<Member>, Dao>,
+                  "asyncdb: call<&X::f> needs a member function of the DAO class (or of one of its bases)");
+    detail::refuse_coawait_temporaries<Args...>();
+    using R = detail::invoke_result_t<Member, Dao, std::decay_t<Args>...>;
+    detail::engine& e = detail::database_access::of(*db_);
+    return detail::initiate<R>(asio::use_awaitable, e.queue(is_read_only<Member>), &e.stats_counters(),
+                               detail::bind_call<Member, Dao>(std::forward<Args>(args)...),
+                               detail::name_of<Member>());
+  }
+
+  /// Runs `fn(Dao&) -> R` on the writer: several DAO calls in one hop. Completion, executor, thread safety
+  /// and errors as for call().
+  template <class Fn>
+  auto run(Fn&& fn, std::source_location where = std::source_location::current()) const {
+    return run_on(false, std::forward<Fn>(fn), where);
+  }
+
+  /// Runs `fn(Dao&) -> R` on a read-only connection; otherwise as run(fn).
+  template <class Fn>
+  auto run(read_only_t, Fn&& fn, std::source_location where = std::source_location::current()) const {
+    return run_on(true, std::forward<Fn>(fn), where);
+  }
+
+  /// Returns the database this object calls into.
+  database& get_database() const noexcept { return *db_; }
+
+ protected:
+  ~to_async_db_oper() = default;
+
+ private:
+  template <class Fn>
+  auto run_on(bool read_only, Fn&& fn, const std::source_location& where) const {
+    detail::refuse_coawait_temporary_callable<Fn>();
+    using R = std::invoke_result_t<std::decay_t<Fn>&, Dao&>;
+    detail::engine& e = detail::database_access::of(*db_);
+    return detail::initiate<R>(
+        asio::use_awaitable, e.queue(read_only), &e.stats_counters(),
+        [f = std::decay_t<Fn>(std::forward<Fn>(fn))](detail::lane& l) mutable -> R { return f(l.dao<Dao>()); },
+        where.function_name());
+  }
+
+  database* db_;
+};
+
+}  // namespace asyncdb
