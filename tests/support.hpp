@@ -1,0 +1,213 @@
+#pragma once
+// Shared test fixtures: a fresh folder per test, a DAO that records where it ran, and run() helpers
+// that drive real io_contexts with a deadline instead of sleeps.
+#include <asyncdb/asyncdb.hpp>
+
+#include <asio/io_context.hpp>
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace test {
+
+/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
+class temp_dir {
+ public:
+  temp_dir() {
+    std::string templ = (std::filesystem::temp_directory_path() / "asyncdb-test-XXXXXX").string();
+    if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = templ;
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::filesystem::path file(const std::string& name = "test.db") const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct User {
+  std::int64_t id = 0;
+  std::string name;
+  std::string email;
+  bool is_active = true;
+};
+
+struct UserCreate {
+  std::string name;
+  std::string email;
+  bool is_active = true;
+};
+
+inline void create_schema(SQLite::Database& db) {
+  if (db.tableExists("users")) return;
+  db.exec(
+      "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, email TEXT NOT NULL, "
+      "is_active INTEGER NOT NULL DEFAULT 1)");
+}
+
+/// Options every test starts from: the schema on each connection (the writer creates it first).
+inline asyncdb::options default_options(std::size_t readers = 2) {
+  asyncdb::options o;
+  o.readers = readers;
+  o.on_open = [](SQLite::Database& c) { create_schema(c); };
+  return o;
+}
+
+/// Where each DAO instance was built, and how many exist: the "one DAO per connection" contract.
+struct dao_log {
+  std::mutex mutex;
+  std::vector<std::thread::id> constructed_on;
+  std::atomic<int> alive{0};
+  void constructed() {
+    std::lock_guard lock(mutex);
+    constructed_on.push_back(std::this_thread::get_id());
+  }
+  std::vector<std::thread::id> constructions() {
+    std::lock_guard lock(mutex);
+    return constructed_on;
+  }
+};
+inline dao_log& user_dao_log() {
+  static dao_log log;
+  return log;
+}
+
+/// A synchronous DAO as users write it: prepared statements kept as members, no asyncdb in sight.
+class UserOper {
+ public:
+  explicit UserOper(SQLite::Database& db)
+      : db_(db),
+        insert_(db, "INSERT INTO users(name, email, is_active) VALUES(?, ?, ?)"),
+        by_name_(db, "SELECT id, name, email, is_active FROM users WHERE name = ?"),
+        all_(db, "SELECT id, name, email, is_active FROM users ORDER BY id"),
+        active_(db, "SELECT id, name, email, is_active FROM users WHERE is_active = 1 ORDER BY id") {
+    user_dao_log().constructed();
+    ++user_dao_log().alive;
+  }
+  ~UserOper() { --user_dao_log().alive; }
+  UserOper(const UserOper&) = delete;
+  UserOper& operator=(const UserOper&) = delete;
+
+  std::int64_t add(const UserCreate& u) {
+    insert_.reset();
+    insert_.bind(1, u.name);
+    insert_.bind(2, u.email);
+    insert_.bind(3, u.is_active ? 1 : 0);
+    insert_.exec();
+    return db_.getLastInsertRowid();
+  }
+  std::optional<User> get_by_name(const std::string& name) {
+    by_name_.reset();
+    by_name_.bind(1, name);
+    if (!by_name_.executeStep()) return std::nullopt;
+    return row(by_name_);
+  }
+  std::vector<User> list() { return rows(all_); }
+  std::vector<User> get_active_users() { return rows(active_); }
+  std::int64_t count() { return db_.execAndGet("SELECT count(*) FROM users").getInt64(); }
+  /// Returns the thread this DAO call ran on.
+  std::thread::id where() { return std::this_thread::get_id(); }
+  /// Throws a domain error of the DAO's own type.
+  int fail(const std::string& why) { throw std::invalid_argument(why); }
+
+  SQLite::Database& db() { return db_; }
+
+ private:
+  static User row(SQLite::Statement& s) {
+    return User{s.getColumn(0).getInt64(), s.getColumn(1).getString(), s.getColumn(2).getString(),
+                s.getColumn(3).getInt() != 0};
+  }
+  static std::vector<User> rows(SQLite::Statement& s) {
+    s.reset();
+    std::vector<User> out;
+    while (s.executeStep()) out.push_back(row(s));
+    return out;
+  }
+
+  SQLite::Database& db_;
+  SQLite::Statement insert_;
+  SQLite::Statement by_name_;
+  SQLite::Statement all_;
+  SQLite::Statement active_;
+};
+
+/// Runs `aw` on `ctx` until it and everything it started finish; fails the test past `deadline`
+/// (a hang), and rethrows what the coroutine threw. io_context::run returning proves no work is left.
+template <class T>
+T run(asio::io_context& ctx, asio::awaitable<T> aw, std::chrono::seconds deadline = std::chrono::seconds(60)) {
+  std::optional<std::conditional_t<std::is_void_v<T>, int, T>> value;
+  std::exception_ptr error;
+  bool done = false;
+  if constexpr (std::is_void_v<T>) {
+    asio::co_spawn(ctx, std::move(aw), [&](std::exception_ptr e) {
+      error = e;
+      done = true;
+    });
+  } else {
+    asio::co_spawn(ctx, std::move(aw), [&](std::exception_ptr e, T v) {
+      error = e;
+      if (!e) value.emplace(std::move(v));
+      done = true;
+    });
+  }
+  ctx.restart();
+  ctx.run_for(deadline);
+  if (!done) throw std::runtime_error("test::run: deadline passed, the coroutine did not finish (hang)");
+  if (!ctx.stopped()) ctx.run();  // anything still pending would be a leak of work
+  if (error) std::rethrow_exception(error);
+  if constexpr (!std::is_void_v<T>) return std::move(*value);
+}
+
+/// As run(), with the io_context run by `threads` threads at once.
+template <class T>
+T run_threads(std::size_t threads, asio::awaitable<T> aw, std::chrono::seconds deadline = std::chrono::seconds(60)) {
+  asio::io_context ctx;
+  std::atomic<bool> done{false};
+  std::exception_ptr error;
+  std::optional<std::conditional_t<std::is_void_v<T>, int, T>> value;
+  if constexpr (std::is_void_v<T>) {
+    asio::co_spawn(ctx, std::move(aw), [&](std::exception_ptr e) {
+      error = e;
+      done = true;
+    });
+  } else {
+    asio::co_spawn(ctx, std::move(aw), [&](std::exception_ptr e, T v) {
+      error = e;
+      if (!e) value.emplace(std::move(v));
+      done = true;
+    });
+  }
+  std::vector<std::thread> pool;
+  for (std::size_t i = 0; i < threads; ++i) pool.emplace_back([&] { ctx.run_for(deadline); });
+  for (auto& t : pool) t.join();
+  if (!done) throw std::runtime_error("test::run_threads: deadline passed, the coroutine did not finish (hang)");
+  if (error) std::rethrow_exception(error);
+  if constexpr (!std::is_void_v<T>) return std::move(*value);
+}
+
+}  // namespace test
+
+template <>
+inline constexpr bool asyncdb::is_read_only<&test::UserOper::get_by_name> = true;
+template <>
+inline constexpr bool asyncdb::is_read_only<&test::UserOper::list> = true;
+template <>
+inline constexpr bool asyncdb::is_read_only<&test::UserOper::get_active_users> = true;
+template <>
+inline constexpr bool asyncdb::is_read_only<&test::UserOper::count> = true;
