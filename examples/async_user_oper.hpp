@@ -1,0 +1,27 @@
+#pragma once
+// The async face of UserOper (the guide's app/db/async_user_oper.py). Everything asyncdb needs to know
+// about the legacy DAO lives here; user_oper.hpp stays untouched.
+
+#include <asyncdb/asyncdb.hpp>
+
+#include "user_oper.hpp"
+
+// Read-only operations run on the reader connections, in parallel; everything else runs on the one writer.
+template <> inline constexpr bool asyncdb::is_read_only<&UserOper::list> = true;
+template <> inline constexpr bool asyncdb::is_read_only<&UserOper::get_by_name> = true;
+template <> inline constexpr bool asyncdb::is_read_only<&UserOper::get_by_id> = true;
+template <> inline constexpr bool asyncdb::is_read_only<&UserOper::get_active_users> = true;
+template <> inline constexpr bool asyncdb::is_read_only<&get_user_by_name_sync> = true;
+
+// Guide method 1, `AsyncUserOper = to_async_db_oper(UserOper)`: every UserOper method is awaitable through
+// call<&UserOper::method>(args...); the named one-liners are for convenience. Each call returns an
+// asio::awaitable that holds copies of its arguments.
+class AsyncUserOper : public asyncdb::to_async_db_oper<AsyncUserOper, UserOper> {
+ public:
+  using to_async_db_oper::to_async_db_oper;
+
+  auto list() { return call<&UserOper::list>(); }
+  auto add(const UserCreate& u) { return call<&UserOper::add>(u); }
+  auto get_by_name(const std::string& name) { return call<&UserOper::get_by_name>(name); }
+  auto get_active_users() { return call<&UserOper::get_active_users>(); }
+};
