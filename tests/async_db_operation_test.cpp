@@ -1,0 +1,332 @@
+// async_db_operation (methods 2 and 4 of the guide): routing by is_read_only, one DAO object per
+// connection kept with its prepared statements, arguments copied at the call, failures rethrown as they are.
+#include "support.hpp"
+
+#include <asio/io_context.hpp>
+#include <asio/strand.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* probe_sql = "SELECT 'probe', ?";
+
+// What a Probe call saw: its thread, which DAO object served it, and its prepared statement.
+struct call_record {
+  std::thread::id thread;
+  std::uintptr_t dao = 0;
+  std::uintptr_t statement = 0;  // the sqlite3_stmt* of Probe's prepared statement
+  int statements = 0;            // how many statements with Probe's SQL exist on the connection
+  bool read_only = false;
+};
+
+// Where Probe objects were built and destroyed: (thread, address) pairs.
+struct probe_log {
+  std::mutex mutex;
+  std::vector<std::pair<std::thread::id, std::uintptr_t>> constructed;
+  std::vector<std::pair<std::thread::id, std::uintptr_t>> destroyed;
+
+  void add(std::vector<std::pair<std::thread::id, std::uintptr_t>>& to, const void* dao) {
+    std::lock_guard lock(mutex);
+    to.emplace_back(std::this_thread::get_id(), reinterpret_cast<std::uintptr_t>(dao));
+  }
+  void clear() {
+    std::lock_guard lock(mutex);
+    constructed.clear();
+    destroyed.clear();
+  }
+  auto snapshot() {
+    std::lock_guard lock(mutex);
+    return std::make_pair(constructed, destroyed);
+  }
+};
+probe_log& probes() {
+  static probe_log log;
+  return log;
+}
+
+// A synchronous DAO with a prepared statement, recording where it lives.
+class Probe {
+ public:
+  explicit Probe(SQLite::Database& db) : db_(db), select_(db, probe_sql) { probes().add(probes().constructed, this); }
+  ~Probe() { probes().add(probes().destroyed, this); }
+  Probe(const Probe&) = delete;
+  Probe& operator=(const Probe&) = delete;
+
+  call_record write_where() { return record(); }
+  call_record read_where() { return record(); }  // declared read-only below
+  std::string echo(const std::string& s, int n) { return s + "/" + std::to_string(n); }
+  int fail(const std::string& why) { throw std::invalid_argument(why); }
+
+ private:
+  call_record record() {
+    select_.reset();
+    select_.bind(1, 1);
+    select_.executeStep();
+    call_record r;
+    r.thread = std::this_thread::get_id();
+    r.dao = reinterpret_cast<std::uintptr_t>(this);
+    for (sqlite3_stmt* s = sqlite3_next_stmt(db_.getHandle(), nullptr); s != nullptr;
+         s = sqlite3_next_stmt(db_.getHandle(), s)) {
+      if (std::string(sqlite3_sql(s)) == probe_sql) {
+        r.statement = reinterpret_cast<std::uintptr_t>(s);
+        ++r.statements;
+      }
+    }
+    r.read_only = sqlite3_db_readonly(db_.getHandle(), "main") == 1;
+    select_.reset();
+    return r;
+  }
+
+  SQLite::Database& db_;
+  SQLite::Statement select_;
+};
+
+std::pair<std::thread::id, bool> where_fn(SQLite::Database& c) {
+  return {std::this_thread::get_id(), sqlite3_db_readonly(c.getHandle(), "main") == 1};
+}
+std::pair<std::thread::id, bool> where_fn_read(SQLite::Database& c) { return where_fn(c); }  // declared read-only
+std::string echo_fn(SQLite::Database& c, const std::string& s, int n) {
+  return c.execAndGet("SELECT '" + s + "'").getString() + "/" + std::to_string(n);
+}
+std::int64_t add_user_fn(SQLite::Database& c, const std::string& name) {
+  SQLite::Statement insert(c, "INSERT INTO users(name, email) VALUES(?, 'x@x')");
+  insert.bind(1, name);
+  insert.exec();
+  return c.getLastInsertRowid();
+}
+
+}  // namespace
+
+template <>
+inline constexpr bool asyncdb::is_read_only<&Probe::read_where> = true;
+template <>
+inline constexpr bool asyncdb::is_read_only<&where_fn_read> = true;
+
+namespace {
+
+constexpr asyncdb::async_db_operation<&Probe::write_where> write_where{};
+constexpr asyncdb::async_db_operation<&Probe::echo> echo{};
+constexpr asyncdb::async_db_operation<&where_fn> where{};
+constexpr asyncdb::async_db_operation<&where_fn_read> where_read{};
+constexpr asyncdb::async_db_operation<&echo_fn> echo_function{};
+constexpr asyncdb::async_db_operation<&add_user_fn> add_user{};
+
+asio::awaitable<std::thread::id> writer_thread(asyncdb::database& db) {
+  auto insert = [](SQLite::Database& c) {
+    c.exec("INSERT INTO users(name, email) VALUES('known-write', 'k@x')");  // only the writer can do this
+    return std::this_thread::get_id();
+  };
+  co_return co_await asyncdb::async_run(db, insert);
+}
+
+using strand_type = asio::strand<asio::io_context::executor_type>;
+
+asio::awaitable<void> hop_on_strand(asyncdb::database& db, strand_type strand, std::atomic<int>& wrong, int n) {
+  for (int i = 0; i < n; ++i) {
+    const auto [w, w_ro] = co_await where(db);
+    if (w_ro || !strand.running_in_this_thread() || w == std::this_thread::get_id()) ++wrong;
+    const auto [r, r_ro] = co_await where_read(db);
+    if (!r_ro || !strand.running_in_this_thread() || r == std::this_thread::get_id()) ++wrong;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("async_db_operation runs a DAO member on the writer, or on a reader when declared read-only",
+          "[async_db_operation][routing]") {
+  test::temp_dir dir;
+  asyncdb::database db{dir.file(), test::default_options(2)};
+  asio::io_context ctx;
+  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+    const std::thread::id writer = co_await writer_thread(d);
+    for (int i = 0; i < 5; ++i) {
+      const call_record w = co_await write_where(d);
+      CHECK(w.thread == writer);
+      CHECK_FALSE(w.read_only);
+      const call_record r = co_await asyncdb::async_db_operation<&Probe::read_where>{}(d);
+      CHECK(r.thread != writer);
+      CHECK(r.read_only);
+    }
+  };
+  test::run(ctx, check(db));
+}
+
+TEST_CASE("async_db_operation runs a function on the connection, on the writer unless declared read-only",
+          "[async_db_operation][routing]") {
+  test::temp_dir dir;
+  asyncdb::database db{dir.file(), test::default_options(1)};
+  asio::io_context ctx;
+  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+    const std::thread::id writer = co_await writer_thread(d);
+    const auto [w, w_ro] = co_await where(d);
+    CHECK(w == writer);
+    CHECK_FALSE(w_ro);
+    const auto [r, r_ro] = co_await where_read(d);
+    CHECK(r != writer);
+    CHECK(r_ro);
+    CHECK(r != std::this_thread::get_id());
+    const std::string echoed = co_await echo_function(d, "abc", 3);
+    CHECK(echoed == "abc/3");
+    const std::int64_t id = co_await add_user(d, "fn-user");
+    CHECK(id > 0);
+  };
+  test::run(ctx, check(db));
+  SQLite::Database plain(dir.file(), SQLITE_OPEN_READONLY);
+  CHECK(plain.execAndGet("SELECT count(*) FROM users WHERE name = 'fn-user'").getInt() == 1);
+}
+
+TEST_CASE("async_db_operation copies its arguments at the call, so later changes and lifetimes do not matter",
+          "[async_db_operation][arguments]") {
+  test::temp_dir dir;
+  asyncdb::database db{dir.file(), test::default_options(1)};
+  asio::io_context ctx;
+  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+    std::string name = "original";
+    int n = 1;
+    asio::awaitable<std::string> member = echo(d, name, n);
+    asio::awaitable<std::string> function = echo_function(d, name, n);
+    name = "changed";
+    n = 2;
+    // Never co_await inside CHECK: g++ evaluates Catch's __builtin_constant_p(expr) and runs it again.
+    const std::string from_member = co_await std::move(member);
+    const std::string from_function = co_await std::move(function);
+    CHECK(from_member == "original/1");
+    CHECK(from_function == "original/1");
+
+    // The argument dies before the operation starts: a reference would dangle (ASan would see it).
+    asio::awaitable<std::string> orphan = [&d] {
+      std::string short_lived(64, 'x');
+      return echo(d, short_lived, 3);
+    }();
+    const std::string from_orphan = co_await std::move(orphan);
+    CHECK(from_orphan == std::string(64, 'x') + "/3");
+  };
+  test::run(ctx, check(db));
+}
+
+TEST_CASE("each connection gets one DAO object, built on first use on its own thread, kept with its prepared "
+          "statement and destroyed there",
+          "[async_db_operation][dao]") {
+  test::temp_dir dir;
+  probes().clear();
+  std::vector<call_record> writes;
+  std::vector<call_record> reads;
+  {
+    asyncdb::database db{dir.file(), test::default_options(2)};
+    CHECK(probes().snapshot().first.empty());  // connections are open, but no DAO is built before use
+
+    asio::io_context ctx;
+    auto calls = [](asyncdb::database& d, std::vector<call_record>& w,
+                    std::vector<call_record>& r) -> asio::awaitable<void> {
+      for (int i = 0; i < 50; ++i) w.push_back(co_await write_where(d));
+      std::vector<asio::awaitable<call_record>> parallel;
+      for (int i = 0; i < 40; ++i) parallel.push_back(asyncdb::async_db_operation<&Probe::read_where>{}(d));
+      r = co_await asyncdb::gather(std::move(parallel));
+    };
+    test::run(ctx, calls(db, writes, reads));
+  }
+  const auto [constructed, destroyed] = probes().snapshot();
+
+  REQUIRE(writes.size() == 50);
+  REQUIRE(reads.size() == 40);
+  // The writer: one object, built on the writer's thread, the same object and statement for all 50 calls.
+  const std::thread::id writer = writes.front().thread;
+  std::size_t built_on_writer = 0;
+  for (const auto& [thread, dao] : constructed) {
+    if (thread == writer) {
+      ++built_on_writer;
+      CHECK(dao == writes.front().dao);
+    }
+  }
+  CHECK(built_on_writer == 1);
+  for (const auto& w : writes) {
+    CHECK(w.thread == writer);
+    CHECK(w.dao == writes.front().dao);
+    CHECK(w.statement == writes.front().statement);
+    CHECK(w.statements == 1);  // prepared once, never again
+  }
+  // The readers: per thread one object, built on that thread, reused with its statement.
+  std::map<std::thread::id, call_record> first_by_thread;
+  for (const auto& r : reads) {
+    CHECK(r.thread != writer);
+    CHECK(r.statements == 1);
+    auto [it, inserted] = first_by_thread.emplace(r.thread, r);
+    CHECK(it->second.dao == r.dao);
+    CHECK(it->second.statement == r.statement);
+  }
+  CHECK(first_by_thread.size() <= 2);
+  CHECK(constructed.size() == 1 + first_by_thread.size());  // nothing built where nothing ran
+  std::set<std::thread::id> construction_threads;
+  for (const auto& [thread, dao] : constructed) {
+    construction_threads.insert(thread);
+    if (thread != writer) {
+      REQUIRE(first_by_thread.count(thread) == 1);
+      CHECK(first_by_thread.at(thread).dao == dao);
+    }
+    CHECK(thread != std::this_thread::get_id());
+  }
+  CHECK(construction_threads.size() == constructed.size());  // never two on one connection
+  // Every object was destroyed with its database, on the thread that built it.
+  auto sorted = [](auto v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  CHECK(sorted(destroyed) == sorted(constructed));
+}
+
+TEST_CASE("a coroutine on a strand of a multi-threaded loop resumes on that strand after async_db_operation",
+          "[async_db_operation][threads]") {
+  test::temp_dir dir;
+  asyncdb::database db{dir.file(), test::default_options(2)};
+  asio::io_context ctx;
+  std::atomic<int> wrong{0};
+  std::atomic<int> ok{0};
+  for (int c = 0; c < 4; ++c) {
+    strand_type s = asio::make_strand(ctx);
+    asio::co_spawn(s, hop_on_strand(db, s, wrong, 10), [&](std::exception_ptr ep) {
+      if (ep) ++wrong;
+      else ++ok;
+    });
+  }
+  std::vector<std::thread> loop;
+  for (int t = 0; t < 3; ++t) loop.emplace_back([&] { ctx.run_for(60s); });
+  for (auto& t : loop) t.join();
+  CHECK(ok == 4);
+  CHECK(wrong == 0);
+}
+
+TEST_CASE("a DAO member's exception reaches the co_await with its own type and message",
+          "[async_db_operation][errors]") {
+  test::temp_dir dir;
+  asyncdb::database db{dir.file(), test::default_options(1)};
+  asio::io_context ctx;
+  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+    const std::string why = "no user named zed";
+    CHECK_THROWS_MATCHES(co_await asyncdb::async_db_operation<&Probe::fail>{}(d, why), std::invalid_argument,
+                         Catch::Matchers::Message("no user named zed"));
+    CHECK_THROWS_MATCHES(co_await asyncdb::async_db_operation<&test::UserOper::fail>{}(d, why),
+                         std::invalid_argument, Catch::Matchers::Message("no user named zed"));
+    const std::string dup = "dup";
+    co_await add_user(d, dup);
+    try {
+      co_await add_user(d, dup);
+      FAIL("duplicate name accepted");
+    } catch (const SQLite::Exception& e) {
+      CHECK(e.getErrorCode() == SQLITE_CONSTRAINT);
+      CHECK_THAT(e.what(), Catch::Matchers::Contains("UNIQUE"));
+    }
+  };
+  test::run(ctx, check(db));
+}

@@ -1,0 +1,708 @@
+// Cancellation (Asio per-operation cancellation): a queued operation never runs, a running one is
+// interrupted on its own connection only, a late interrupt never reaches the next operation, a busy
+// wait stops, the connection is clean afterwards, and a session learns its transaction was aborted.
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/bind_executor.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+
+#include <sqlite3.h>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+
+#include "support.hpp"
+
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+using namespace std::chrono_literals;
+using test::UserCreate;
+using test::UserOper;
+
+class AsyncUsers : public asyncdb::to_async_db_oper<AsyncUsers, UserOper> {
+ public:
+  using to_async_db_oper::to_async_db_oper;
+};
+
+template <class Pred>
+asio::awaitable<void> poll_until(Pred& done, std::chrono::seconds deadline = 10s) {
+  asio::steady_timer timer{co_await asio::this_coro::executor};
+  const auto give_up = std::chrono::steady_clock::now() + deadline;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("poll_until: deadline passed");
+    timer.expires_after(1ms);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+}
+
+asio::awaitable<void> until_set(const std::atomic<bool>& flag) {
+  auto is_set = [&flag] { return flag.load(); };
+  co_await poll_until(is_set);
+}
+
+// The right-hand side of `op || ...`: completes once the operation's code is known to run, then after
+// a short timer, so the cancellation reaches a running operation, never a queued one.
+asio::awaitable<void> timer_after_start(const std::atomic<bool>& started) {
+  co_await until_set(started);
+  asio::steady_timer timer{co_await asio::this_coro::executor, 5ms};
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
+class gate {
+ public:
+  void open() {
+    {
+      std::lock_guard lock(mutex_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock lock(mutex_);
+    cv_.wait_for(lock, 30s, [&] { return open_; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+struct open_at_exit {
+  gate& g;
+  ~open_at_exit() { g.open(); }
+};
+
+std::error_code code_of(const std::exception_ptr& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::system_error& s) {
+    return s.code();
+  } catch (...) {
+    return std::make_error_code(std::errc::state_not_recoverable);  // "some other exception"
+  }
+}
+
+// Awaits `aw`, records how it ended, and rethrows: lets a test see the error `||` swallows.
+template <class T>
+asio::awaitable<T> recorded(asio::awaitable<T> aw, std::error_code& out) {
+  try {
+    if constexpr (std::is_void_v<T>) {
+      co_await std::move(aw);
+      out = {};
+    } else {
+      T v = co_await std::move(aw);
+      out = {};
+      co_return v;
+    }
+  } catch (const std::system_error& e) {
+    out = e.code();
+    throw;
+  }
+}
+
+// A query that runs for minutes unless interrupted.
+constexpr const char* endless_count =
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n";
+
+// Runs `sql` and returns SQLite's error code (SQLITE_OK when it ran to the end).
+int code_running(SQLite::Database& c, const char* sql) {
+  try {
+    c.execAndGet(sql);
+    return SQLITE_OK;
+  } catch (const SQLite::Exception& e) {
+    return e.getErrorCode();
+  }
+}
+
+int rows_named(const std::filesystem::path& file, const std::string& name) {
+  SQLite::Database c(file, SQLite::OPEN_READWRITE);
+  SQLite::Statement q(c, "SELECT count(*) FROM users WHERE name = ?");
+  q.bind(1, name);
+  q.executeStep();
+  return q.getColumn(0).getInt();
+}
+
+struct completion {
+  bool done = false;
+  std::error_code error;
+};
+
+// ------------------------------------------------------------------------------------------------
+
+struct queued_cancel_state {
+  gate g;
+  std::atomic<bool> blocker_entered{false};
+  std::atomic<bool> second_ran{false};
+  completion blocker;
+  completion second;
+  asio::cancellation_signal signal;  // outlives the operation even if the coroutine gives up early
+  bool second_done_before_release = false;
+  bool blocker_done_before_cancel = true;
+  int second_rows_after = -1;
+};
+
+asio::awaitable<void> cancel_queued_via_signal(asyncdb::database& db, queued_cancel_state& st) {
+  auto ex = co_await asio::this_coro::executor;
+  auto block = [&st](SQLite::Database&) {
+    st.blocker_entered = true;
+    st.g.wait();
+  };
+  asyncdb::async_run(db, block, asio::bind_executor(ex, [&st](std::exception_ptr e) {
+                       st.blocker.error = code_of(e);
+                       st.blocker.done = true;
+                     }));
+  co_await until_set(st.blocker_entered);
+
+  auto second = [&st](SQLite::Database& c) {
+    st.second_ran = true;
+    c.exec("INSERT INTO users(name, email) VALUES('second', 's@x')");
+  };
+  asyncdb::async_run(
+      db, second, asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, [&st](std::exception_ptr e) {
+                                                 st.second.error = code_of(e);
+                                                 st.second.done = true;
+                                               })));
+  auto queued = [&db] { return db.stats().queued == 1; };
+  co_await poll_until(queued);
+  st.blocker_done_before_cancel = st.blocker.done;
+  st.signal.emit(asio::cancellation_type::terminal);
+  auto second_done = [&st] { return st.second.done; };
+  co_await poll_until(second_done);
+  st.second_done_before_release = !st.blocker.done;
+  st.g.open();
+  auto blocker_done = [&st] { return st.blocker.done; };
+  co_await poll_until(blocker_done);
+  // On the writer, so after the lane has popped (and skipped) the cancelled operation.
+  st.second_rows_after = co_await asyncdb::async_run(db, [](SQLite::Database& c) {
+    return c.execAndGet("SELECT count(*) FROM users WHERE name = 'second'").getInt();
+  });
+}
+
+TEST_CASE("a cancelled queued operation never runs and completes with operation_aborted", "[cancellation]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  queued_cancel_state st;
+  asyncdb::database db{dir.file(), test::default_options()};
+  open_at_exit guard{st.g};
+  test::run(ctx, cancel_queued_via_signal(db, st), 30s);
+
+  CHECK_FALSE(st.blocker_done_before_cancel);
+  CHECK(st.second_done_before_release);
+  CHECK(st.second.error == asio::error::operation_aborted);
+  CHECK_FALSE(st.second_ran);
+  CHECK_FALSE(st.blocker.error);
+  CHECK(st.second_rows_after == 0);
+  CHECK(db.stats().cancelled == 1);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+struct timeout_queued_state {
+  gate g;
+  std::atomic<bool> blocker_entered{false};
+  std::atomic<bool> queued_ran{false};
+  std::size_t winner = 99;
+  std::error_code queued_error;
+  completion blocker;
+  bool blocker_done_at_timeout = true;
+};
+
+asio::awaitable<void> timeout_queued_op(asyncdb::database& db, timeout_queued_state& st) {
+  auto ex = co_await asio::this_coro::executor;
+  auto block = [&st](SQLite::Database&) {
+    st.blocker_entered = true;
+    st.g.wait();
+  };
+  asyncdb::async_run(db, block, asio::bind_executor(ex, [&st](std::exception_ptr e) {
+                       st.blocker.error = code_of(e);
+                       st.blocker.done = true;
+                     }));
+  co_await until_set(st.blocker_entered);
+
+  auto queued = [&st](SQLite::Database&) {
+    st.queued_ran = true;
+    return 1;
+  };
+  asio::steady_timer timer{ex, 20ms};
+  const std::variant<int, std::monostate> r =
+      co_await (recorded(asyncdb::async_run(db, queued), st.queued_error) || timer.async_wait(asio::use_awaitable));
+  st.winner = r.index();
+  st.blocker_done_at_timeout = st.blocker.done;
+  st.g.open();
+  auto blocker_done = [&st] { return st.blocker.done; };
+  co_await poll_until(blocker_done);
+  co_await asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); });  // behind the cancelled one
+}
+
+TEST_CASE("op || timer cancels a queued operation, which never runs", "[cancellation]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  timeout_queued_state st;
+  asyncdb::database db{dir.file(), test::default_options()};
+  open_at_exit guard{st.g};
+  test::run(ctx, timeout_queued_op(db, st), 30s);
+
+  CHECK(st.winner == 1);
+  CHECK_FALSE(st.blocker_done_at_timeout);
+  CHECK(st.queued_error == asio::error::operation_aborted);
+  CHECK_FALSE(st.queued_ran);
+  CHECK_FALSE(st.blocker.error);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+struct isolation_state {
+  std::atomic<bool> reader_active{false};
+  std::atomic<bool> reader_stopped{false};
+  std::atomic<std::int64_t> reader_progress{0};
+  std::atomic<bool> stop_reading{false};
+  std::atomic<bool> writer_started{false};
+  int writer_sqlite_code = -1;
+  bool reader_progressed_while_writer_interrupted = false;
+  std::error_code writer_error;
+  std::size_t winner = 99;
+  std::int64_t reader_rows = -1;
+  int reader_sqlite_code = -1;
+  bool reader_done = false;
+  std::error_code reader_error;
+  std::int64_t next_writer_result = -1;
+};
+
+struct set_at_exit {
+  std::atomic<bool>& flag;
+  ~set_at_exit() { flag = true; }
+};
+
+// Keeps one statement stepping on the reader for the whole time the writer's operation is being
+// interrupted, so an interrupt that reached this connection (SQLite's or asyncdb's own) would stop it.
+std::int64_t long_read(SQLite::Database& c, isolation_state& st) {
+  SQLite::Statement q(c,
+                      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) "
+                      "SELECT i FROM n");
+  try {
+    std::int64_t rows = 0;
+    while (q.executeStep()) {
+      ++rows;
+      st.reader_progress = rows;
+      if (rows == 1) st.reader_active = true;
+      if (st.stop_reading) break;
+    }
+    st.reader_sqlite_code = SQLITE_OK;
+    st.reader_stopped = true;
+    return rows;
+  } catch (const SQLite::Exception& e) {
+    st.reader_sqlite_code = e.getErrorCode();
+    st.reader_stopped = true;
+    throw;
+  }
+}
+
+asio::awaitable<void> reader_task(asyncdb::database& db, isolation_state& st) {
+  auto fn = [&st](SQLite::Database& c) { return long_read(c, st); };
+  try {
+    st.reader_rows = co_await asyncdb::async_run(db, asyncdb::read_only, fn);
+  } catch (const std::system_error& e) {
+    st.reader_error = e.code();
+  } catch (...) {
+    st.reader_error = std::make_error_code(std::errc::state_not_recoverable);
+  }
+  st.reader_done = true;
+}
+
+asio::awaitable<void> interrupt_writer_only(asyncdb::database& db, isolation_state& st) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::co_spawn(ex, reader_task(db, st), asio::detached);
+  co_await until_set(st.reader_active);
+
+  auto endless = [&st](SQLite::Database& c) {
+    st.writer_started = true;
+    st.writer_sqlite_code = code_running(c, endless_count);
+    // Still inside the interrupted operation: let the reader step many more rows meanwhile.
+    const std::int64_t from = st.reader_progress;
+    const auto give_up = std::chrono::steady_clock::now() + 10s;
+    while (!st.reader_stopped && st.reader_progress < from + 50000 && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::yield();
+    }
+    st.reader_progressed_while_writer_interrupted = st.reader_progress >= from + 50000;
+    if (st.writer_sqlite_code != SQLITE_OK) throw SQLite::Exception("interrupted", st.writer_sqlite_code);
+    return std::int64_t{0};
+  };
+  const std::variant<std::int64_t, std::monostate> r =
+      co_await (recorded(asyncdb::async_run(db, endless), st.writer_error) || timer_after_start(st.writer_started));
+  st.winner = r.index();
+
+  st.stop_reading = true;  // only now: the reader kept stepping through the whole interruption
+  auto reader_done = [&st] { return st.reader_done; };
+  co_await poll_until(reader_done);
+  st.next_writer_result =
+      co_await asyncdb::async_run(db, [](SQLite::Database& c) { return c.execAndGet("SELECT 41 + 1").getInt64(); });
+}
+
+TEST_CASE("a running operation is interrupted on its own connection only", "[cancellation]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  isolation_state st;
+  asyncdb::database db{dir.file(), test::default_options(1)};
+  set_at_exit stop_reader{st.stop_reading};
+  test::run(ctx, interrupt_writer_only(db, st), 30s);
+
+  CHECK(st.winner == 1);
+  CHECK(st.writer_sqlite_code == SQLITE_INTERRUPT);
+  CHECK(st.writer_error == asio::error::operation_aborted);
+  CHECK(st.reader_progressed_while_writer_interrupted);
+  CHECK_FALSE(st.reader_error);
+  CHECK(st.reader_sqlite_code == SQLITE_OK);
+  CHECK(st.reader_rows > 1);
+  CHECK(st.next_writer_result == 42);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+struct late_interrupt_state {
+  int rounds = 0;
+  int first_aborted = 0;
+  int first_completed = 0;
+  int first_other = 0;
+  std::atomic<int> first_interrupted_while_running{0};
+  int next_failed = 0;
+  int next_completed = 0;
+  // One per round, never moved, alive until the test ends: handlers refer to them.
+  std::deque<completion> firsts;
+  std::deque<completion> nexts;
+  std::deque<std::int64_t> next_rows;
+  std::deque<asio::cancellation_signal> signals;
+};
+
+asio::awaitable<void> cancel_then_next(asyncdb::database& db, late_interrupt_state& st, int rounds) {
+  auto ex = co_await asio::this_coro::executor;
+  for (int i = 0; i < rounds; ++i) {
+    // The first operation's length and the moment of the cancellation vary, so the cancellation lands
+    // at every point of its life: queued, running, finished but not yet delivered. The next operation
+    // is long enough (well over 1000 VM steps) that a leftover interrupt would stop it.
+    // Handlers capture pointers into the deques, never the frame's reference variables.
+    completion* first = &st.firsts.emplace_back();
+    completion* next = &st.nexts.emplace_back();
+    std::int64_t* next_rows = &st.next_rows.emplace_back(0);
+    asio::cancellation_signal* signal = &st.signals.emplace_back();
+    const int first_rows = 2000 * (i % 5);
+    auto first_op = [&st, first_rows](SQLite::Database& c) {
+      const std::string sql = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+                              std::to_string(first_rows) + ") SELECT count(*) FROM n";
+      const int code = code_running(c, sql.c_str());
+      if (code == SQLITE_INTERRUPT) ++st.first_interrupted_while_running;
+      if (code != SQLITE_OK) throw SQLite::Exception("first", code);
+    };
+    auto long_op = [](SQLite::Database& c) {
+      return c
+          .execAndGet(
+              "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) "
+              "SELECT count(*) FROM n")
+          .getInt64();
+    };
+    asyncdb::async_run(
+        db, first_op,
+        asio::bind_cancellation_slot(signal->slot(), asio::bind_executor(ex, [first](std::exception_ptr e) {
+                                       first->error = code_of(e);
+                                       first->done = true;
+                                     })));
+    if (i % 3 != 0) {
+      asio::steady_timer pause{ex, std::chrono::microseconds(100 * (i % 7))};
+      co_await pause.async_wait(asio::use_awaitable);
+    }
+    if (!first->done) signal->emit(asio::cancellation_type::terminal);
+    asyncdb::async_run(db, long_op, asio::bind_executor(ex, [next, next_rows](std::exception_ptr e, std::int64_t rows) {
+                         next->error = code_of(e);
+                         *next_rows = rows;
+                         next->done = true;
+                       }));
+    auto both = [first, next] { return first->done && next->done; };
+    co_await poll_until(both);
+    ++st.rounds;
+    if (first->error == asio::error::operation_aborted) {
+      ++st.first_aborted;
+    } else if (!first->error) {
+      ++st.first_completed;
+    } else {
+      ++st.first_other;
+    }
+    ((next->error || *next_rows != 20000) ? st.next_failed : st.next_completed)++;
+  }
+}
+
+TEST_CASE("a late interrupt never reaches the next operation on the same connection", "[cancellation]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  asyncdb::database db{dir.file(), test::default_options()};
+  late_interrupt_state st;
+  constexpr int rounds = 60;
+  test::run(ctx, cancel_then_next(db, st, rounds), 60s);
+
+  CHECK(st.rounds == rounds);
+  CHECK(st.first_other == 0);
+  CHECK(st.first_aborted + st.first_completed == rounds);
+  CHECK(st.next_failed == 0);
+  CHECK(st.next_completed == rounds);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+struct between_state {
+  gate g;
+  std::atomic<bool> between{false};
+  int second_statement_code = -1;
+  bool third_statement_ran = false;
+  completion op;
+  asio::cancellation_signal signal;
+  std::int64_t next_result = -1;
+};
+
+asio::awaitable<void> cancel_between_statements(asyncdb::database& db, between_state& st) {
+  auto ex = co_await asio::this_coro::executor;
+  auto dao = [&st](SQLite::Database& c) {
+    c.exec("INSERT INTO users(name, email) VALUES('first', 'f@x')");
+    st.between = true;
+    st.g.wait();  // the test emits the cancellation, then opens the gate
+    st.second_statement_code = code_running(
+        c, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000) SELECT count(*) FROM n");
+    if (st.second_statement_code != SQLITE_OK) throw SQLite::Exception("stopped", st.second_statement_code);
+    c.exec("INSERT INTO users(name, email) VALUES('third', 't@x')");
+    st.third_statement_ran = true;
+  };
+  asyncdb::async_run(
+      db, dao, asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, [&st](std::exception_ptr e) {
+                                              st.op.error = code_of(e);
+                                              st.op.done = true;
+                                            })));
+  co_await until_set(st.between);
+  st.signal.emit(asio::cancellation_type::terminal);
+  st.g.open();
+  auto done = [&st] { return st.op.done; };
+  co_await poll_until(done);
+  st.next_result = co_await asyncdb::async_run(db, [](SQLite::Database& c) {
+    return c
+        .execAndGet(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50000) "
+            "SELECT count(*) FROM n")
+        .getInt64();
+  });
+}
+
+TEST_CASE("an operation cancelled between two statements stops at the next one, and the next operation runs",
+          "[cancellation]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  between_state st;
+  asyncdb::database db{dir.file(), test::default_options()};
+  open_at_exit guard{st.g};
+  test::run(ctx, cancel_between_statements(db, st), 30s);
+
+  CHECK(st.second_statement_code == SQLITE_INTERRUPT);
+  CHECK_FALSE(st.third_statement_ran);
+  CHECK(st.op.error == asio::error::operation_aborted);
+  CHECK(st.next_result == 50000);
+  CHECK(rows_named(dir.file(), "third") == 0);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+struct busy_state {
+  completion op;
+  asio::cancellation_signal signal;
+  std::atomic<bool> entered{false};
+};
+
+asio::awaitable<void> cancel_busy_wait(asyncdb::database& db, busy_state& st) {
+  auto ex = co_await asio::this_coro::executor;
+  auto insert = [&st](SQLite::Database& c) {
+    st.entered = true;
+    c.exec("INSERT INTO users(name, email) VALUES('blocked', 'b@x')");  // waits in the busy handler
+  };
+  asyncdb::async_run(
+      db, insert, asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, [&st](std::exception_ptr e) {
+                                                 st.op.error = code_of(e);
+                                                 st.op.done = true;
+                                               })));
+  auto running = [&] { return db.stats().running == 1 && st.entered; };
+  co_await poll_until(running);
+  st.signal.emit(asio::cancellation_type::terminal);
+  auto done = [&st] { return st.op.done; };
+  co_await poll_until(done);  // 10 s at most: far below the 30 s busy timeout
+}
+
+TEST_CASE("a wait in SQLite's busy handler stops when the operation is cancelled", "[cancellation]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  asyncdb::options opts = test::default_options();
+  opts.busy_timeout = 30s;
+  asyncdb::database db{dir.file(), opts};
+  SQLite::Database locker(dir.file(), SQLite::OPEN_READWRITE);
+  locker.exec("BEGIN IMMEDIATE");  // another process's writer, as far as asyncdb can tell
+  busy_state st;
+  test::run(ctx, cancel_busy_wait(db, st), 30s);
+  locker.exec("ROLLBACK");
+
+  CHECK(st.op.done);
+  CHECK(st.op.error == asio::error::operation_aborted);
+  CHECK(rows_named(dir.file(), "blocked") == 0);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+std::atomic<bool>* spinner_started = nullptr;  // set by the test that uses spinner_dao
+
+// A DAO holding a prepared statement as a member, left stepping when its call is interrupted.
+class spinner_dao {
+ public:
+  explicit spinner_dao(SQLite::Database& db) : db_(db), rows_(db, "SELECT id FROM users ORDER BY id") {}
+  std::int64_t spin_in_transaction() {
+    db_.exec("BEGIN");
+    db_.exec("INSERT INTO users(name, email) VALUES('spun', 's@x')");
+    rows_.reset();
+    rows_.executeStep();  // a statement still stepping, owned by the DAO
+    spinner_started->store(true);
+    return db_.execAndGet(endless_count).getInt64();
+  }
+
+ private:
+  SQLite::Database& db_;
+  SQLite::Statement rows_;
+};
+
+struct clean_state {
+  std::atomic<bool> started{false};
+  std::size_t winner = 99;
+  std::error_code error;
+  int autocommit = -1;
+  int busy_statements = -1;
+  int spun_rows = -1;
+};
+
+struct connection_state {
+  int autocommit;
+  int busy_statements;
+  int spun_rows;
+};
+
+connection_state inspect(SQLite::Database& c) {
+  sqlite3* h = c.getHandle();
+  int busy = 0;
+  for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s != nullptr; s = sqlite3_next_stmt(h, s)) {
+    if (sqlite3_stmt_busy(s) != 0) ++busy;
+  }
+  const int autocommit = sqlite3_get_autocommit(h);  // before our own statement below
+  const int spun = c.execAndGet("SELECT count(*) FROM users WHERE name = 'spun'").getInt();
+  return {autocommit, busy, spun};
+}
+
+asio::awaitable<void> cancel_then_inspect(asyncdb::database& db, clean_state& st) {
+  const std::variant<std::int64_t, std::monostate> r =
+      co_await (recorded(asyncdb::async_db_operation<&spinner_dao::spin_in_transaction>{}(db), st.error) ||
+                timer_after_start(st.started));
+  st.winner = r.index();
+  const connection_state c = co_await asyncdb::async_run(db, inspect);
+  st.autocommit = c.autocommit;
+  st.busy_statements = c.busy_statements;
+  st.spun_rows = c.spun_rows;
+}
+
+TEST_CASE("after a cancellation the connection has no open transaction and no stepping statement", "[cancellation]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  asyncdb::database db{dir.file(), test::default_options()};
+  clean_state st;
+  spinner_started = &st.started;
+  test::run(ctx, cancel_then_inspect(db, st), 30s);
+  spinner_started = nullptr;
+
+  CHECK(st.winner == 1);
+  CHECK(st.error == asio::error::operation_aborted);
+  CHECK(st.autocommit == 1);
+  CHECK(st.busy_statements == 0);
+  CHECK(st.spun_rows == 0);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+struct session_abort_state {
+  std::atomic<bool> started{false};
+  std::size_t winner = 99;
+  std::error_code cancelled_error;
+  int lock_after_cancel = -1;
+  std::error_code add_after;
+  std::error_code commit_after;
+  std::error_code begin_after;
+  std::int64_t t2_id = 0;
+};
+
+template <class T>
+asio::awaitable<std::error_code> error_of(asio::awaitable<T> aw) {
+  try {
+    co_await std::move(aw);
+  } catch (const std::system_error& e) {
+    co_return e.code();
+  }
+  co_return std::error_code{};
+}
+
+asio::awaitable<void> interrupt_session_transaction(asyncdb::database& db, const std::filesystem::path& file,
+                                                    session_abort_state& st) {
+  asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
+  co_await s.begin();
+  UserCreate t1{"t1", "t1@x"};
+  co_await s.call<&UserOper::add>(t1);
+  auto endless = [&st](SQLite::Database& c) {
+    st.started = true;
+    return c.execAndGet(endless_count).getInt64();
+  };
+  const std::variant<std::int64_t, std::monostate> r =
+      co_await (recorded(s.run(endless), st.cancelled_error) || timer_after_start(st.started));
+  st.winner = r.index();
+  // A plain connection can take the write lock only if the session's BEGIN IMMEDIATE was rolled back.
+  SQLite::Database other(file, SQLite::OPEN_READWRITE);
+  try {
+    other.exec("BEGIN IMMEDIATE");
+    other.exec("ROLLBACK");
+    st.lock_after_cancel = SQLITE_OK;
+  } catch (const SQLite::Exception& e) {
+    st.lock_after_cancel = e.getErrorCode();
+  }
+
+  UserCreate u2{"u2", "u2@x"};
+  st.add_after = co_await error_of(s.call<&UserOper::add>(u2));
+  st.commit_after = co_await error_of(s.commit());
+  st.begin_after = co_await error_of(s.begin());
+  co_await s.rollback();
+  co_await s.begin();
+  UserCreate t2{"t2", "t2@x"};
+  st.t2_id = co_await s.call<&UserOper::add>(t2);
+  co_await s.commit();
+}
+
+TEST_CASE("a session operation interrupted inside a transaction rolls it back and the session says so",
+          "[cancellation][session]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  asyncdb::database db{dir.file(), test::default_options()};
+  session_abort_state st;
+  test::run(ctx, interrupt_session_transaction(db, dir.file(), st), 30s);
+
+  CHECK(st.winner == 1);
+  CHECK(st.cancelled_error == asio::error::operation_aborted);
+  CHECK(st.lock_after_cancel == SQLITE_OK);
+  CHECK(st.add_after == asyncdb::errc::transaction_aborted);
+  CHECK(st.commit_after == asyncdb::errc::transaction_aborted);
+  CHECK(st.begin_after == asyncdb::errc::transaction_aborted);
+  CHECK(st.t2_id > 0);
+  CHECK(rows_named(dir.file(), "t1") == 0);
+  CHECK(rows_named(dir.file(), "u2") == 0);
+  CHECK(rows_named(dir.file(), "t2") == 1);
+}
+
+}  // namespace

@@ -1,0 +1,313 @@
+// asyncdb::database: the connections it opens (one writer, `readers` read-only ones, WAL, busy
+// handling, on_open order), the paths it refuses, and that no connection is ever shared by two threads.
+#include "support.hpp"
+
+#include <asio/bind_executor.hpp>
+#include <asio/io_context.hpp>
+
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// One on_open call, as seen from inside it.
+struct opened_connection {
+  int read_only;  // sqlite3_db_readonly(handle, "main")
+  std::thread::id thread;
+  sqlite3* handle;
+};
+
+// Spins until `pred` holds or `timeout` passes; no sleeping, just yielding the core.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout = 30s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+std::int64_t count_rows(const std::filesystem::path& file, const std::string& where = "1") {
+  SQLite::Database plain(file, SQLITE_OPEN_READONLY);
+  return plain.execAndGet("SELECT count(*) FROM users WHERE " + where).getInt64();
+}
+
+void check_rejected(const std::filesystem::path& path) {
+  try {
+    asyncdb::database db{path, test::default_options(1)};
+    FAIL("opened " << path);
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == asyncdb::errc::memory_database);
+    CHECK(e.code().category() == asyncdb::error_category());
+  }
+}
+
+// Marks a connection busy for the duration of one operation; counts overlaps and which threads
+// touched each connection. Everything here runs on database threads; the test reads it afterwards.
+class connection_usage {
+ public:
+  void enter(sqlite3* handle) {
+    slot& s = get(handle);
+    if (s.in_use.exchange(true)) ++overlaps;
+    std::lock_guard lock(mutex_);
+    s.threads.insert(std::this_thread::get_id());
+  }
+  void leave(sqlite3* handle) { get(handle).in_use.store(false); }
+
+  std::map<sqlite3*, std::set<std::thread::id>> threads_by_connection() {
+    std::lock_guard lock(mutex_);
+    std::map<sqlite3*, std::set<std::thread::id>> out;
+    for (auto& [h, s] : slots_) out[h] = s.threads;
+    return out;
+  }
+
+  std::atomic<int> overlaps{0};
+
+ private:
+  struct slot {
+    std::atomic<bool> in_use{false};
+    std::set<std::thread::id> threads;  // guarded by mutex_
+  };
+  slot& get(sqlite3* h) {
+    std::lock_guard lock(mutex_);
+    return slots_[h];  // std::map nodes never move
+  }
+  std::mutex mutex_;
+  std::map<sqlite3*, slot> slots_;
+};
+
+asio::awaitable<void> use_connections(asyncdb::database& db, connection_usage& usage, int worker, int n) {
+  for (int i = 0; i < n; ++i) {
+    auto write = [&usage, worker, i](SQLite::Database& c) {
+      usage.enter(c.getHandle());
+      SQLite::Statement insert(c, "INSERT INTO users(name, email) VALUES(?, 'u@x')");
+      insert.bind(1, "w" + std::to_string(worker) + "-" + std::to_string(i));
+      insert.exec();
+      usage.leave(c.getHandle());
+    };
+    auto read = [&usage](SQLite::Database& c) {
+      usage.enter(c.getHandle());
+      const auto rows = c.execAndGet("SELECT count(*) FROM users").getInt64();
+      usage.leave(c.getHandle());
+      return rows;
+    };
+    if (i % 3 == 0) {
+      co_await asyncdb::async_run(db, write);
+    } else {
+      co_await asyncdb::async_run(db, asyncdb::read_only, read);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("on_open runs once per connection on that connection's thread, the writer first", "[database][on_open]") {
+  test::temp_dir dir;
+  std::mutex mutex;
+  std::vector<opened_connection> opened;
+  asyncdb::options opts = test::default_options(3);
+  auto schema = opts.on_open;
+  opts.on_open = [&, schema](SQLite::Database& c) {
+    {
+      std::lock_guard lock(mutex);
+      opened.push_back({sqlite3_db_readonly(c.getHandle(), "main"), std::this_thread::get_id(), c.getHandle()});
+    }
+    schema(c);
+  };
+  asyncdb::database db{dir.file(), opts};
+
+  std::vector<opened_connection> seen;
+  {
+    std::lock_guard lock(mutex);
+    seen = opened;
+  }
+  REQUIRE(seen.size() == 4);
+  CHECK(seen[0].read_only == 0);
+  for (std::size_t i = 1; i < seen.size(); ++i) CHECK(seen[i].read_only == 1);
+  std::set<std::thread::id> threads;
+  std::set<sqlite3*> handles;
+  for (const auto& o : seen) {
+    threads.insert(o.thread);
+    handles.insert(o.handle);
+  }
+  CHECK(threads.size() == 4);
+  CHECK(handles.size() == 4);
+  CHECK(threads.count(std::this_thread::get_id()) == 0);
+
+  // The writer's on_open ran on the thread that serves writes, and no reader's did.
+  asio::io_context ctx;
+  auto where = [](asyncdb::database& d) -> asio::awaitable<std::thread::id> {
+    auto insert = [](SQLite::Database& c) {
+      c.exec("INSERT INTO users(name, email) VALUES('w', 'w@x')");
+      return std::this_thread::get_id();
+    };
+    co_return co_await asyncdb::async_run(d, insert);
+  };
+  CHECK(test::run(ctx, where(db)) == seen[0].thread);
+}
+
+TEST_CASE("the writer switches the file to WAL, which every connection then uses", "[database][wal]") {
+  test::temp_dir dir;
+  asyncdb::database db{dir.file(), test::default_options(1)};
+  {
+    SQLite::Database plain(dir.file(), SQLITE_OPEN_READONLY);
+    CHECK(plain.execAndGet("PRAGMA journal_mode").getString() == "wal");
+  }
+  asio::io_context ctx;
+  auto modes = [](asyncdb::database& d) -> asio::awaitable<std::pair<std::string, std::string>> {
+    auto mode = [](SQLite::Database& c) { return c.execAndGet("PRAGMA journal_mode").getString(); };
+    std::string writer = co_await asyncdb::async_run(d, mode);
+    std::string reader = co_await asyncdb::async_run(d, asyncdb::read_only, mode);
+    co_return std::make_pair(writer, reader);
+  };
+  const auto [writer, reader] = test::run(ctx, modes(db));
+  CHECK(writer == "wal");
+  CHECK(reader == "wal");
+}
+
+TEST_CASE("a write waits for a lock another connection holds, then succeeds", "[database][busy]") {
+  test::temp_dir dir;
+  asyncdb::database db{dir.file(), test::default_options(1)};
+
+  SQLite::Database other(dir.file(), SQLITE_OPEN_READWRITE);
+  other.exec("BEGIN IMMEDIATE");  // another process's writer holds the write lock
+  other.exec("INSERT INTO users(name, email) VALUES('other', 'o@x')");
+
+  std::atomic<bool> about_to_write{false};
+  auto write = [&about_to_write](SQLite::Database& c) {
+    about_to_write = true;
+    c.exec("INSERT INTO users(name, email) VALUES('mine', 'm@x')");  // meets the lock: must wait, not fail
+    return c.getChanges();
+  };
+  // The completion runs on `loop`, joined before anything reads it (an exception object shared with a
+  // thread still running would need libstdc++'s uninstrumented refcount to order, which TSan cannot see).
+  asio::io_context ctx;
+  std::exception_ptr error;
+  int changes = -1;
+  std::atomic<bool> completed{false};
+  asyncdb::async_run(db, write, asio::bind_executor(ctx, [&](std::exception_ptr ep, int n) {
+                       error = ep;
+                       changes = n;
+                       completed = true;
+                     }));
+  std::thread loop([&] { ctx.run_for(60s); });
+
+  // Release only once the write is running; without a busy handler it would fail with SQLITE_BUSY.
+  const bool running = eventually([&] { return db.stats().running == 1 && about_to_write; });
+  const bool completed_under_lock = completed;  // cannot succeed while the lock is held
+  other.exec("COMMIT");
+  loop.join();
+
+  CHECK(running);
+  CHECK_FALSE(completed_under_lock);
+  REQUIRE(completed);
+  if (error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      FAIL("the write failed instead of waiting: " << e.what());
+    }
+  }
+  CHECK(changes == 1);
+  CHECK(count_rows(dir.file()) == 2);
+}
+
+TEST_CASE("a write fails with SQLITE_BUSY once busy_timeout passes while another connection keeps the lock",
+          "[database][busy]") {
+  test::temp_dir dir;
+  asyncdb::options opts = test::default_options(1);
+  opts.busy_timeout = 50ms;
+  asyncdb::database db{dir.file(), opts};
+
+  SQLite::Database other(dir.file(), SQLITE_OPEN_READWRITE);
+  other.exec("BEGIN IMMEDIATE");  // held until the write has given up
+
+  auto write = [](SQLite::Database& c) { c.exec("INSERT INTO users(name, email) VALUES('mine', 'm@x')"); };
+  asio::io_context ctx;
+  std::exception_ptr error;
+  bool completed = false;
+  asyncdb::async_run(db, write, asio::bind_executor(ctx, [&](std::exception_ptr ep) {
+                       error = ep;
+                       completed = true;
+                     }));
+  ctx.run_for(60s);
+  other.exec("ROLLBACK");
+
+  REQUIRE(completed);
+  REQUIRE(error);
+  try {
+    std::rethrow_exception(error);
+  } catch (const SQLite::Exception& e) {
+    CHECK(e.getErrorCode() == SQLITE_BUSY);
+  }
+  CHECK(count_rows(dir.file()) == 0);
+}
+
+TEST_CASE("in-memory paths are rejected with errc::memory_database", "[database][errors]") {
+  check_rejected(":memory:");
+  check_rejected("");
+  check_rejected("file::memory:");
+  check_rejected("file:shared?mode=memory&cache=shared");
+}
+
+TEST_CASE("a path in a missing folder throws SQLite::Exception naming the path", "[database][errors]") {
+  test::temp_dir dir;
+  const std::filesystem::path bad = dir.file("no-such-folder/app.db");
+  try {
+    asyncdb::database db{bad, test::default_options(1)};
+    FAIL("opened a file in a missing folder");
+  } catch (const SQLite::Exception& e) {
+    CHECK_THAT(e.what(), Catch::Matchers::Contains(bad.string()));
+    CHECK(e.getErrorCode() == SQLITE_CANTOPEN);
+  }
+  CHECK_FALSE(std::filesystem::exists(bad.parent_path()));
+}
+
+TEST_CASE("an on_open that throws makes the constructor throw it", "[database][on_open][errors]") {
+  test::temp_dir dir;
+  asyncdb::options opts = test::default_options(2);
+  auto schema = opts.on_open;
+  std::atomic<int> calls{0};
+  opts.on_open = [&calls, schema](SQLite::Database& c) {
+    if (++calls == 2) throw std::runtime_error("reader setup failed");  // the first reader
+    schema(c);
+  };
+  CHECK_THROWS_MATCHES(asyncdb::database(dir.file(), opts), std::runtime_error,
+                       Catch::Matchers::Message("reader setup failed"));
+  CHECK(calls == 2);  // the second reader was never opened
+}
+
+TEST_CASE("no connection is ever used by two threads at once", "[database][threads]") {
+  test::temp_dir dir;
+  asyncdb::database db{dir.file(), test::default_options(3)};
+  asio::io_context ctx;
+  connection_usage usage;
+  std::atomic<int> ok{0};
+  std::atomic<int> failed{0};
+  constexpr int workers = 12;
+  constexpr int ops = 30;
+  for (int w = 0; w < workers; ++w) {
+    asio::co_spawn(ctx, use_connections(db, usage, w, ops), [&](std::exception_ptr ep) { ++(ep ? failed : ok); });
+  }
+  std::vector<std::thread> loop;
+  for (int t = 0; t < 3; ++t) loop.emplace_back([&] { ctx.run_for(60s); });
+  for (auto& t : loop) t.join();
+
+  REQUIRE(ok == workers);
+  CHECK(failed == 0);
+  CHECK(usage.overlaps == 0);
+  const auto by_connection = usage.threads_by_connection();
+  CHECK(by_connection.size() >= 2);  // the writer and at least one reader (how many readers served is up to timing)
+  CHECK(by_connection.size() <= 4);
+  for (const auto& [handle, threads] : by_connection) CHECK(threads.size() == 1);  // one owner thread each
+  CHECK(count_rows(dir.file()) == workers * ((ops + 2) / 3));
+}

@@ -1,0 +1,531 @@
+// Shutdown (database::close() and ~database): intake stops, what is queued runs (drained, not failed),
+// open sessions are rolled back, later operations fail at once with errc::closed, close() is
+// idempotent and refused from inside an operation, and the caller's io_context may die first or last.
+#include <asio/bind_executor.hpp>
+#include <asio/detached.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+
+#include "support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using test::UserCreate;
+using test::UserOper;
+
+class AsyncUsers : public asyncdb::to_async_db_oper<AsyncUsers, UserOper> {
+ public:
+  using to_async_db_oper::to_async_db_oper;
+};
+
+template <class Pred>
+asio::awaitable<void> poll_until(Pred& done, std::chrono::seconds deadline = 10s) {
+  asio::steady_timer timer{co_await asio::this_coro::executor};
+  const auto give_up = std::chrono::steady_clock::now() + deadline;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("poll_until: deadline passed");
+    timer.expires_after(1ms);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+}
+
+asio::awaitable<void> until_set(const std::atomic<bool>& flag) {
+  auto is_set = [&flag] { return flag.load(); };
+  co_await poll_until(is_set);
+}
+
+// Runs `ctx` on this thread, one handler at a time, until `done()`; fails the test past the deadline.
+template <class Pred>
+void run_until(asio::io_context& ctx, Pred done, std::chrono::seconds deadline = 10s) {
+  const auto give_up = std::chrono::steady_clock::now() + deadline;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) FAIL("run_until: deadline passed");
+    ctx.run_one_for(1ms);
+  }
+}
+
+class gate {
+ public:
+  void open() {
+    {
+      std::lock_guard lock(mutex_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock lock(mutex_);
+    cv_.wait_for(lock, 30s, [&] { return open_; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+struct open_at_exit {
+  gate& g;
+  ~open_at_exit() { g.open(); }
+};
+
+std::error_code code_of(const std::exception_ptr& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::system_error& s) {
+    return s.code();
+  } catch (...) {
+    return std::make_error_code(std::errc::state_not_recoverable);  // "some other exception"
+  }
+}
+
+template <class T>
+asio::awaitable<std::error_code> error_of(asio::awaitable<T> aw) {
+  try {
+    co_await std::move(aw);
+  } catch (const std::system_error& e) {
+    co_return e.code();
+  }
+  co_return std::error_code{};
+}
+
+struct completion {
+  bool done = false;
+  std::error_code error;
+};
+
+int rows_named(const std::filesystem::path& file, const std::string& name) {
+  SQLite::Database c(file, SQLite::OPEN_READWRITE);
+  SQLite::Statement q(c, "SELECT count(*) FROM users WHERE name = ?");
+  q.bind(1, name);
+  q.executeStep();
+  return q.getColumn(0).getInt();
+}
+
+// Counts the coroutine frames alive: one lives in each frame that should be destroyed.
+struct frame_count {
+  std::atomic<int> alive{0};
+};
+class in_frame {
+ public:
+  explicit in_frame(frame_count& c) : c_(c) { ++c_.alive; }
+  in_frame(const in_frame&) = delete;
+  in_frame& operator=(const in_frame&) = delete;
+  ~in_frame() { --c_.alive; }
+
+ private:
+  frame_count& c_;
+};
+
+// ------------------------------------------------------------------------------------------------
+
+struct drain_state {
+  gate g;
+  std::atomic<bool> entered{false};
+  std::atomic<bool> close_returned{false};
+  std::atomic<int> probes_ran{0};
+  completion blocker;
+  completion queued[3];
+  std::deque<completion> probes;
+  bool queued_done_before_release = true;
+  bool close_returned_before_release = true;
+  std::error_code after_close_run;
+  std::error_code after_close_read;
+  std::error_code after_close_session;
+  std::error_code after_close_read_session;
+  std::error_code after_close_call;
+};
+
+void insert_named(asyncdb::database& db, const asio::any_io_executor& ex, std::string name, completion& out) {
+  auto insert = [name](SQLite::Database& c) {
+    SQLite::Statement q(c, "INSERT INTO users(name, email) VALUES(?, 'd@x')");
+    q.bind(1, name);
+    q.exec();
+  };
+  asyncdb::async_run(db, insert, asio::bind_executor(ex, [&out](std::exception_ptr e) {
+                       out.error = code_of(e);
+                       out.done = true;
+                     }));
+}
+
+asio::awaitable<void> close_with_work_queued(asyncdb::database& db, drain_state& st, std::jthread& closer) {
+  auto ex = co_await asio::this_coro::executor;
+  AsyncUsers users{db};
+  auto block = [&st](SQLite::Database&) {
+    st.entered = true;
+    st.g.wait();
+  };
+  asyncdb::async_run(db, block, asio::bind_executor(ex, [&st](std::exception_ptr e) {
+                       st.blocker.error = code_of(e);
+                       st.blocker.done = true;
+                     }));
+  co_await until_set(st.entered);
+  for (int i = 0; i < 3; ++i) insert_named(db, ex, "queued" + std::to_string(i), st.queued[i]);
+
+  closer = std::jthread([&db, &st] {
+    db.close();
+    st.close_returned = true;
+  });
+  // Probe until a new operation is refused: from then on intake is closed, with the three still queued.
+  auto probe = [&st](SQLite::Database&) { ++st.probes_ran; };
+  auto refused = [&st] {
+    for (const completion& p : st.probes) {
+      if (p.done && p.error == asyncdb::errc::closed) return true;
+    }
+    return false;
+  };
+  asio::steady_timer timer{ex};
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (!refused()) {
+    if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("close() never stopped intake");
+    completion& p = st.probes.emplace_back();
+    asyncdb::async_run(db, probe, asio::bind_executor(ex, [&p](std::exception_ptr e) {
+                         p.error = code_of(e);
+                         p.done = true;
+                       }));
+    timer.expires_after(1ms);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  st.queued_done_before_release = st.queued[0].done || st.queued[1].done || st.queued[2].done;
+  st.close_returned_before_release = st.close_returned;
+
+  st.g.open();
+  auto all_done = [&st] {
+    for (const completion& p : st.probes) {
+      if (!p.done) return false;
+    }
+    return st.blocker.done && st.queued[0].done && st.queued[1].done && st.queued[2].done;
+  };
+  co_await poll_until(all_done);
+  co_await until_set(st.close_returned);
+
+  st.after_close_run = co_await error_of(asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); }));
+  st.after_close_read = co_await error_of(users.call<&UserOper::count>());
+  st.after_close_session = co_await error_of(asyncdb::async_db_session(db));
+  st.after_close_read_session = co_await error_of(asyncdb::async_db_session(db, asyncdb::read_only));
+  UserCreate u{"late", "l@x"};
+  st.after_close_call = co_await error_of(users.call<&UserOper::add>(u));
+  db.close();  // idempotent
+}
+
+TEST_CASE("close() runs every queued operation, then refuses new ones at once with errc::closed", "[shutdown]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  drain_state st;
+  asyncdb::database db{dir.file(), test::default_options()};
+  std::jthread closer;  // joined before the database is destroyed, after the guard opened the gate
+  open_at_exit guard{st.g};
+  test::run(ctx, close_with_work_queued(db, st, closer), 30s);
+  closer.join();
+
+  CHECK_FALSE(st.queued_done_before_release);
+  CHECK_FALSE(st.close_returned_before_release);  // close() waits for what it drains
+  CHECK_FALSE(st.blocker.error);
+  int accepted_probes = 0;
+  for (const completion& p : st.probes) {
+    if (!p.error) ++accepted_probes;
+    CHECK((!p.error || p.error == asyncdb::errc::closed));
+  }
+  CHECK(st.probes_ran == accepted_probes);
+  for (int i = 0; i < 3; ++i) {
+    CHECK_FALSE(st.queued[i].error);
+    CHECK(rows_named(dir.file(), "queued" + std::to_string(i)) == 1);
+  }
+  CHECK(st.after_close_run == asyncdb::errc::closed);
+  CHECK(st.after_close_read == asyncdb::errc::closed);
+  CHECK(st.after_close_session == asyncdb::errc::closed);
+  CHECK(st.after_close_read_session == asyncdb::errc::closed);
+  CHECK(st.after_close_call == asyncdb::errc::closed);
+  CHECK(rows_named(dir.file(), "late") == 0);
+  db.close();                       // and again, from the test thread
+  CHECK(db.stats().rejected >= 6);  // the five above and at least one probe
+}
+
+// ------------------------------------------------------------------------------------------------
+
+struct session_close_state {
+  std::atomic<bool> holder_ready{false};
+  bool waiter_started = false;
+  bool holder_done = false;
+  bool waiter_done = false;
+  std::error_code waiter_error;
+  std::error_code holder_next_use;
+  int rows_after_close = -1;
+};
+
+asio::awaitable<void> wait_for_session(asyncdb::database& db, session_close_state& st) {
+  st.waiter_started = true;
+  st.waiter_error = co_await error_of(asyncdb::async_db_session(db));
+  st.waiter_done = true;
+}
+
+asio::awaitable<void> close_under_open_session(asyncdb::database& db, const std::filesystem::path& file,
+                                               session_close_state& st) {
+  asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
+  co_await s.begin();
+  UserCreate u{"uncommitted", "u@x"};
+  co_await s.call<&UserOper::add>(u);
+  asio::co_spawn(co_await asio::this_coro::executor, wait_for_session(db, st), asio::detached);
+  auto waiting = [&] { return st.waiter_started && db.stats().queued == 1; };
+  co_await poll_until(waiting);
+
+  db.close();  // on the event loop's thread: nothing it waits for needs this thread
+  st.rows_after_close = rows_named(file, "uncommitted");
+  UserCreate next{"after", "a@x"};
+  st.holder_next_use = co_await error_of(s.call<&UserOper::add>(next));
+  auto waiter_done = [&st] { return st.waiter_done; };
+  co_await poll_until(waiter_done);
+  st.holder_done = true;
+}
+
+TEST_CASE("close() rolls back open sessions and fails sessions still waiting to open", "[shutdown][session]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  asyncdb::database db{dir.file(), test::default_options()};
+  session_close_state st;
+  test::run(ctx, close_under_open_session(db, dir.file(), st), 30s);
+
+  CHECK(st.rows_after_close == 0);
+  CHECK(st.holder_next_use == asyncdb::errc::closed);
+  CHECK(st.waiter_error == asyncdb::errc::closed);
+  CHECK(rows_named(dir.file(), "uncommitted") == 0);
+  CHECK(rows_named(dir.file(), "after") == 0);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+struct inside_close_state {
+  bool writer_logic_error = false;
+  bool reader_logic_error = false;
+  bool session_logic_error = false;
+  std::int64_t id_after = 0;
+};
+
+asio::awaitable<void> close_from_inside(asyncdb::database& db, inside_close_state& st) {
+  auto close_it = [&db](SQLite::Database&) { db.close(); };
+  try {
+    co_await asyncdb::async_run(db, close_it);
+  } catch (const std::logic_error&) {
+    st.writer_logic_error = true;
+  }
+  try {
+    co_await asyncdb::async_run(db, asyncdb::read_only, close_it);
+  } catch (const std::logic_error&) {
+    st.reader_logic_error = true;
+  }
+  {
+    asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
+    try {
+      co_await s.run(close_it);
+    } catch (const std::logic_error&) {
+      st.session_logic_error = true;
+    }
+  }
+  AsyncUsers users{db};
+  UserCreate u{"still-open", "s@x"};
+  st.id_after = co_await users.call<&UserOper::add>(u);
+}
+
+TEST_CASE("close() called from inside an operation throws std::logic_error and closes nothing", "[shutdown]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  asyncdb::database db{dir.file(), test::default_options()};
+  inside_close_state st;
+  test::run(ctx, close_from_inside(db, st), 30s);
+
+  CHECK(st.writer_logic_error);
+  CHECK(st.reader_logic_error);
+  CHECK(st.session_logic_error);
+  CHECK(st.id_after > 0);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+struct in_flight_state {
+  gate writer_gate;
+  gate reader_gate;
+  std::atomic<bool> writer_entered{false};
+  std::atomic<bool> writer_left{false};
+  std::atomic<bool> reader_entered{false};
+  frame_count frames;
+  int resumed_ok = 0;
+  int resumed_closed = 0;
+  int resumed_other = 0;
+};
+
+void tally(in_flight_state& st, const std::error_code& ec) {
+  if (!ec) {
+    ++st.resumed_ok;
+  } else if (ec == asyncdb::errc::closed) {
+    ++st.resumed_closed;
+  } else {
+    ++st.resumed_other;
+  }
+}
+
+asio::awaitable<void> await_blocked_write(asyncdb::database& db, in_flight_state& st) {
+  in_frame counted{st.frames};
+  auto block = [&st](SQLite::Database& c) {
+    st.writer_entered = true;
+    st.writer_gate.wait();
+    c.exec("INSERT INTO users(name, email) VALUES('blocker', 'b@x')");
+    st.writer_left = true;
+  };
+  tally(st, co_await error_of(asyncdb::async_run(db, block)));
+}
+
+asio::awaitable<void> await_blocked_read(asyncdb::database& db, in_flight_state& st) {
+  in_frame counted{st.frames};
+  auto block = [&st](SQLite::Database& c) {
+    st.reader_entered = true;
+    st.reader_gate.wait();
+    return c.execAndGet("SELECT count(*) FROM users").getInt64();
+  };
+  tally(st, co_await error_of(asyncdb::async_run(db, asyncdb::read_only, block)));
+}
+
+asio::awaitable<void> await_queued_add(asyncdb::database& db, int i, in_flight_state& st) {
+  in_frame counted{st.frames};
+  AsyncUsers users{db};
+  UserCreate u{"queued" + std::to_string(i), "q@x"};
+  tally(st, co_await error_of(users.call<&UserOper::add>(u)));
+}
+
+asio::awaitable<void> await_queued_session(asyncdb::database& db, in_flight_state& st) {
+  in_frame counted{st.frames};
+  std::error_code ec;
+  try {
+    // Either refused at open, or granted just before close and then ended by it.
+    asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
+    co_await s.begin();
+    UserCreate u{"from-session", "s@x"};
+    co_await s.call<&UserOper::add>(u);
+    co_await s.commit();
+  } catch (const std::system_error& e) {
+    ec = e.code();
+  }
+  tally(st, ec);
+}
+
+constexpr int queued_adds = 3;
+
+void spawn_in_flight(asio::io_context& ctx, asyncdb::database& db, in_flight_state& st) {
+  asio::co_spawn(ctx, await_blocked_write(db, st), asio::detached);
+  asio::co_spawn(ctx, await_blocked_read(db, st), asio::detached);
+  for (int i = 0; i < queued_adds; ++i) asio::co_spawn(ctx, await_queued_add(db, i, st), asio::detached);
+  asio::co_spawn(ctx, await_queued_session(db, st), asio::detached);
+}
+
+TEST_CASE("destroying the io_context first, with operations queued and running, is safe", "[shutdown][io_context]") {
+  test::temp_dir dir;
+  in_flight_state st;
+  std::optional<asyncdb::database> db;
+  db.emplace(dir.file(), test::default_options());
+  open_at_exit writer_guard{st.writer_gate};
+  open_at_exit reader_guard{st.reader_gate};
+  auto ctx = std::make_unique<asio::io_context>();
+  spawn_in_flight(*ctx, *db, st);
+  run_until(*ctx, [&] { return st.writer_entered && st.reader_entered && db->stats().queued == queued_adds + 1; });
+  REQUIRE(st.frames.alive == queued_adds + 3);
+
+  st.reader_gate.open();  // its completion now races the io_context's destruction
+  ctx.reset();
+  CHECK(st.frames.alive == 0);  // every suspended coroutine was destroyed with its context
+  CHECK(st.writer_entered);
+  CHECK_FALSE(st.writer_left);  // the writer is still inside the DAO
+
+  st.writer_gate.open();
+  db.reset();  // drains the queue into handlers that no longer exist
+  CHECK(st.writer_left);
+  CHECK(st.resumed_ok + st.resumed_closed + st.resumed_other == 0);
+  CHECK(rows_named(dir.file(), "blocker") == 1);
+}
+
+TEST_CASE("destroying the database with operations in flight, then running the io_context, delivers every result",
+          "[shutdown][io_context]") {
+  test::temp_dir dir;
+  asio::io_context ctx;  // outlives the database
+  in_flight_state st;
+  std::optional<asyncdb::database> db;
+  db.emplace(dir.file(), test::default_options());
+  open_at_exit writer_guard{st.writer_gate};
+  open_at_exit reader_guard{st.reader_gate};
+  spawn_in_flight(ctx, *db, st);
+  run_until(ctx, [&] { return st.writer_entered && st.reader_entered && db->stats().queued == queued_adds + 1; });
+
+  {
+    std::jthread destroyer([&db] { db.reset(); });
+    st.writer_gate.open();
+    st.reader_gate.open();
+  }  // joined: the database is gone, its completions wait in the io_context
+  CHECK(st.resumed_ok + st.resumed_closed + st.resumed_other == 0);
+
+  ctx.restart();
+  ctx.run_for(10s);
+  CHECK(ctx.stopped());  // no work left behind
+  CHECK(st.frames.alive == 0);
+  CHECK(st.resumed_other == 0);
+  CHECK(st.resumed_ok == queued_adds + 2);  // the running and the queued operations all completed
+  CHECK(st.resumed_closed == 1);            // the session waiting to open
+  for (int i = 0; i < queued_adds; ++i) CHECK(rows_named(dir.file(), "queued" + std::to_string(i)) == 1);
+  CHECK(rows_named(dir.file(), "from-session") == 0);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+struct parked_state {
+  std::atomic<bool> ready{false};
+  frame_count frames;
+};
+
+asio::awaitable<void> park_in_session(asyncdb::database& db, parked_state& st) {
+  in_frame counted{st.frames};
+  asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
+  co_await s.begin();
+  UserCreate u{"parked", "p@x"};
+  co_await s.call<&UserOper::add>(u);
+  st.ready = true;
+  asio::steady_timer forever{co_await asio::this_coro::executor, 1h};
+  co_await forever.async_wait(asio::use_awaitable);
+}
+
+asio::awaitable<int> parked_rows_on_writer(asyncdb::database& db) {
+  co_return co_await asyncdb::async_run(db, [](SQLite::Database& c) {
+    return c.execAndGet("SELECT count(*) FROM users WHERE name = 'parked'").getInt();
+  });
+}
+
+TEST_CASE("a session alive in a coroutine frame survives the database and the io_context dying in either order",
+          "[shutdown][session][io_context]") {
+  test::temp_dir dir;
+  parked_state st;
+  std::optional<asyncdb::database> db;
+  db.emplace(dir.file(), test::default_options());
+  auto ctx = std::make_unique<asio::io_context>();
+  asio::co_spawn(*ctx, park_in_session(*db, st), asio::detached);
+  run_until(*ctx, [&] { return st.ready.load(); });
+  REQUIRE(st.frames.alive == 1);
+
+  SECTION("database first") {
+    db.reset();   // ends the session: rolled back, connection closed, threads joined
+    ctx.reset();  // then ~AsyncDbSession runs in the destroyed frame
+    CHECK(st.frames.alive == 0);
+  }
+  SECTION("io_context first") {
+    ctx.reset();  // ~AsyncDbSession runs while the database is alive: the writer is released
+    CHECK(st.frames.alive == 0);
+    asio::io_context other;
+    CHECK(test::run(other, parked_rows_on_writer(*db), 30s) == 0);
+    db.reset();
+  }
+  CHECK(rows_named(dir.file(), "parked") == 0);
+}
+
+}  // namespace

@@ -1,0 +1,400 @@
+// Statistics (database::stats()): queue depth, running operations, outcome counters, queue wait, and
+// who holds the writer (an operation by its DAO member or caller, a session by the function that opened it).
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/bind_executor.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+
+#include <condition_variable>
+#include <mutex>
+
+#include "support.hpp"
+
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+using namespace std::chrono_literals;
+using test::UserCreate;
+using test::UserOper;
+
+template <class Pred>
+asio::awaitable<void> poll_until(Pred& done, std::chrono::seconds deadline = 10s) {
+  asio::steady_timer timer{co_await asio::this_coro::executor};
+  const auto give_up = std::chrono::steady_clock::now() + deadline;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("poll_until: deadline passed");
+    timer.expires_after(1ms);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+}
+
+asio::awaitable<void> until_set(const std::atomic<bool>& flag) {
+  auto is_set = [&flag] { return flag.load(); };
+  co_await poll_until(is_set);
+}
+
+asio::awaitable<void> timer_after_start(const std::atomic<bool>& started) {
+  co_await until_set(started);
+  asio::steady_timer timer{co_await asio::this_coro::executor, 5ms};
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
+class gate {
+ public:
+  void open() {
+    {
+      std::lock_guard lock(mutex_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock lock(mutex_);
+    cv_.wait_for(lock, 30s, [&] { return open_; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+struct open_at_exit {
+  gate& g;
+  ~open_at_exit() { g.open(); }
+};
+
+std::error_code code_of(const std::exception_ptr& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::system_error& s) {
+    return s.code();
+  } catch (...) {
+    return std::make_error_code(std::errc::state_not_recoverable);  // "some other exception"
+  }
+}
+
+template <class T>
+asio::awaitable<std::error_code> error_of(asio::awaitable<T> aw) {
+  try {
+    co_await std::move(aw);
+  } catch (const std::system_error& e) {
+    co_return e.code();
+  }
+  co_return std::error_code{};
+}
+
+struct completion {
+  bool done = false;
+  std::error_code error;
+};
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// Where gated_dao waits; set by the test that uses it.
+gate* dao_gate = nullptr;
+std::atomic<bool>* dao_entered = nullptr;
+
+// A synchronous DAO whose add() waits at the test's gate before inserting.
+class gated_dao {
+ public:
+  explicit gated_dao(SQLite::Database& db) : db_(db) {}
+  std::int64_t add(const UserCreate& u) {
+    dao_entered->store(true);
+    dao_gate->wait();
+    SQLite::Statement q(db_, "INSERT INTO users(name, email) VALUES(?, ?)");
+    q.bind(1, u.name);
+    q.bind(2, u.email);
+    q.exec();
+    return db_.getLastInsertRowid();
+  }
+
+ private:
+  SQLite::Database& db_;
+};
+
+class AsyncGated : public asyncdb::to_async_db_oper<AsyncGated, gated_dao> {
+ public:
+  using to_async_db_oper::to_async_db_oper;
+};
+
+// ------------------------------------------------------------------------------------------------
+
+struct holder_state {
+  gate g;
+  std::atomic<bool> entered{false};
+  int finished = 0;
+  asyncdb::stats while_blocked;
+  asyncdb::stats after;
+};
+
+asio::awaitable<void> gated_add(asyncdb::database& db, holder_state& st) {
+  AsyncGated users{db};
+  UserCreate u{"gated", "g@x"};
+  co_await users.call<&gated_dao::add>(u);
+  ++st.finished;
+}
+
+asio::awaitable<void> plain_write(asyncdb::database& db, holder_state& st) {
+  co_await asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); });
+  ++st.finished;
+}
+
+asio::awaitable<void> hold_writer_with_an_operation(asyncdb::database& db, holder_state& st) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::co_spawn(ex, gated_add(db, st), asio::detached);
+  co_await until_set(st.entered);
+  asio::co_spawn(ex, plain_write(db, st), asio::detached);
+  asio::co_spawn(ex, plain_write(db, st), asio::detached);
+  auto two_queued = [&db] { return db.stats().queued == 2; };
+  co_await poll_until(two_queued);
+  st.while_blocked = db.stats();
+  st.g.open();
+  auto all_done = [&st] { return st.finished == 3; };
+  co_await poll_until(all_done);
+  st.after = db.stats();
+}
+
+TEST_CASE("stats() names the operation holding the writer and counts the operations queued behind it", "[stats]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  holder_state st;
+  dao_gate = &st.g;
+  dao_entered = &st.entered;
+  {
+    asyncdb::database db{dir.file(), test::default_options()};
+    open_at_exit guard{st.g};
+    test::run(ctx, hold_writer_with_an_operation(db, st), 30s);
+  }
+  dao_gate = nullptr;
+  dao_entered = nullptr;
+
+  const asyncdb::stats& s = st.while_blocked;
+  CHECK(s.running == 1);
+  CHECK(s.queued == 2);
+  CHECK(s.writer.what == asyncdb::writer_holder::kind::operation);
+  INFO("writer.name = " << s.writer.name);
+  CHECK(contains(s.writer.name, "add"));
+  CHECK(s.writer.held_for > std::chrono::nanoseconds::zero());
+  CHECK(st.after.writer.what == asyncdb::writer_holder::kind::none);
+  CHECK(st.after.running == 0);
+  CHECK(st.after.queued == 0);
+  CHECK(st.after.completed == 3);
+  CHECK(st.after.queue_wait > std::chrono::nanoseconds::zero());  // the two writes waited behind the add
+}
+
+// ------------------------------------------------------------------------------------------------
+
+struct run_holder_state {
+  gate g;
+  std::atomic<bool> entered{false};
+  bool done = false;
+  asyncdb::writer_holder holder;
+};
+
+asio::awaitable<void> hold_writer_via_run(asyncdb::database& db, run_holder_state& st) {
+  AsyncGated users{db};
+  auto wait_in_dao = [&st](gated_dao&) {
+    st.entered = true;
+    st.g.wait();
+  };
+  co_await users.run(wait_in_dao);
+}
+
+asio::awaitable<void> observe_run_holder(asyncdb::database& db, run_holder_state& st) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::co_spawn(ex, hold_writer_via_run(db, st), [&st](std::exception_ptr) { st.done = true; });
+  co_await until_set(st.entered);
+  st.holder = db.stats().writer;
+  st.g.open();
+  auto finished = [&st] { return st.done; };
+  co_await poll_until(finished);
+}
+
+TEST_CASE("stats() names the calling function for an operation given as a callable", "[stats]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  run_holder_state st;
+  asyncdb::database db{dir.file(), test::default_options()};
+  open_at_exit guard{st.g};
+  test::run(ctx, observe_run_holder(db, st), 30s);
+
+  CHECK(st.holder.what == asyncdb::writer_holder::kind::operation);
+  INFO("writer.name = " << st.holder.name);
+  CHECK(contains(st.holder.name, "hold_writer_via_run"));
+}
+
+// ------------------------------------------------------------------------------------------------
+
+struct session_holder_state {
+  asyncdb::writer_holder in_session;
+  std::size_t running_while_idle = 99;
+  asyncdb::writer_holder during_read_session;
+};
+
+asio::awaitable<void> open_session_for_stats(asyncdb::database& db, session_holder_state& st) {
+  asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
+  co_await s.begin();
+  co_await s.run([](SQLite::Database& c) { c.exec("INSERT INTO users(name, email) VALUES('s', 's@x')"); });
+  st.in_session = db.stats().writer;
+  st.running_while_idle = db.stats().running;
+}
+
+asio::awaitable<void> observe_session_holder(asyncdb::database& db, session_holder_state& st) {
+  co_await open_session_for_stats(db, st);
+  auto released = [&db] { return db.stats().writer.what == asyncdb::writer_holder::kind::none; };
+  co_await poll_until(released);
+  asyncdb::AsyncDbSession r = co_await asyncdb::async_db_session(db, asyncdb::read_only);
+  co_await r.call<&UserOper::count>();
+  st.during_read_session = db.stats().writer;
+}
+
+TEST_CASE("stats() names the coroutine that opened the write session holding the writer", "[stats][session]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  asyncdb::database db{dir.file(), test::default_options()};
+  session_holder_state st;
+  test::run(ctx, observe_session_holder(db, st), 30s);
+
+  CHECK(st.in_session.what == asyncdb::writer_holder::kind::session);
+  INFO("writer.name = " << st.in_session.name);
+  CHECK(contains(st.in_session.name, "open_session_for_stats"));
+  CHECK(st.in_session.held_for > std::chrono::nanoseconds::zero());
+  CHECK(st.running_while_idle == 0);  // a session holds the writer; it is not an operation running
+  CHECK(st.during_read_session.what == asyncdb::writer_holder::kind::none);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+struct counting_state {
+  gate g;
+  std::atomic<bool> blocker_entered{false};
+  std::atomic<bool> spin_started{false};
+  std::atomic<bool> cancelled_ran{false};
+  asyncdb::stats at_start;
+  int add_ok = 0;
+  int fail_seen = 0;
+  completion blocker;
+  completion to_cancel;
+  asio::cancellation_signal signal;
+  completion behind;
+  std::error_code refused;
+  std::error_code interrupted;
+  asyncdb::stats at_end;
+  asyncdb::stats after_close;
+  std::error_code after_close_error;
+};
+
+asio::awaitable<void> do_counted_things(asyncdb::database& db, counting_state& st) {
+  auto ex = co_await asio::this_coro::executor;
+  st.at_start = db.stats();
+  // 3 operations that complete.
+  for (int i = 0; i < 3; ++i) {
+    UserCreate u{"ok" + std::to_string(i), "o@x"};
+    co_await asyncdb::async_db_operation<&UserOper::add>{}(db, u);
+    ++st.add_ok;
+  }
+  // 2 operations whose DAO throws.
+  for (int i = 0; i < 2; ++i) {
+    const std::string why = "no";
+    try {
+      co_await asyncdb::async_db_operation<&UserOper::fail>{}(db, why);
+    } catch (const std::invalid_argument&) {
+      ++st.fail_seen;
+    }
+  }
+  // A blocker (completes), one operation cancelled while queued, one that waits and completes,
+  // and one refused because max_queued (2) is reached.
+  auto block = [&st](SQLite::Database&) {
+    st.blocker_entered = true;
+    st.g.wait();
+  };
+  asyncdb::async_run(db, block, asio::bind_executor(ex, [&st](std::exception_ptr e) {
+                       st.blocker.error = code_of(e);
+                       st.blocker.done = true;
+                     }));
+  co_await until_set(st.blocker_entered);
+  auto never = [&st](SQLite::Database&) { st.cancelled_ran = true; };
+  asyncdb::async_run(
+      db, never, asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, [&st](std::exception_ptr e) {
+                                                st.to_cancel.error = code_of(e);
+                                                st.to_cancel.done = true;
+                                              })));
+  asyncdb::async_run(
+      db, [](SQLite::Database& c) { c.exec("SELECT 1"); }, asio::bind_executor(ex, [&st](std::exception_ptr e) {
+        st.behind.error = code_of(e);
+        st.behind.done = true;
+      }));
+  st.refused = co_await error_of(asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); }));
+  st.signal.emit(asio::cancellation_type::terminal);
+  st.g.open();
+  auto drained = [&st] { return st.blocker.done && st.to_cancel.done && st.behind.done; };
+  co_await poll_until(drained);
+  // One operation cancelled while running.
+  auto spin = [&st](SQLite::Database& c) {
+    st.spin_started = true;
+    return c
+        .execAndGet(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) "
+            "SELECT count(*) FROM n")
+        .getInt64();
+  };
+  const std::variant<std::int64_t, std::monostate> r =
+      co_await (asyncdb::async_run(db, spin) || timer_after_start(st.spin_started));
+  st.interrupted = r.index() == 1 ? std::error_code{} : std::make_error_code(std::errc::timed_out);
+  st.at_end = db.stats();
+  db.close();
+  st.after_close_error = co_await error_of(asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); }));
+  st.after_close = db.stats();
+}
+
+TEST_CASE("stats() counts completed, failed, cancelled and rejected operations exactly", "[stats]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  counting_state st;
+  asyncdb::options opts = test::default_options();
+  opts.max_queued = 2;
+  asyncdb::database db{dir.file(), opts};
+  open_at_exit guard{st.g};
+  test::run(ctx, do_counted_things(db, st), 30s);
+
+  const asyncdb::stats& a = st.at_start;
+  CHECK(a.completed == 0);
+  CHECK(a.failed == 0);
+  CHECK(a.cancelled == 0);
+  CHECK(a.rejected == 0);
+  CHECK(a.queued == 0);
+  CHECK(a.running == 0);
+
+  REQUIRE(st.add_ok == 3);
+  REQUIRE(st.fail_seen == 2);
+  CHECK_FALSE(st.blocker.error);
+  CHECK(st.to_cancel.error == asio::error::operation_aborted);
+  CHECK_FALSE(st.cancelled_ran);
+  CHECK_FALSE(st.behind.error);
+  CHECK(st.refused == asyncdb::errc::queue_full);
+  CHECK_FALSE(st.interrupted);
+
+  const asyncdb::stats& e = st.at_end;
+  CHECK(e.completed == 5);  // 3 adds, the blocker, the one behind it
+  CHECK(e.failed == 2);     // the DAO's own exceptions
+  CHECK(e.cancelled == 2);  // one while queued, one while running
+  CHECK(e.rejected == 1);   // queue full
+  CHECK(e.queued == 0);
+  CHECK(e.running == 0);
+  CHECK(e.queue_wait > std::chrono::nanoseconds::zero());
+  CHECK(e.writer.what == asyncdb::writer_holder::kind::none);
+
+  CHECK(st.after_close_error == asyncdb::errc::closed);
+  CHECK(st.after_close.rejected == 2);  // refused because closed
+  CHECK(st.after_close.completed == 5);
+}
+
+}  // namespace
