@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole suite, as CI runs it (.ci/run). Each step is a CMake workflow preset (configure, build, test):
-#   dev    g++ -Werror: unit, example and package tests; every header compiled on its own
+#   dev    g++ -Werror: unit, example, package and compile-fail tests; every header compiled on its own
 #   asan   g++ AddressSanitizer + UBSan: unit and example tests
 #   tsan   g++ ThreadSanitizer: unit and example tests
-#   clang  clang++-19 -Werror: unit, example and package tests
+#   clang  clang++-19 -Werror: unit, example, package and compile-fail tests
 #   format clang-format --dry-run --Werror over the C++ sources
 # Every step runs even if an earlier one failed; logs go to build/<step>.log. Rerunnable, -j2.
 set -euo pipefail

@@ -20,9 +20,9 @@ auto async_run_on(database& db, bool read_only, Fn&& fn, Token&& token) {
   if constexpr (is_use_awaitable<std::decay_t<Token>>) refuse_coawait_temporary_callable<Fn>();
   using R = std::invoke_result_t<std::decay_t<Fn>&, SQLite::Database&>;
   engine& e = database_access::of(db);
-  return initiate<R>(std::forward<Token>(token), e.queue(read_only), &e.stats_counters(),
-                     [f = std::decay_t<Fn>(std::forward<Fn>(fn))](lane& l) mutable -> R { return f(l.connection()); },
-                     "async_run");
+  return initiate<R>(
+      std::forward<Token>(token), e.queue(read_only), &e.stats_counters(),
+      [f = std::decay_t<Fn>(std::forward<Fn>(fn))](lane& l) mutable -> R { return f(l.connection()); }, "async_run");
 }
 }  // namespace detail
 
@@ -31,8 +31,8 @@ auto async_run_on(database& db, bool read_only, Fn&& fn, Token&& token) {
 /// Resumes on the handler's associated executor (the coroutine's, for use_awaitable), never a database thread.
 /// Thread-safe. Errors reach the handler: fn's own exception, errc::closed, errc::queue_full, operation_aborted.
 template <class Fn, class Token = const asio::use_awaitable_t<>&>
-  requires(!std::is_same_v<std::decay_t<Fn>, read_only_t>)
-auto async_run(database& db, Fn&& fn, Token&& token = asio::use_awaitable) {
+requires(!std::is_same_v<std::decay_t<Fn>, read_only_t>) auto async_run(database& db, Fn&& fn,
+                                                                        Token&& token = asio::use_awaitable) {
   return detail::async_run_on(db, false, std::forward<Fn>(fn), std::forward<Token>(token));
 }
 

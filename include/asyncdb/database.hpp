@@ -22,7 +22,7 @@ class database {
   explicit database(const std::filesystem::path& path, options opts = {})
       : engine_(std::make_unique<detail::engine>(path, std::move(opts))) {}
 
-  database(const database&) = delete;             // operations and sessions refer to it
+  database(const database&) = delete;  // operations and sessions refer to it
   database& operator=(const database&) = delete;
 
   /// Closes as close() does.

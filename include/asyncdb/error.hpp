@@ -22,14 +22,18 @@ class error_category final : public std::error_category {
   const char* name() const noexcept override { return "asyncdb"; }
   std::string message(int e) const override {
     switch (static_cast<errc>(e)) {
-      case errc::closed: return "the database is closed";
-      case errc::queue_full: return "too many queued operations (options::max_queued reached)";
-      case errc::session_ended: return "the session has ended";
+      case errc::closed:
+        return "the database is closed";
+      case errc::queue_full:
+        return "too many queued operations (options::max_queued reached)";
+      case errc::session_ended:
+        return "the session has ended";
       case errc::transaction_aborted:
         return "the session's transaction was rolled back by a cancelled operation; call rollback()";
       case errc::transaction_left_open:
         return "the operation returned inside an open transaction; it was rolled back";
-      case errc::read_only_session: return "a read session has one snapshot and no begin/commit/rollback";
+      case errc::read_only_session:
+        return "a read session has one snapshot and no begin/commit/rollback";
       case errc::memory_database:
         return "in-memory databases are not supported: each connection would open a different database";
     }

@@ -73,10 +73,10 @@ void spawn_children(const std::shared_ptr<State>& state, std::index_sequence<I..
                     asio::awaitable<Ts, Executor>... tasks) {
   auto ex = state->get_executor();
   (asio::co_spawn(ex, std::move(tasks),
-                  asio::bind_cancellation_slot(state->child_slot(I),
-                                               child_completion<State, Ts>(state, I, [](auto& values, auto&& v) {
-                                                 std::get<I>(values).emplace(std::move(v));
-                                               }))),
+                  asio::bind_cancellation_slot(
+                      state->child_slot(I),
+                      child_completion<State, Ts>(
+                          state, I, [](auto& values, auto&& v) { std::get<I>(values).emplace(std::move(v)); }))),
    ...);
 }
 }  // namespace detail
@@ -101,7 +101,11 @@ asio::awaitable<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>, Exe
         auto ex = state->get_executor();
         for (std::size_t i = 0; i < tasks.size(); ++i) {
           auto store = [i](auto& values, auto&& v) {
-            if constexpr (!std::is_void_v<T>) values[i].emplace(std::move(v));
+            if constexpr (std::is_void_v<T>) {
+              (void)i;  // void results have no slot
+            } else {
+              values[i].emplace(std::move(v));
+            }
           };
           asio::co_spawn(ex, std::move(tasks[i]),
                          asio::bind_cancellation_slot(state->child_slot(i),

@@ -36,7 +36,6 @@ class AsyncDbSession {
         name);
   }
 
-
  public:
   /// An empty session; every operation on it fails with errc::session_ended.
   AsyncDbSession() noexcept = default;
@@ -64,27 +63,33 @@ class AsyncDbSession {
   /// Starts a write transaction with BEGIN IMMEDIATE. Completion: awaitable<void>; resumes on the caller's
   /// executor. Throws errc::read_only_session on a read session, errc::transaction_aborted after a cancelled one.
   asio::awaitable<void> begin() {
-    return control([](detail::lane& l, detail::session_state& s) {
-      check_writable(s);
-      l.connection().exec("BEGIN IMMEDIATE");
-    }, "AsyncDbSession::begin");
+    return control(
+        [](detail::lane& l, detail::session_state& s) {
+          check_writable(s);
+          l.connection().exec("BEGIN IMMEDIATE");
+        },
+        "AsyncDbSession::begin");
   }
 
   /// Commits the open transaction; as begin() otherwise (SQLite's error if none is open).
   asio::awaitable<void> commit() {
-    return control([](detail::lane& l, detail::session_state& s) {
-      check_writable(s);
-      l.connection().exec("COMMIT");
-    }, "AsyncDbSession::commit");
+    return control(
+        [](detail::lane& l, detail::session_state& s) {
+          check_writable(s);
+          l.connection().exec("COMMIT");
+        },
+        "AsyncDbSession::commit");
   }
 
   /// Rolls back the open transaction, if any, and clears errc::transaction_aborted.
   asio::awaitable<void> rollback() {
-    return control([](detail::lane& l, detail::session_state& s) {
-      if (s.read_only) throw std::system_error(errc::read_only_session);
-      s.aborted = false;
-      detail::rollback_if_open(l.handle());
-    }, "AsyncDbSession::rollback", /*allowed_when_aborted=*/true);
+    return control(
+        [](detail::lane& l, detail::session_state& s) {
+          if (s.read_only) throw std::system_error(errc::read_only_session);
+          s.aborted = false;
+          detail::rollback_if_open(l.handle());
+        },
+        "AsyncDbSession::rollback", /*allowed_when_aborted=*/true);
   }
 
   /// Runs `fn(SQLite::Database&) -> R` on the session's connection. Completion: awaitable<R>; resumes on the
@@ -94,8 +99,8 @@ class AsyncDbSession {
   auto run(Fn&& fn) {
     detail::refuse_coawait_temporary_callable<Fn>();
     using R = std::invoke_result_t<std::decay_t<Fn>&, SQLite::Database&>;
-    return control([f = std::decay_t<Fn>(std::forward<Fn>(fn))](detail::lane& l, detail::session_state&) mutable
-                   -> R { return f(l.connection()); },
+    return control([f = std::decay_t<Fn>(std::forward<Fn>(fn))](
+                       detail::lane& l, detail::session_state&) mutable -> R { return f(l.connection()); },
                    "AsyncDbSession::run");
   }
 

@@ -17,14 +17,14 @@ struct writer_holder {
 
 /// Counters of one database since it opened; each field is read atomically, the set is not.
 struct stats {
-  std::size_t queued = 0;                 ///< accepted, not started (sessions' own queues included)
-  std::size_t running = 0;                ///< executing on a connection right now
-  std::uint64_t completed = 0;            ///< finished without an exception
-  std::uint64_t failed = 0;               ///< finished with an exception (the DAO's or asyncdb's)
-  std::uint64_t cancelled = 0;            ///< cancelled while queued, or interrupted while running
-  std::uint64_t rejected = 0;             ///< refused at once: queue full or database closed
+  std::size_t queued = 0;                  ///< accepted, not started (sessions' own queues included)
+  std::size_t running = 0;                 ///< executing on a connection right now
+  std::uint64_t completed = 0;             ///< finished without an exception
+  std::uint64_t failed = 0;                ///< finished with an exception (the DAO's or asyncdb's)
+  std::uint64_t cancelled = 0;             ///< cancelled while queued, or interrupted while running
+  std::uint64_t rejected = 0;              ///< refused at once: queue full or database closed
   std::chrono::nanoseconds queue_wait{0};  ///< total time started operations spent queued
-  writer_holder writer;                   ///< who holds the writer now
+  writer_holder writer;                    ///< who holds the writer now
 };
 
 }  // namespace asyncdb

@@ -25,15 +25,14 @@ class to_async_db_oper {
   /// Throws at the co_await what the member threw, or errc::closed / queue_full / operation_aborted.
   template <auto Member, class... Args>
   auto call(Args&&... args) const {
-    static_assert(std::is_member_function_pointer_v<decltype(Member)> &&
-                      std::is_base_of_v<detail::member_class_t<Member>, Dao>,
-                  "asyncdb: call<&X::f> needs a member function of the DAO class (or of one of its bases)");
+    static_assert(
+        std::is_member_function_pointer_v<decltype(Member)> && std::is_base_of_v<detail::member_class_t<Member>, Dao>,
+        "asyncdb: call<&X::f> needs a member function of the DAO class (or of one of its bases)");
     detail::refuse_coawait_temporaries<Args...>();
     using R = detail::invoke_result_t<Member, Dao, std::decay_t<Args>...>;
     detail::engine& e = detail::database_access::of(*db_);
     return detail::initiate<R>(asio::use_awaitable, e.queue(is_read_only<Member>), &e.stats_counters(),
-                               detail::bind_call<Member, Dao>(std::forward<Args>(args)...),
-                               detail::name_of<Member>());
+                               detail::bind_call<Member, Dao>(std::forward<Args>(args)...), detail::name_of<Member>());
   }
 
   /// Runs `fn(Dao&) -> R` on the writer: several DAO calls in one hop. Completion, executor, thread safety

@@ -18,6 +18,7 @@
 #include <asio/use_awaitable.hpp>
 
 #if !defined(ASIO_HAS_CO_AWAIT)
-#error "asyncdb needs Asio's C++20 coroutine support. With clang and libstdc++, Asio 1.22 does not detect it: \
+#error \
+    "asyncdb needs Asio's C++20 coroutine support. With clang and libstdc++, Asio 1.22 does not detect it: \
 define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (linking asyncdb::asyncdb does this for you)."
 #endif

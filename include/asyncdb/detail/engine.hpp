@@ -18,10 +18,7 @@ namespace asyncdb::detail {
 class engine {
  public:
   engine(const std::filesystem::path& path, options opts)
-      : opts_(std::move(opts)),
-        counters_(make_counters(opts_)),
-        writer_queue_(counters_),
-        reader_queue_(counters_) {
+      : opts_(std::move(opts)), counters_(make_counters(opts_)), writer_queue_(counters_), reader_queue_(counters_) {
     if (is_private_database(path)) throw std::system_error(errc::memory_database, "asyncdb: '" + path.string() + "'");
     try {
       // One at a time, writer first: it creates the file and switches it to WAL, which the
@@ -45,8 +42,9 @@ class engine {
   void close() {
     for (auto& l : lanes_) {
       if (l->on_this_thread()) {
-        throw std::logic_error("asyncdb: database::close() called from one of its own threads (inside an "
-                               "operation); it would wait for itself");
+        throw std::logic_error(
+            "asyncdb: database::close() called from one of its own threads (inside an "
+            "operation); it would wait for itself");
       }
     }
     stop();

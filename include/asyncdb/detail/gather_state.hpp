@@ -18,8 +18,7 @@ namespace asyncdb::detail {
 template <class Handler, class Traits>
 class gather_state : public std::enable_shared_from_this<gather_state<Handler, Traits>> {
  public:
-  gather_state(Handler handler, std::size_t n)
-      : handler_(std::move(handler)), errors_(n), signals_(n), remaining_(n) {}
+  gather_state(Handler handler, std::size_t n) : handler_(std::move(handler)), errors_(n), signals_(n), remaining_(n) {}
 
   auto get_executor() const { return asio::get_associated_executor(handler_); }
   typename Traits::values_type& values() noexcept { return values_; }

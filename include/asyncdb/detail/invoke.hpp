@@ -31,7 +31,7 @@ struct default_dao {
   using type = void;
 };
 template <auto F>
-  requires std::is_member_function_pointer_v<decltype(F)>
+requires std::is_member_function_pointer_v<decltype(F)>
 struct default_dao<F> {
   using type = member_class_t<F>;
 };

@@ -29,8 +29,7 @@ enum class lane_role { writer, reader };
 // allows from any thread while the connection is open.
 class lane {
  public:
-  lane(lane_role role, std::filesystem::path path, const options& opts, job_queue& queue,
-       std::shared_ptr<counters> c)
+  lane(lane_role role, std::filesystem::path path, const options& opts, job_queue& queue, std::shared_ptr<counters> c)
       : role_(role), path_(std::move(path)), opts_(opts), queue_(queue), counters_(std::move(c)) {}
   lane(const lane&) = delete;
   lane& operator=(const lane&) = delete;

@@ -23,9 +23,7 @@ namespace asyncdb::detail {
 // `mutex_` orders the interrupt against the end of the run: lane_->interrupt() is only ever
 // called with the mutex held and the state `running`, so the lane cannot have moved on to the
 // next lease, and that lease can never see this interrupt.
-class operation_base : public job,
-                       public pending_completion,
-                       public std::enable_shared_from_this<operation_base> {
+class operation_base : public job, public pending_completion, public std::enable_shared_from_this<operation_base> {
  public:
   std::shared_ptr<pending_completion> keep_alive() noexcept override { return weak_from_this().lock(); }
 
@@ -82,8 +80,7 @@ class operation_base : public job,
 template <class Handler, class... Results>
 class async_op : public operation_base {
  public:
-  explicit async_op(Handler handler)
-      : handler_(std::move(handler)), work_(asio::get_associated_executor(*handler_)) {}
+  explicit async_op(Handler handler) : handler_(std::move(handler)), work_(asio::get_associated_executor(*handler_)) {}
 
   ~async_op() override {
     // Only reachable without delivery if a job was dropped, which the queues never do; unregister
@@ -131,12 +128,12 @@ class async_op : public operation_base {
     }
     if (reg == nullptr) return;
     reg->remove_and(*this, [&] {
-      asio::post(work_.get_executor(),
-                 [handler = std::move(*handler_), slot = slot_, ep, args = std::make_tuple(std::move(results)...)]() mutable {
-                   // Cleared here, on the handler's executor, where the slot's owner emits.
-                   slot.clear();
-                   std::apply([&](auto&... a) { std::move(handler)(ep, std::move(a)...); }, args);
-                 });
+      asio::post(work_.get_executor(), [handler = std::move(*handler_), slot = slot_, ep,
+                                        args = std::make_tuple(std::move(results)...)]() mutable {
+        // Cleared here, on the handler's executor, where the slot's owner emits.
+        slot.clear();
+        std::apply([&](auto&... a) { std::move(handler)(ep, std::move(a)...); }, args);
+      });
       work_.reset();  // after the post, which holds its own work: the context never runs dry between
     });
   }

@@ -70,7 +70,7 @@ class run_op final : public async_op_for<Handler, R>::type {
  private:
   using result_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
   Fn fn_;
-  std::string_view name_;  // static storage: a function name or a literal
+  std::string_view name_;   // static storage: a function name or a literal
   session_state* session_;  // the lane serving the session keeps it alive while this runs
 };
 

@@ -43,9 +43,9 @@ constexpr void check_result() {
 
 // Arg as deduced by a forwarding reference: not an lvalue reference means a temporary or std::move.
 template <class Arg>
-inline constexpr bool risky_argument = !std::is_lvalue_reference_v<Arg> &&
-                                       std::is_aggregate_v<std::remove_cvref_t<Arg>> &&
-                                       !std::is_trivially_destructible_v<std::remove_cvref_t<Arg>>;
+inline constexpr bool risky_argument =
+    !std::is_lvalue_reference_v<Arg> && std::is_aggregate_v<std::remove_cvref_t<Arg>> &&
+    !std::is_trivially_destructible_v<std::remove_cvref_t<Arg>>;
 template <class Fn>
 inline constexpr bool risky_callable = !std::is_lvalue_reference_v<Fn> && std::is_class_v<std::remove_cvref_t<Fn>> &&
                                        !std::is_trivially_destructible_v<std::remove_cvref_t<Fn>>;
