@@ -301,7 +301,9 @@ TEST_CASE("use_future delivers fn's result and exception to a thread that runs n
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
 
-  auto fn = [](SQLite::Database& c) { return std::make_pair(std::this_thread::get_id(), c.execAndGet("SELECT 42").getInt()); };
+  auto fn = [](SQLite::Database& c) {
+    return std::make_pair(std::this_thread::get_id(), c.execAndGet("SELECT 42").getInt());
+  };
   std::future<std::pair<std::thread::id, int>> value = asyncdb::async_run(db, fn, asio::use_future);
   REQUIRE(value.wait_for(30s) == std::future_status::ready);
   const auto [ran_on, answer] = value.get();
@@ -330,7 +332,9 @@ TEST_CASE("async_run sends fn to the writer, and with read_only to a read-only c
       c.exec("INSERT INTO users(name, email) VALUES('w', 'w@x')");
       return std::make_pair(std::this_thread::get_id(), read_only_connection(c));
     };
-    auto probe = [](SQLite::Database& c) { return std::make_pair(std::this_thread::get_id(), read_only_connection(c)); };
+    auto probe = [](SQLite::Database& c) {
+      return std::make_pair(std::this_thread::get_id(), read_only_connection(c));
+    };
     const auto [writer, writer_ro] = co_await asyncdb::async_run(d, insert);  // a write succeeded: the writer
     CHECK_FALSE(writer_ro);
     for (int i = 0; i < 10; ++i) {
@@ -581,9 +585,10 @@ TEST_CASE("a read transaction left open by a failed operation is closed before t
   test::run(ctx, check(db));
 }
 
-TEST_CASE("an operation that returns inside an open transaction fails with transaction_left_open and its write is "
-          "rolled back",
-          "[async_run][errors][transactions]") {
+TEST_CASE(
+    "an operation that returns inside an open transaction fails with transaction_left_open and its write is "
+    "rolled back",
+    "[async_run][errors][transactions]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
   asio::io_context ctx;

@@ -173,6 +173,7 @@ class lane {
     // The busy handler goes first, before any statement: even the WAL pragma can meet a lock.
     sqlite3_busy_handler(h, &lane::on_busy, this);
     sqlite3_progress_handler(h, 1000, &lane::on_progress, this);
+    sqlite3_commit_hook(h, &lane::on_commit, this);
     if (writer) {
       const std::string mode = db_->execAndGet("PRAGMA journal_mode=WAL").getString();
       if (mode != "wal") {
@@ -201,10 +202,14 @@ class lane {
     return l.interrupted_.load(std::memory_order_relaxed) ? 0 : 1;
   }
 
-  // sqlite3_interrupt is lost when it lands between two statements; this catches the next one.
+  // sqlite3_interrupt is lost when it lands between two statements; this catches the next long one.
   static int on_progress(void* self) noexcept {
     return static_cast<lane*>(self)->interrupted_.load(std::memory_order_relaxed) ? 1 : 0;
   }
+
+  // A statement too short to reach the progress handler may still run after a cancellation; turning
+  // its commit into a rollback guarantees that a cancelled operation never commits a write.
+  static int on_commit(void* self) noexcept { return on_progress(self); }
 
   const lane_role role_;
   const std::filesystem::path path_;

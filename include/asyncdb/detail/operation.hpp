@@ -80,7 +80,9 @@ class operation_base : public job, public pending_completion, public std::enable
 template <class Handler, class... Results>
 class async_op : public operation_base {
  public:
-  explicit async_op(Handler handler) : handler_(std::move(handler)), work_(asio::get_associated_executor(*handler_)) {}
+  explicit async_op(Handler handler) : handler_(std::move(handler)) {
+    work_.emplace(asio::get_associated_executor(*handler_));
+  }
 
   ~async_op() override {
     // Only reachable without delivery if a job was dropped, which the queues never do; unregister
@@ -91,7 +93,7 @@ class async_op : public operation_base {
   // Registers with the handler's execution context and connects the cancellation slot. False when
   // that context is already shutting down: the handler has then been dropped.
   bool attach() {
-    auto& ctx = asio::query(work_.get_executor(), asio::execution::context);
+    auto& ctx = asio::query(work_->get_executor(), asio::execution::context);
     auto& reg = asio::use_service<context_registry>(ctx);
     if (!reg.add(*this)) {
       abandon();
@@ -128,13 +130,16 @@ class async_op : public operation_base {
     }
     if (reg == nullptr) return;
     reg->remove_and(*this, [&] {
-      asio::post(work_.get_executor(), [handler = std::move(*handler_), slot = slot_, ep,
-                                        args = std::make_tuple(std::move(results)...)]() mutable {
+      asio::post(work_->get_executor(), [handler = std::move(*handler_), slot = slot_, ep,
+                                         args = std::make_tuple(std::move(results)...)]() mutable {
         // Cleared here, on the handler's executor, where the slot's owner emits.
         slot.clear();
         std::apply([&](auto&... a) { std::move(handler)(ep, std::move(a)...); }, args);
       });
-      work_.reset();  // after the post, which holds its own work: the context never runs dry between
+      // Destroyed now, after the post (which holds its own work), and not whenever this operation dies:
+      // their executors (a strand's impl, say) may unlink from services of a context gone by then.
+      work_.reset();
+      handler_.reset();
     });
   }
 
@@ -152,7 +157,7 @@ class async_op : public operation_base {
   };
 
   std::optional<Handler> handler_;
-  asio::executor_work_guard<asio::associated_executor_t<Handler>> work_;
+  std::optional<asio::executor_work_guard<asio::associated_executor_t<Handler>>> work_;
   asio::cancellation_slot slot_;
 };
 
