@@ -49,12 +49,12 @@ int main() {
   try {
     demo::thread_name() = "main";
     asio::io_context ctx;
-    asyncdb::database db{demo::fresh_file("01_whole_class.db"),
-                         {.readers = 4, .on_open = [](SQLite::Database& c) {
-                            demo::name_connection_thread();
-                            create_schema(c);
-                          }}};
-    asio::co_spawn(ctx, main_coroutine(db), [](std::exception_ptr e) {
+    const auto on_open = [](SQLite::Database& c) {  // once per connection, on its own thread, writer first
+      demo::name_connection_thread();               // "writer", then "reader-1", "reader-2", ...
+      create_schema(c);
+    };
+    asyncdb::database db{demo::fresh_file("01_whole_class.db"), {.readers = 4, .on_open = on_open}};
+    asio::co_spawn(ctx, main_coroutine(db), [](const std::exception_ptr& e) {
       if (e) std::rethrow_exception(e);
     });
     ctx.run();

@@ -18,6 +18,9 @@ class AsyncUserOperManual {
 
   auto list() { return asyncdb::async_db_operation<&UserOper::list>{}(db_); }  // read-only: on a reader
   auto add(const UserCreate& u) { return asyncdb::async_db_operation<&UserOper::add>{}(db_, u); }  // the writer
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+  void add(UserCreate&&) = delete;  // g++ 12 double-frees temporaries in co_await: see async_user_oper.hpp
+#endif
 
  private:
   asyncdb::database& db_;
@@ -42,12 +45,12 @@ int main() {
   try {
     demo::thread_name() = "main";
     asio::io_context ctx;
-    asyncdb::database db{demo::fresh_file("02_manual_members.db"),
-                         {.readers = 2, .on_open = [](SQLite::Database& c) {
-                            demo::name_connection_thread();
-                            create_schema(c);
-                          }}};
-    asio::co_spawn(ctx, main_coroutine(db), [](std::exception_ptr e) {
+    const auto on_open = [](SQLite::Database& c) {  // once per connection, on its own thread, writer first
+      demo::name_connection_thread();               // "writer", then "reader-1", "reader-2", ...
+      create_schema(c);
+    };
+    asyncdb::database db{demo::fresh_file("02_manual_members.db"), {.readers = 2, .on_open = on_open}};
+    asio::co_spawn(ctx, main_coroutine(db), [](const std::exception_ptr& e) {
       if (e) std::rethrow_exception(e);
     });
     ctx.run();

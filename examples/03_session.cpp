@@ -18,7 +18,8 @@ asio::awaitable<void> main_coroutine(asyncdb::database& db) {
     co_await s.begin();
     UserCreate bob{"bob", "bob@example.org"};
     const std::int64_t id = co_await s.call<&UserOper::add>(bob);
-    co_await s.run([](SQLite::Database& c) { c.exec("UPDATE users SET email = 'bob@example.com' WHERE name = 'bob'"); });
+    co_await s.run(
+        [](SQLite::Database& c) { c.exec("UPDATE users SET email = 'bob@example.com' WHERE name = 'bob'"); });
     co_await s.commit();
     std::cout << "session 1: added bob (id " << id << "), changed his email, committed\n";
   }
@@ -42,8 +43,8 @@ asio::awaitable<void> main_coroutine(asyncdb::database& db) {
     const std::string eve_name = "eve";
     const std::optional<User> bob = co_await r.call<&UserOper::get_by_name>(bob_name);
     const std::optional<User> eve = co_await r.call<&UserOper::get_by_name>(eve_name);
-    std::cout << "read session: bob " << (bob ? "is there, email " + bob->email : std::string{"is missing"})
-              << "; eve " << (eve ? "is there" : "is absent (rolled back)") << '\n';
+    std::cout << "read session: bob " << (bob ? "is there, email " + bob->email : std::string{"is missing"}) << "; eve "
+              << (eve ? "is there" : "is absent (rolled back)") << '\n';
     if (!bob || eve || eves != 0) throw std::runtime_error{"session 1 should be committed and session 2 rolled back"};
   }
 }
@@ -51,9 +52,8 @@ asio::awaitable<void> main_coroutine(asyncdb::database& db) {
 int main() {
   try {
     asio::io_context ctx;
-    asyncdb::database db{demo::fresh_file("03_session.db"),
-                         {.readers = 2, .on_open = [](SQLite::Database& c) { create_schema(c); }}};
-    asio::co_spawn(ctx, main_coroutine(db), [](std::exception_ptr e) {
+    asyncdb::database db{demo::fresh_file("03_session.db"), {.readers = 2, .on_open = create_schema}};
+    asio::co_spawn(ctx, main_coroutine(db), [](const std::exception_ptr& e) {
       if (e) std::rethrow_exception(e);
     });
     ctx.run();

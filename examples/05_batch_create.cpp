@@ -41,9 +41,8 @@ asio::awaitable<void> main_coroutine(asyncdb::database& db) {
 int main() {
   try {
     asio::io_context ctx;
-    asyncdb::database db{demo::fresh_file("05_batch_create.db"),
-                         {.readers = 2, .on_open = [](SQLite::Database& c) { create_schema(c); }}};
-    asio::co_spawn(ctx, main_coroutine(db), [](std::exception_ptr e) {
+    asyncdb::database db{demo::fresh_file("05_batch_create.db"), {.readers = 2, .on_open = create_schema}};
+    asio::co_spawn(ctx, main_coroutine(db), [](const std::exception_ptr& e) {
       if (e) std::rethrow_exception(e);
     });
     ctx.run();

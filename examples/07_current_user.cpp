@@ -33,7 +33,7 @@ asio::awaitable<User> get_current_user(AsyncUserOper& users, std::string token) 
 asio::awaitable<std::string> get_me(AsyncUserOper& users, std::string token) {
   try {
     const User me = co_await get_current_user(users, token);
-    co_return token + " -> 200 {\"id\": " + std::to_string(me.id) + ", \"name\": \"" + me.name + "\"}";
+    co_return token + R"( -> 200 {"id": )" + std::to_string(me.id) + R"(, "name": ")" + me.name + R"("})";
   } catch (const http_error& e) {
     co_return token + " -> " + std::to_string(e.status) + " " + e.what();
   }
@@ -57,9 +57,8 @@ asio::awaitable<void> main_coroutine(asyncdb::database& db) {
 int main() {
   try {
     asio::io_context ctx;
-    asyncdb::database db{demo::fresh_file("07_current_user.db"),
-                         {.readers = 4, .on_open = [](SQLite::Database& c) { create_schema(c); }}};
-    asio::co_spawn(ctx, main_coroutine(db), [](std::exception_ptr e) {
+    asyncdb::database db{demo::fresh_file("07_current_user.db"), {.readers = 4, .on_open = create_schema}};
+    asio::co_spawn(ctx, main_coroutine(db), [](const std::exception_ptr& e) {
       if (e) std::rethrow_exception(e);
     });
     ctx.run();

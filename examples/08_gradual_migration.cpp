@@ -38,11 +38,11 @@ int main() {
   try {
     const std::filesystem::path path = demo::fresh_file("08_gradual_migration.db");
     asio::io_context ctx;
-    asyncdb::database db{path, {.readers = 2, .on_open = [](SQLite::Database& c) { create_schema(c); }}};
+    asyncdb::database db{path, {.readers = 2, .on_open = create_schema}};
     SQLite::Database legacy_db{path, SQLite::OPEN_READWRITE};  // the existing code's own connection
     legacy_db.setBusyTimeout(5000);
     UserOper legacy{legacy_db};
-    asio::co_spawn(ctx, main_coroutine(db, legacy), [](std::exception_ptr e) {
+    asio::co_spawn(ctx, main_coroutine(db, legacy), [](const std::exception_ptr& e) {
       if (e) std::rethrow_exception(e);
     });
     ctx.run();

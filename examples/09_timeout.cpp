@@ -20,8 +20,9 @@ using std::chrono::steady_clock;
 
 // Pure SQLite work that takes many seconds: a recursive CTE counting to a billion.
 std::int64_t count_to_a_billion(SQLite::Database& c) {
-  return c.execAndGet("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000000) "
-                      "SELECT count(*) FROM n").getInt64();
+  const char* sql =
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000000) SELECT count(*) FROM n";
+  return c.execAndGet(sql).getInt64();
 }
 
 long long ms_since(steady_clock::time_point start) {
@@ -43,9 +44,9 @@ asio::awaitable<void> main_coroutine(asyncdb::database& db) {
 
   timer.expires_after(50ms);
   start = steady_clock::now();
-  const std::variant<std::int64_t, std::monostate> slow = co_await (
-      asyncdb::async_run(db, asyncdb::read_only, count_to_a_billion, asio::use_awaitable) ||
-      timer.async_wait(asio::use_awaitable));
+  const std::variant<std::int64_t, std::monostate> slow =
+      co_await (asyncdb::async_run(db, asyncdb::read_only, count_to_a_billion, asio::use_awaitable) ||
+                timer.async_wait(asio::use_awaitable));
   const long long slow_ms = ms_since(start);
   std::cout << "count_to_a_billion || 50 ms timer: " << (slow.index() == 1 ? "the timer won" : "the query won")
             << ", the query was interrupted and the co_await returned after " << slow_ms << " ms\n";
@@ -62,9 +63,8 @@ asio::awaitable<void> main_coroutine(asyncdb::database& db) {
 int main() {
   try {
     asio::io_context ctx;
-    asyncdb::database db{demo::fresh_file("09_timeout.db"),
-                         {.readers = 1, .on_open = [](SQLite::Database& c) { create_schema(c); }}};
-    asio::co_spawn(ctx, main_coroutine(db), [](std::exception_ptr e) {
+    asyncdb::database db{demo::fresh_file("09_timeout.db"), {.readers = 1, .on_open = create_schema}};
+    asio::co_spawn(ctx, main_coroutine(db), [](const std::exception_ptr& e) {
       if (e) std::rethrow_exception(e);
     });
     ctx.run();

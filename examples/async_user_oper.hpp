@@ -7,11 +7,16 @@
 #include "user_oper.hpp"
 
 // Read-only operations run on the reader connections, in parallel; everything else runs on the one writer.
-template <> inline constexpr bool asyncdb::is_read_only<&UserOper::list> = true;
-template <> inline constexpr bool asyncdb::is_read_only<&UserOper::get_by_name> = true;
-template <> inline constexpr bool asyncdb::is_read_only<&UserOper::get_by_id> = true;
-template <> inline constexpr bool asyncdb::is_read_only<&UserOper::get_active_users> = true;
-template <> inline constexpr bool asyncdb::is_read_only<&get_user_by_name_sync> = true;
+template <>
+inline constexpr bool asyncdb::is_read_only<&UserOper::list> = true;
+template <>
+inline constexpr bool asyncdb::is_read_only<&UserOper::get_by_name> = true;
+template <>
+inline constexpr bool asyncdb::is_read_only<&UserOper::get_by_id> = true;
+template <>
+inline constexpr bool asyncdb::is_read_only<&UserOper::get_active_users> = true;
+template <>
+inline constexpr bool asyncdb::is_read_only<&get_user_by_name_sync> = true;
 
 // Guide method 1, `AsyncUserOper = to_async_db_oper(UserOper)`: every UserOper method is awaitable through
 // call<&UserOper::method>(args...); the named one-liners are for convenience. Each call returns an
@@ -22,6 +27,11 @@ class AsyncUserOper : public asyncdb::to_async_db_oper<AsyncUserOper, UserOper> 
 
   auto list() { return call<&UserOper::list>(); }
   auto add(const UserCreate& u) { return call<&UserOper::add>(u); }
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+  // g++ 12 frees twice a UserCreate temporary built inside a co_await, and the const& above would hide it from
+  // asyncdb's own check: name the value first (`UserCreate ann{...}; co_await users.add(ann);`).
+  void add(UserCreate&&) = delete;
+#endif
   auto get_by_name(const std::string& name) { return call<&UserOper::get_by_name>(name); }
   auto get_active_users() { return call<&UserOper::get_active_users>(); }
 };

@@ -22,7 +22,7 @@ struct options {
   std::size_t max_queued = 65536;
 
   /// Runs once per connection on its own thread before it serves work, writer first (schema, pragmas).
-  std::function<void(SQLite::Database&)> on_open;
+  std::function<void(SQLite::Database&)> on_open{};
 };
 
 }  // namespace asyncdb

@@ -7,6 +7,7 @@
 #include <asyncdb/stats.hpp>
 
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -23,7 +24,8 @@ class engine {
     try {
       // One at a time, writer first: it creates the file and switches it to WAL, which the
       // read-only connections cannot do, and on_open sees connections in a fixed order.
-      lanes_.push_back(std::make_unique<lane>(lane_role::writer, path, opts_, writer_queue_, counters_));
+      lanes_.push_back(std::make_unique<lane>(lane_role::writer, path, opts_, writer_queue_, counters_,
+                                              readers_closed_.get_future().share()));
       lanes_.back()->start();
       for (std::size_t i = 0; i < opts_.readers; ++i) {
         lanes_.push_back(std::make_unique<lane>(lane_role::reader, path, opts_, reader_queue_, counters_));
@@ -82,13 +84,20 @@ class engine {
     writer_queue_.close(make_error_code(errc::closed));
     reader_queue_.close(make_error_code(errc::closed));
     for (auto& l : lanes_) l->stop_sessions();
-    for (auto& l : lanes_) l->join();
+    for (std::size_t i = 1; i < lanes_.size(); ++i) lanes_[i]->join();
+    if (!readers_closed_set_) {
+      readers_closed_.set_value();
+      readers_closed_set_ = true;
+    }
+    if (!lanes_.empty()) lanes_.front()->join();
   }
 
   options opts_;
   std::shared_ptr<counters> counters_;
   job_queue writer_queue_;
   job_queue reader_queue_;
+  std::promise<void> readers_closed_;  // the writer's connection closes after every reader's
+  bool readers_closed_set_ = false;
   std::vector<std::unique_ptr<lane>> lanes_;
   std::mutex stop_mutex_;
 };

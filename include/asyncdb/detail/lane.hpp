@@ -29,8 +29,16 @@ enum class lane_role { writer, reader };
 // allows from any thread while the connection is open.
 class lane {
  public:
-  lane(lane_role role, std::filesystem::path path, const options& opts, job_queue& queue, std::shared_ptr<counters> c)
-      : role_(role), path_(std::move(path)), opts_(opts), queue_(queue), counters_(std::move(c)) {}
+  // `close_after` (optional) is waited for before the connection closes: the writer closes last, so
+  // that SQLite checkpoints the WAL and removes the -wal and -shm files.
+  lane(lane_role role, std::filesystem::path path, const options& opts, job_queue& queue, std::shared_ptr<counters> c,
+       std::shared_future<void> close_after = {})
+      : role_(role),
+        path_(std::move(path)),
+        opts_(opts),
+        queue_(queue),
+        counters_(std::move(c)),
+        close_after_(std::move(close_after)) {}
   lane(const lane&) = delete;
   lane& operator=(const lane&) = delete;
   ~lane() { join(); }
@@ -156,6 +164,7 @@ class lane {
     }
     opened.set_value();
     while (auto j = queue_.pop()) j->execute(*this);
+    if (close_after_.valid()) close_after_.wait();
     daos_.clear();
     db_.reset();
   }
@@ -216,6 +225,7 @@ class lane {
   const options& opts_;
   job_queue& queue_;
   std::shared_ptr<counters> counters_;
+  std::shared_future<void> close_after_;
   std::optional<SQLite::Database> db_;
   dao_cache daos_;  // declared after db_: destroyed first
   std::thread thread_;
