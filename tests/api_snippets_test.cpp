@@ -24,12 +24,21 @@
 
 namespace snippets {
 
-struct User { std::int64_t id; std::string name; std::string email; bool is_active; };
-struct UserCreate { std::string name; std::string email; bool is_active = true; };
+struct User {
+  std::int64_t id;
+  std::string name;
+  std::string email;
+  bool is_active;
+};
+struct UserCreate {
+  std::string name;
+  std::string email;
+  bool is_active = true;
+};
 
 inline std::atomic<int> list_calls_on_readers{0};  // how often list() ran on a read-only connection
 
-class UserOper {                       // an existing synchronous DAO, not modified
+class UserOper {  // an existing synchronous DAO, not modified
  public:
   explicit UserOper(SQLite::Database& db)
       : db_(db),
@@ -92,7 +101,8 @@ std::optional<User> get_user_by_name_sync(SQLite::Database& db, const std::strin
 using namespace snippets;
 
 // Declaring a DAO member or function read-only lets it run on the reader connections, in parallel.
-template <> inline constexpr bool asyncdb::is_read_only<&UserOper::list> = true;
+template <>
+inline constexpr bool asyncdb::is_read_only<&UserOper::list> = true;
 
 namespace snippets {
 
@@ -102,18 +112,19 @@ inline constexpr asyncdb::async_db_operation<&get_user_by_name_sync> get_user_by
 // Method 1: lift the whole class with the CRTP mixin
 class AsyncUserOper : public asyncdb::to_async_db_oper<AsyncUserOper, UserOper> {
  public:
-  using to_async_db_oper::to_async_db_oper;          // AsyncUserOper(asyncdb::database&)
-  auto list() { return call<&UserOper::list>(); }    // optional named one-liners
+  using to_async_db_oper::to_async_db_oper;        // AsyncUserOper(asyncdb::database&)
+  auto list() { return call<&UserOper::list>(); }  // optional named one-liners
 };
 
 // The runtime, as in the issue; "app.db" lives in the test's own folder.
 asyncdb::options snippet_options() {
   asyncdb::options opts;
-  opts.readers = 4;                                              // read-only connections used in parallel
-  opts.on_open = [](SQLite::Database& c) {                       // once per connection, writer first
+  opts.readers = 4;                         // read-only connections used in parallel
+  opts.on_open = [](SQLite::Database& c) {  // once per connection, writer first
     if (!c.tableExists("users")) {
-      c.exec("CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, email TEXT NOT NULL, "
-             "is_active INTEGER NOT NULL DEFAULT 1)");
+      c.exec(
+          "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, email TEXT NOT NULL, "
+          "is_active INTEGER NOT NULL DEFAULT 1)");
     }
   };
   return opts;
@@ -138,7 +149,7 @@ asio::awaitable<void> methods(asyncdb::database& db) {
   UserCreate ann{"ann", "ann@x.org"};
   std::int64_t id = co_await users.call<&UserOper::add>(ann);
   auto all_users = co_await users.list();
-  auto n = co_await users.run([](UserOper& o) { return o.list().size(); });   // several DAO calls, one hop
+  auto n = co_await users.run([](UserOper& o) { return o.list().size(); });  // several DAO calls, one hop
   static_assert(std::is_same_v<decltype(all_users), std::vector<User>>);
   static_assert(std::is_same_v<decltype(n), std::size_t>);
   REQUIRE(all_users.size() == 2);
@@ -159,7 +170,8 @@ asio::awaitable<void> gathers(asyncdb::database& db) {
   CHECK(ids[0] < ids[1]);  // one writer, FIFO: the adds ran in input order
   CHECK(ids[1] < ids[2]);
 
-  auto [all, active] = co_await asyncdb::gather(users.call<&UserOper::list>(), users.call<&UserOper::get_active_users>());
+  auto [all, active] =
+      co_await asyncdb::gather(users.call<&UserOper::list>(), users.call<&UserOper::get_active_users>());
   REQUIRE(all.size() == 3);
   CHECK(all[1].id == ids[1]);
   REQUIRE(active.size() == 2);

@@ -216,9 +216,10 @@ TEST_CASE("async_db_operation copies its arguments at the call, so later changes
   test::run(ctx, check(db));
 }
 
-TEST_CASE("each connection gets one DAO object, built on first use on its own thread, kept with its prepared "
-          "statement and destroyed there",
-          "[async_db_operation][dao]") {
+TEST_CASE(
+    "each connection gets one DAO object, built on first use on its own thread, kept with its prepared "
+    "statement and destroyed there",
+    "[async_db_operation][dao]") {
   test::temp_dir dir;
   probes().clear();
   std::vector<call_record> writes;
@@ -295,10 +296,7 @@ TEST_CASE("a coroutine on a strand of a multi-threaded loop resumes on that stra
   std::atomic<int> ok{0};
   for (int c = 0; c < 4; ++c) {
     strand_type s = asio::make_strand(ctx);
-    asio::co_spawn(s, hop_on_strand(db, s, wrong, 10), [&](std::exception_ptr ep) {
-      if (ep) ++wrong;
-      else ++ok;
-    });
+    asio::co_spawn(s, hop_on_strand(db, s, wrong, 10), [&](std::exception_ptr ep) { ++(ep ? wrong : ok); });
   }
   std::vector<std::thread> loop;
   for (int t = 0; t < 3; ++t) loop.emplace_back([&] { ctx.run_for(60s); });
@@ -316,8 +314,8 @@ TEST_CASE("a DAO member's exception reaches the co_await with its own type and m
     const std::string why = "no user named zed";
     CHECK_THROWS_MATCHES(co_await asyncdb::async_db_operation<&Probe::fail>{}(d, why), std::invalid_argument,
                          Catch::Matchers::Message("no user named zed"));
-    CHECK_THROWS_MATCHES(co_await asyncdb::async_db_operation<&test::UserOper::fail>{}(d, why),
-                         std::invalid_argument, Catch::Matchers::Message("no user named zed"));
+    CHECK_THROWS_MATCHES(co_await asyncdb::async_db_operation<&test::UserOper::fail>{}(d, why), std::invalid_argument,
+                         Catch::Matchers::Message("no user named zed"));
     const std::string dup = "dup";
     co_await add_user(d, dup);
     try {

@@ -517,6 +517,34 @@ TEST_CASE("the caller's io_context and strand may be destroyed as soon as the co
   CHECK(completed == 200);
 }
 
+TEST_CASE("fn and everything it captured are destroyed before the caller's completion runs",
+          "[async_run][callback][lifetime]") {
+  // Asio's rule for asynchronous operations: temporary resources are released before the completion
+  // handler is called. fn lives in the operation; if it died later, on the database thread, its
+  // captures (here a strand of an io_context destroyed right after the completion) would outlive
+  // what they refer to. `alive` sees a late release in any build; ASan/TSan also see the strand.
+  test::temp_dir dir;
+  asyncdb::database db{dir.file(), test::default_options(1)};
+  int completed = 0;
+  int fn_alive_at_completion = 0;
+  for (int i = 0; i < 200; ++i) {
+    asio::io_context ctx;
+    strand_type strand = asio::make_strand(ctx);
+    auto token = std::make_shared<int>(i);
+    std::weak_ptr<int> alive = token;
+    auto fn = [strand, token = std::move(token)](SQLite::Database&) {
+      return strand.running_in_this_thread() ? -1 : *token;
+    };
+    asyncdb::async_run(db, std::move(fn), asio::bind_executor(strand, [&, i, alive](std::exception_ptr ep, int v) {
+                         if (!alive.expired()) ++fn_alive_at_completion;
+                         if (!ep && v == i) ++completed;
+                       }));
+    ctx.run_for(60s);
+  }
+  CHECK(completed == 200);
+  CHECK(fn_alive_at_completion == 0);
+}
+
 TEST_CASE("a callback without an associated executor completes off the database threads", "[async_run][callback]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};

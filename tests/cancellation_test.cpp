@@ -543,8 +543,7 @@ asio::awaitable<void> cancel_before_a_short_statement(asyncdb::database& db, sho
 
 // The interrupt that lands between statements is lost by SQLite, and a one-row INSERT is too short for the
 // progress handler; the commit hook is what turns its commit into a rollback.
-TEST_CASE("an operation cancelled between two statements does not run even a short next statement",
-          "[cancellation]") {
+TEST_CASE("an operation cancelled between two statements does not run even a short next statement", "[cancellation]") {
   test::temp_dir dir;
   asio::io_context ctx;
   short_between_state st;

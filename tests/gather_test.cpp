@@ -87,8 +87,7 @@ auto fails_early(gate& g) {
 
 }  // namespace
 
-TEST_CASE("gather of a vector returns each result at its input position, whatever the completion order",
-          "[gather]") {
+TEST_CASE("gather of a vector returns each result at its input position, whatever the completion order", "[gather]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
   asio::io_context ctx;
@@ -178,8 +177,8 @@ TEST_CASE("variadic gather returns a tuple for structured bindings, void results
       test::UserCreate u{name, "x@x", name[0] != 'b'};
       co_await users.add(u);
     }
-    auto [all, active] = co_await asyncdb::gather(users.call<&test::UserOper::list>(),
-                                                  users.call<&test::UserOper::get_active_users>());
+    auto [all, active] =
+        co_await asyncdb::gather(users.call<&test::UserOper::list>(), users.call<&test::UserOper::get_active_users>());
     static_assert(std::is_same_v<decltype(all), std::vector<test::User>>);
     REQUIRE(all.size() == 3);
     CHECK(all[1].name == "bob");

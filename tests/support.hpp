@@ -11,9 +11,9 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <set>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>

@@ -174,7 +174,8 @@ TEST_CASE("to_async_db_oper builds reader DAOs only on reader threads, one per r
     auto reads = [](asyncdb::database& d) -> asio::awaitable<std::vector<std::thread::id>> {
       AsyncUsers users{d};
       std::vector<asio::awaitable<std::thread::id>> all;
-      for (int i = 0; i < 30; ++i) all.push_back(users.run(asyncdb::read_only, [](test::UserOper& o) { return o.where(); }));
+      for (int i = 0; i < 30; ++i)
+        all.push_back(users.run(asyncdb::read_only, [](test::UserOper& o) { return o.where(); }));
       co_return co_await asyncdb::gather(std::move(all));
     };
     for (const auto& id : test::run(ctx, reads(db))) reader_threads.insert(id);

@@ -11,6 +11,7 @@ asio::awaitable<void> use(asyncdb::database& db) {
   auto fn = [who](compile_fail::UserOper& o) { return o.row_count() + static_cast<std::int64_t>(who.size()); };
   co_await users.run(fn);
 #else
-  co_await users.run([who](compile_fail::UserOper& o) { return o.row_count() + static_cast<std::int64_t>(who.size()); });
+  co_await users.run(
+      [who](compile_fail::UserOper& o) { return o.row_count() + static_cast<std::int64_t>(who.size()); });
 #endif
 }

@@ -130,7 +130,9 @@ class async_op : public operation_base {
     }
     if (reg == nullptr) return;
     reg->remove_and(*this, [&] {
-      asio::post(work_->get_executor(), [handler = std::move(*handler_), slot = slot_, ep,
+      // `ep` moves too: the last reference to an exception must not be dropped on this thread while
+      // the caller reads it (a real free-vs-read race as far as TSan can see into libstdc++).
+      asio::post(work_->get_executor(), [handler = std::move(*handler_), slot = slot_, ep = std::move(ep),
                                          args = std::make_tuple(std::move(results)...)]() mutable {
         // Cleared here, on the handler's executor, where the slot's owner emits.
         slot.clear();

@@ -59,9 +59,9 @@ class run_op final : public async_op_for<Handler, R>::type {
     c.running.fetch_sub(1, std::memory_order_relaxed);
     (cancelled ? c.cancelled : ep ? c.failed : c.completed).fetch_add(1, std::memory_order_relaxed);
     if constexpr (std::is_void_v<R>) {
-      this->deliver(ep);
+      this->deliver(std::move(ep));
     } else if (ep) {
-      this->deliver(ep, R{});
+      this->deliver(std::move(ep), R{});
     } else {
       this->deliver(nullptr, std::move(*result));
     }

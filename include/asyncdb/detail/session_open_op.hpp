@@ -31,7 +31,7 @@ class session_open_op final : public async_op<Handler, Session> {
       if (ep) {
         state->queue.close(make_error_code(errc::session_ended));
         c.failed.fetch_add(1, std::memory_order_relaxed);
-        this->deliver(ep, Session{});
+        this->deliver(std::move(ep), Session{});
       } else {
         c.completed.fetch_add(1, std::memory_order_relaxed);
         this->deliver(nullptr, Session{state});
