@@ -67,6 +67,9 @@ class operation_base : public job, public pending_completion, public std::enable
     return cancel_requested_;
   }
 
+  // Destroys what the operation would have run; called before a completion that skips the run.
+  virtual void release_work() noexcept {}
+
   std::mutex mutex_;
   op_state state_ = op_state::queued;
   lane* lane_ = nullptr;
@@ -109,6 +112,7 @@ class async_op : public operation_base {
   }
 
   void fail(std::error_code ec) noexcept override {
+    release_work();
     deliver(std::make_exception_ptr(std::system_error(ec)), Results{}...);
   }
 

@@ -2,6 +2,7 @@
 #include <asyncdb/detail/operation.hpp>
 
 #include <chrono>
+#include <optional>
 #include <string_view>
 #include <type_traits>
 #include <variant>
@@ -24,7 +25,7 @@ class run_op final : public async_op_for<Handler, R>::type {
 
  public:
   run_op(Handler handler, Fn fn, std::string_view name, session_state* session)
-      : base(std::move(handler)), fn_(std::move(fn)), name_(name), session_(session) {}
+      : base(std::move(handler)), fn_(std::in_place, std::move(fn)), name_(name), session_(session) {}
 
   void execute(lane& l) noexcept override {
     counters& c = l.stats_counters();
@@ -42,14 +43,15 @@ class run_op final : public async_op_for<Handler, R>::type {
     std::optional<result_type> result;
     try {
       if constexpr (std::is_void_v<R>) {
-        fn_(l);
+        (*fn_)(l);
         result.emplace();
       } else {
-        result.emplace(fn_(l));
+        result.emplace((*fn_)(l));
       }
     } catch (...) {
       ep = std::current_exception();
     }
+    fn_.reset();  // Asio's rule: what the operation captured is gone before its completion runs
     const bool cancelled = this->finish() && ep;
     l.clear_interrupt();
     ep = l.settle(ep, cancelled, session_, txn_before);
@@ -67,9 +69,13 @@ class run_op final : public async_op_for<Handler, R>::type {
     }
   }
 
+ protected:
+  // Never ran (cancelled while queued, or refused): the lane will not touch fn_ any more.
+  void release_work() noexcept override { fn_.reset(); }
+
  private:
   using result_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
-  Fn fn_;
+  std::optional<Fn> fn_;
   std::string_view name_;   // static storage: a function name or a literal
   session_state* session_;  // the lane serving the session keeps it alive while this runs
 };
