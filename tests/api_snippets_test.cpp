@@ -16,12 +16,6 @@
 #include <type_traits>
 #include <vector>
 
-// KNOWN LIBRARY BUG (reported): async_run(db, fn, asio::use_future) does not compile (see
-// async_run_test.cpp). Build with -DASYNCDB_TEST_USE_FUTURE=1 to include the use_future snippet.
-#ifndef ASYNCDB_TEST_USE_FUTURE
-#define ASYNCDB_TEST_USE_FUTURE 0
-#endif
-
 namespace snippets {
 
 struct User {
@@ -256,7 +250,6 @@ TEST_CASE("the issue's async_run snippets work with a callback, deferred and the
   CHECK(plain.execAndGet("SELECT is_active FROM users WHERE name = 'cb'").getInt() == 0);
 }
 
-#if ASYNCDB_TEST_USE_FUTURE
 TEST_CASE("the issue's async_run snippet works with use_future", "[api][snippets][async_run][future]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file("app.db"), snippet_options()};
@@ -269,4 +262,3 @@ TEST_CASE("the issue's async_run snippet works with use_future", "[api][snippets
   REQUIRE(done.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
   CHECK_THROWS_AS(done.get(), SQLite::Exception);  // a reader refuses the write
 }
-#endif

@@ -17,13 +17,6 @@
 #include <utility>
 #include <vector>
 
-// KNOWN LIBRARY BUG (reported to the lead): async_run(db, fn, asio::use_future) does not compile, because
-// async_op::attach() queries asio::execution::context on the handler's executor and use_future's
-// promise_executor has none. Build with -DASYNCDB_TEST_USE_FUTURE=1 to see it; make 1 the default once fixed.
-#ifndef ASYNCDB_TEST_USE_FUTURE
-#define ASYNCDB_TEST_USE_FUTURE 0
-#endif
-
 namespace {
 
 using namespace std::chrono_literals;
@@ -296,7 +289,6 @@ TEST_CASE("a callback bound to a strand completes on that strand, never on a dat
   CHECK(subset(callback_threads.get(), loop));
 }
 
-#if ASYNCDB_TEST_USE_FUTURE
 TEST_CASE("use_future delivers fn's result and exception to a thread that runs no loop", "[async_run][future]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
@@ -321,7 +313,6 @@ TEST_CASE("use_future delivers fn's result and exception to a thread that runs n
   wrote.get();
   CHECK(count_rows(dir.file(), "name = 'fut'") == 1);
 }
-#endif
 
 TEST_CASE("async_run sends fn to the writer, and with read_only to a read-only connection", "[async_run][routing]") {
   test::temp_dir dir;

@@ -77,6 +77,17 @@ class operation_base : public job, public pending_completion, public std::enable
   context_registry* registry_ = nullptr;  // guarded by mutex_; null once delivered or abandoned
 };
 
+// The execution context behind a handler's executor: standard executors answer the query, older ones
+// (use_future's promise executor among them) have context().
+template <class Executor>
+asio::execution_context& context_of(const Executor& ex) {
+  if constexpr (asio::can_query<const Executor&, asio::execution::context_t>::value) {
+    return asio::query(ex, asio::execution::context);
+  } else {
+    return ex.context();
+  }
+}
+
 // Owns the handler and delivers `void(std::exception_ptr, Results...)` to its associated executor,
 // the way Asio's own operations do: a work guard keeps that executor's context running meanwhile,
 // and the completion is posted, so the caller never resumes on a database thread.
@@ -96,8 +107,7 @@ class async_op : public operation_base {
   // Registers with the handler's execution context and connects the cancellation slot. False when
   // that context is already shutting down: the handler has then been dropped.
   bool attach() {
-    auto& ctx = asio::query(work_->get_executor(), asio::execution::context);
-    auto& reg = asio::use_service<context_registry>(ctx);
+    auto& reg = asio::use_service<context_registry>(context_of(work_->get_executor()));
     if (!reg.add(*this)) {
       abandon();
       return false;
