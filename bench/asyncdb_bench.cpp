@@ -262,8 +262,14 @@ void same_heap_policy_on_every_thread() {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);  // the largest allowed; also stops the threshold from moving
 }
 
+double load_average() {
+  double load[1] = {NAN};
+  return getloadavg(load, 1) == 1 ? load[0] : NAN;
+}
+
 int run(const cli& args) {
   const auto wall0 = std::chrono::steady_clock::now();
+  const double load_before = load_average();
   same_heap_policy_on_every_thread();
   sizes n;
   if (args.quick) {
@@ -329,6 +335,8 @@ int run(const cli& args) {
                 {"w2_ops", static_cast<double>(n.w2_ops)},       {"w3_reps", static_cast<double>(n.w3_reps)},
                 {"w4_ops", static_cast<double>(n.w4_ops)},       {"in_flight", static_cast<double>(n.in_flight)}};
   info.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  info.load_before = load_before;
+  info.load_after = load_average();
 
   std::cout << "\n";
   print_table(std::cout, info, rows);

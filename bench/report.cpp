@@ -70,6 +70,8 @@ void print_table(std::ostream& out, const run_info& info, const std::vector<row>
       << ", SQLite " << info.sqlite << "\n"
       << (info.quick ? "QUICK sizes (1/20)" : "exact WORKLOADS.md sizes") << ", median of " << info.runs
       << " runs; S = synchronous on one thread (S-naive for W2/W2f), peer = thread_pool + mutex-guarded connection\n"
+      << "1-minute load average before / after: " << format(info.load_before, "") << " / "
+      << format(info.load_after, "") << " (anything well above 0 on " << info.cores << " cores means noisy figures)\n"
       << "ratios: value(asyncdb) / value(S or peer); 'better' says which direction wins\n\n";
   const std::size_t w[] = {5, 38, 10, 7, 11, 11, 11, 11, 8, 11, 30, 4};
   const char* heads[] = {"id",      "figure",  "unit",       "better",           "S", "S-bulk", "peer",
@@ -113,7 +115,9 @@ void write_json(std::ostream& out, const run_info& info, const std::vector<row>&
       << ",\n  \"cores\": " << info.cores << ",\n  \"compiler\": " << json_string(info.compiler)
       << ",\n  \"sqlite\": " << json_string(info.sqlite) << ",\n  \"quick\": " << (info.quick ? "true" : "false")
       << ",\n  \"runs\": " << info.runs << ",\n  \"wall_seconds\": " << json_number(info.wall_seconds)
-      << ",\n  \"seed_seconds\": " << json_number(info.seed_seconds) << ",\n  \"sizes\": {";
+      << ",\n  \"seed_seconds\": " << json_number(info.seed_seconds)
+      << ",\n  \"load_before\": " << json_number(info.load_before)
+      << ",\n  \"load_after\": " << json_number(info.load_after) << ",\n  \"sizes\": {";
   const char* sep = "";
   for (const auto& [k, v] : info.sizes) {
     out << sep << json_string(k) << ": " << json_number(v);

@@ -39,6 +39,8 @@ struct run_info {
   bool quick = false;
   int runs = 3;
   double wall_seconds = 0;
+  double load_before = NAN;  // 1-minute load average: other processes make the figures noisy
+  double load_after = NAN;
   double seed_seconds = 0;
   std::map<std::string, double> sizes;
 };
