@@ -97,6 +97,10 @@ using namespace snippets;
 // Declaring a DAO member or function read-only lets it run on the reader connections, in parallel.
 template <>
 inline constexpr bool asyncdb::is_read_only<&UserOper::list> = true;
+// Declaring a write sends it straight to the writer: no trial run on a reader, and writes started
+// together run in the order they were started, from the first call on.
+template <>
+inline constexpr bool asyncdb::is_write<&UserOper::add> = true;
 
 namespace snippets {
 

@@ -64,7 +64,7 @@ class Probe {
   Probe(const Probe&) = delete;
   Probe& operator=(const Probe&) = delete;
 
-  call_record write_where() { return record(); }
+  call_record write_where() { return record(); }  // declared is_write below
   call_record read_where() { return record(); }  // declared read-only below
   std::string echo(const std::string& s, int n) { return s + "/" + std::to_string(n); }
   int fail(const std::string& why) { throw std::invalid_argument(why); }
@@ -113,6 +113,10 @@ template <>
 inline constexpr bool asyncdb::is_read_only<&Probe::read_where> = true;
 template <>
 inline constexpr bool asyncdb::is_read_only<&where_fn_read> = true;
+template <>
+inline constexpr bool asyncdb::is_write<&Probe::write_where> = true;  // writes nothing, but is declared to
+template <>
+inline constexpr bool asyncdb::is_write<&where_fn> = true;
 
 namespace {
 

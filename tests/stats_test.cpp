@@ -120,6 +120,13 @@ class gated_dao {
   SQLite::Database& db_;
 };
 
+}  // namespace
+
+template <>
+inline constexpr bool asyncdb::is_write<&gated_dao::add> = true;  // it must hold the writer, not try a reader first
+
+namespace {
+
 class AsyncGated : public asyncdb::to_async_db_oper<AsyncGated, gated_dao> {
  public:
   using to_async_db_oper::to_async_db_oper;

@@ -211,3 +211,9 @@ template <>
 inline constexpr bool asyncdb::is_read_only<&test::UserOper::get_active_users> = true;
 template <>
 inline constexpr bool asyncdb::is_read_only<&test::UserOper::count> = true;
+// Declared, so the tests of the other contracts do not depend on which test taught asyncdb first
+// that add writes (what detection learns is process-wide); routing_test.cpp covers detection.
+template <>
+inline constexpr bool asyncdb::is_write<&test::UserOper::add> = true;
+template <>
+inline constexpr bool asyncdb::is_write<&test::UserOper::where> = true;

@@ -14,7 +14,8 @@ namespace asyncdb {
 /// into an awaitable call. Members run on the connection's own Dao instance, created there on first use.
 template <auto Operation>
 struct async_db_operation {
-  /// Runs the operation on a reader if `is_read_only<Operation>`, else on the writer; arguments are copied.
+  /// Runs the operation on a reader if `is_read_only<Operation>`, on the writer if `is_write<Operation>`,
+  /// else on a reader until it first tries to write (see README, "Routing"); arguments are copied.
   /// Completion: awaitable<R>. Resumes on the awaiting coroutine's executor. Thread-safe.
   /// Throws at the co_await what the operation threw, or errc::closed / queue_full / operation_aborted.
   template <class... Args>
@@ -23,7 +24,8 @@ struct async_db_operation {
     using dao = typename detail::default_dao<Operation>::type;
     using R = detail::invoke_result_t<Operation, dao, std::decay_t<Args>...>;
     detail::engine& e = detail::database_access::of(db);
-    return detail::initiate<R>(asio::use_awaitable, e.queue(is_read_only<Operation>), &e.stats_counters(),
+    return detail::initiate<R>(asio::use_awaitable, e, detail::declared_route<Operation>(),
+                               detail::kind_of<detail::operation_tag<Operation>>,
                                detail::bind_call<Operation, dao>(std::forward<Args>(args)...),
                                detail::name_of<Operation>());
   }

@@ -21,7 +21,7 @@ auto async_run_on(database& db, bool read_only, Fn&& fn, Token&& token) {
   using R = std::invoke_result_t<std::decay_t<Fn>&, SQLite::Database&>;
   engine& e = database_access::of(db);
   return initiate<R>(
-      std::forward<Token>(token), e.queue(read_only), &e.stats_counters(),
+      std::forward<Token>(token), e, read_only ? route::reader : route::writer, kind_of<std::decay_t<Fn>>,
       [f = std::decay_t<Fn>(std::forward<Fn>(fn))](lane& l) mutable -> R { return f(l.connection()); }, "async_run");
 }
 }  // namespace detail

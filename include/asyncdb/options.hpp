@@ -10,6 +10,18 @@ class Database;
 
 namespace asyncdb {
 
+/// How independent writes waiting for the writer share one transaction (one commit) instead of one each.
+struct group_commit_options {
+  /// False gives every write its own transaction, as SQLite's autocommit would.
+  bool enabled = true;
+
+  /// Most operations one shared transaction holds.
+  std::size_t max_operations = 256;
+
+  /// A shared transaction open this long takes no further operation and commits after the one running.
+  std::chrono::microseconds max_duration{5000};
+};
+
 /// Settings of an asyncdb::database; an aggregate, so designated initializers work.
 struct options {
   /// Read-only connections serving operations declared read-only, in parallel; 0 runs them on the writer.
@@ -23,6 +35,9 @@ struct options {
 
   /// Runs once per connection on its own thread before it serves work, writer first (schema, pragmas).
   std::function<void(SQLite::Database&)> on_open{};
+
+  /// Group commit on the writer; operations of a session are never grouped.
+  group_commit_options group_commit{};
 };
 
 }  // namespace asyncdb

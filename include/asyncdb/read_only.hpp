@@ -1,5 +1,5 @@
 #pragma once
-// Read/write routing: which connections an operation may run on.
+// Read/write routing: which connection an operation runs on.
 
 namespace asyncdb {
 
@@ -11,8 +11,13 @@ struct read_only_t {
 /// The tag value: `async_run(db, asyncdb::read_only, fn)`, `async_db_session(db, asyncdb::read_only)`.
 inline constexpr read_only_t read_only{};
 
-/// Specialize as true for a DAO member or function that only reads, to run it on the readers in parallel.
+/// Specialize as true for a DAO member or function that only reads: it runs on the readers, in parallel.
 template <auto Operation>
 inline constexpr bool is_read_only = false;
+
+/// Specialize as true for a DAO member or function that writes: it goes straight to the writer.
+/// Undeclared operations first try a reader and move to the writer, for good, the first time they write.
+template <auto Operation>
+inline constexpr bool is_write = false;
 
 }  // namespace asyncdb

@@ -24,6 +24,9 @@ struct stats {
   std::uint64_t cancelled = 0;             ///< cancelled while queued, or interrupted while running
   std::uint64_t rejected = 0;              ///< refused at once: queue full or database closed
   std::chrono::nanoseconds queue_wait{0};  ///< total time started operations spent queued
+  std::uint64_t group_commits = 0;         ///< shared transactions committed by the writer (group commit)
+  std::uint64_t grouped = 0;               ///< operations whose write was committed by one of those
+  std::uint64_t rerouted = 0;              ///< undeclared operations that tried to write on a reader and moved
   writer_holder writer;                    ///< who holds the writer now
 };
 

@@ -20,7 +20,8 @@ class to_async_db_oper {
   /// Binds to `db`, which must outlive this object's operations. Cheap to copy; no connection is held.
   explicit to_async_db_oper(database& db) noexcept : db_(&db) {}
 
-  /// Calls `(dao.*Member)(args...)` on a reader if `is_read_only<Member>`, else on the writer; args are copied.
+  /// Calls `(dao.*Member)(args...)`: on a reader if `is_read_only<Member>`, on the writer if `is_write<Member>`,
+  /// else on a reader until it first tries to write (see README, "Routing"); args are copied.
   /// Completion: awaitable<R>. Resumes on the awaiting coroutine's executor. Thread-safe.
   /// Throws at the co_await what the member threw, or errc::closed / queue_full / operation_aborted.
   template <auto Member, class... Args>
@@ -31,7 +32,8 @@ class to_async_db_oper {
     detail::refuse_coawait_temporaries<Args...>();
     using R = detail::invoke_result_t<Member, Dao, std::decay_t<Args>...>;
     detail::engine& e = detail::database_access::of(*db_);
-    return detail::initiate<R>(asio::use_awaitable, e.queue(is_read_only<Member>), &e.stats_counters(),
+    return detail::initiate<R>(asio::use_awaitable, e, detail::declared_route<Member>(),
+                               detail::kind_of<detail::operation_tag<Member>>,
                                detail::bind_call<Member, Dao>(std::forward<Args>(args)...), detail::name_of<Member>());
   }
 
@@ -61,7 +63,8 @@ class to_async_db_oper {
     using R = std::invoke_result_t<std::decay_t<Fn>&, Dao&>;
     detail::engine& e = detail::database_access::of(*db_);
     return detail::initiate<R>(
-        asio::use_awaitable, e.queue(read_only), &e.stats_counters(),
+        asio::use_awaitable, e, read_only ? detail::route::reader : detail::route::writer,
+        detail::kind_of<std::decay_t<Fn>>,
         [f = std::decay_t<Fn>(std::forward<Fn>(fn))](detail::lane& l) mutable -> R { return f(l.dao<Dao>()); },
         where.function_name());
   }

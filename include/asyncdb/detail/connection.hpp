@@ -1,10 +1,14 @@
 #pragma once
 // Connection hygiene shared by every lane: what "clean" means between two leases.
 #include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Exception.h>
 #include <sqlite3.h>
 
+#include <cstring>
+#include <exception>
 #include <filesystem>
 #include <string>
+#include <utility>
 
 namespace asyncdb::detail {
 
@@ -26,6 +30,62 @@ inline bool rollback_if_open(sqlite3* db) noexcept {
   sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
   return true;
 }
+
+// Whether `ep` is SQLite refusing a BEGIN because a transaction is already open: how a DAO that
+// manages its own transaction shows itself inside a group commit.
+inline bool is_nested_transaction_error(const std::exception_ptr& ep) noexcept {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const std::exception& e) {
+    return std::strstr(e.what(), "cannot start a transaction within a transaction") != nullptr;
+  } catch (...) {
+    return false;
+  }
+}
+
+// Whether `ep` is a write refused by a read-only connection.
+inline bool is_read_only_error(const std::exception_ptr& ep) noexcept {
+  if (!ep) return false;
+  try {
+    std::rethrow_exception(ep);
+  } catch (const SQLite::Exception& e) {
+    return (e.getErrorCode() & 0xff) == SQLITE_READONLY;
+  } catch (...) {
+    return false;
+  }
+}
+
+// The transaction-control statements of group commit, run per operation: prepared once, not per use.
+class control_statements {
+ public:
+  enum which : unsigned char { begin, savepoint, release, rollback_to, commit };
+
+  control_statements() = default;
+  control_statements(const control_statements&) = delete;
+  control_statements& operator=(const control_statements&) = delete;
+  ~control_statements() { finalize(); }
+
+  // Throws SQLite::Exception when the statement fails.
+  void run(sqlite3* db, which w) {
+    static constexpr const char* sql[] = {"BEGIN IMMEDIATE", "SAVEPOINT asyncdb_op", "RELEASE asyncdb_op",
+                                          "ROLLBACK TO asyncdb_op", "COMMIT"};
+    sqlite3_stmt*& s = stmts_[w];
+    int rc = s == nullptr ? sqlite3_prepare_v2(db, sql[w], -1, &s, nullptr) : SQLITE_OK;
+    if (rc == SQLITE_OK) {
+      rc = sqlite3_step(s);
+      sqlite3_reset(s);
+    }
+    if (rc != SQLITE_DONE && rc != SQLITE_OK) throw SQLite::Exception(db, rc);
+  }
+
+  // Before the connection closes: it cannot close with statements left.
+  void finalize() noexcept {
+    for (auto*& s : stmts_) sqlite3_finalize(std::exchange(s, nullptr));
+  }
+
+ private:
+  sqlite3_stmt* stmts_[5] = {};
+};
 
 // Each connection to ":memory:", "" or a memory URI opens a database of its own, so a writer and
 // its readers would silently disagree.

@@ -16,6 +16,9 @@ struct counters {
   std::atomic<std::uint64_t> cancelled{0};
   std::atomic<std::uint64_t> rejected{0};
   std::atomic<std::int64_t> queue_wait_ns{0};
+  std::atomic<std::uint64_t> group_commits{0};
+  std::atomic<std::uint64_t> grouped{0};
+  std::atomic<std::uint64_t> rerouted{0};
   std::size_t max_queued = 0;
 };
 

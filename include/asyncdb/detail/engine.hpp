@@ -1,5 +1,6 @@
 #pragma once
 #include <asyncdb/detail/connection.hpp>
+#include <asyncdb/detail/group_commit.hpp>
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/lane.hpp>
 #include <asyncdb/error.hpp>
@@ -21,11 +22,12 @@ class engine {
   engine(const std::filesystem::path& path, options opts)
       : opts_(std::move(opts)), counters_(make_counters(opts_)), writer_queue_(counters_), reader_queue_(counters_) {
     if (is_private_database(path)) throw std::system_error(errc::memory_database, "asyncdb: '" + path.string() + "'");
+    writer_queue_.keep_open(opts_.readers > 0);  // until the readers, which may hand it writes, are gone
     try {
       // One at a time, writer first: it creates the file and switches it to WAL, which the
       // read-only connections cannot do, and on_open sees connections in a fixed order.
       lanes_.push_back(std::make_unique<lane>(lane_role::writer, path, opts_, writer_queue_, counters_,
-                                              readers_closed_.get_future().share()));
+                                              &group_commit::serve, readers_closed_.get_future().share()));
       lanes_.back()->start();
       for (std::size_t i = 0; i < opts_.readers; ++i) {
         lanes_.push_back(std::make_unique<lane>(lane_role::reader, path, opts_, reader_queue_, counters_));
@@ -53,6 +55,8 @@ class engine {
   }
 
   job_queue& queue(bool read_only) noexcept { return read_only && opts_.readers > 0 ? reader_queue_ : writer_queue_; }
+  job_queue& writer_queue() noexcept { return writer_queue_; }
+  bool has_readers() const noexcept { return opts_.readers > 0; }
   counters& stats_counters() noexcept { return *counters_; }
   const std::shared_ptr<counters>& shared_counters() const noexcept { return counters_; }
 
@@ -66,6 +70,9 @@ class engine {
     s.cancelled = c.cancelled.load(std::memory_order_relaxed);
     s.rejected = c.rejected.load(std::memory_order_relaxed);
     s.queue_wait = std::chrono::nanoseconds(c.queue_wait_ns.load(std::memory_order_relaxed));
+    s.group_commits = c.group_commits.load(std::memory_order_relaxed);
+    s.grouped = c.grouped.load(std::memory_order_relaxed);
+    s.rerouted = c.rerouted.load(std::memory_order_relaxed);
     if (!lanes_.empty()) s.writer = lanes_.front()->holder();
     return s;
   }
@@ -85,6 +92,7 @@ class engine {
     reader_queue_.close(make_error_code(errc::closed));
     for (auto& l : lanes_) l->stop_sessions();
     for (std::size_t i = 1; i < lanes_.size(); ++i) lanes_[i]->join();
+    writer_queue_.keep_open(false);
     if (!readers_closed_set_) {
       readers_closed_.set_value();
       readers_closed_set_ = true;

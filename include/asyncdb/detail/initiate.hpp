@@ -1,5 +1,7 @@
 #pragma once
 #include <asyncdb/detail/asio.hpp>
+#include <asyncdb/detail/engine.hpp>
+#include <asyncdb/detail/op_kind.hpp>
 #include <asyncdb/detail/run_op.hpp>
 #include <asyncdb/detail/type_checks.hpp>
 
@@ -35,31 +37,46 @@ inline void enqueue(const std::shared_ptr<operation_base>& op, bool attached, jo
 
 template <class R, class Handler, class Fn>
 void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, std::string_view name,
-            session_state* session = nullptr) {
+            session_state* session, op_route route) {
   using op_type = run_op<std::decay_t<Handler>, std::decay_t<Fn>, R>;
-  auto op = std::make_shared<op_type>(std::forward<Handler>(handler), std::forward<Fn>(fn), name, session);
+  auto op = std::make_shared<op_type>(std::forward<Handler>(handler), std::forward<Fn>(fn), name, session, route);
   const bool attached = op->attach();
   enqueue(op, attached, queue, stats);
+}
+
+// Chosen when the operation starts, not when its awaitable is made: what was learned meanwhile counts.
+inline job_queue& pick_queue(engine& e, route r, op_route& where) {
+  switch (r) {
+    case route::reader: return e.queue(true);
+    case route::writer: return e.writer_queue();
+    case route::detect: break;
+  }
+  if (!e.has_readers() || where.kind->writes.load(std::memory_order_relaxed)) return e.writer_queue();
+  where.on_write = &e.writer_queue();
+  return e.queue(true);
+}
+
+// `kind` is what the library learns about this operation's code; see op_kind.
+template <class R, class Token, class Fn>
+auto initiate(Token&& token, engine& e, route r, op_kind& kind, Fn fn, std::string_view name) {
+  check_result<R>();
+  return asio::async_initiate<Token, signature_t<R>>(
+      [](auto handler, engine* e, route r, op_kind* k, Fn f, std::string_view n) {
+        op_route where{k};
+        job_queue& q = pick_queue(*e, r, where);
+        submit<R>(std::move(handler), &q, &e->stats_counters(), std::move(f), n, nullptr, where);
+      },
+      token, &e, r, &kind, std::move(fn), name);
 }
 
 // A session operation holds its session's state until it is queued: an awaitable may be started
 // long after it was created.
 template <class R, class Token, class Fn>
-auto initiate(Token&& token, job_queue& queue, counters* stats, Fn fn, std::string_view name) {
-  check_result<R>();
-  return asio::async_initiate<Token, signature_t<R>>(
-      [](auto handler, job_queue* q, counters* c, Fn f, std::string_view n) {
-        submit<R>(std::move(handler), q, c, std::move(f), n);
-      },
-      token, &queue, stats, std::move(fn), name);
-}
-
-template <class R, class Token, class Fn>
 auto initiate_in_session(Token&& token, std::shared_ptr<session_state> session, Fn fn, std::string_view name) {
   check_result<R>();
   return asio::async_initiate<Token, signature_t<R>>(
       [](auto handler, std::shared_ptr<session_state> s, Fn f, std::string_view n) {
-        submit<R>(std::move(handler), s ? &s->queue : nullptr, nullptr, std::move(f), n, s.get());
+        submit<R>(std::move(handler), s ? &s->queue : nullptr, nullptr, std::move(f), n, s.get(), op_route{});
       },
       token, std::move(session), std::move(fn), name);
 }

@@ -1,13 +1,23 @@
 #pragma once
 #include <chrono>
+#include <exception>
 #include <system_error>
 
 namespace asyncdb::detail {
 
 class lane;
 
+// How an operation ended inside the writer's shared transaction (group commit).
+enum class grouped_run : unsigned char {
+  skipped,            // cancelled while queued: already completed, nothing ran
+  held,               // ran inside its savepoint; its outcome waits for the shared commit
+  alone,              // opens its own transaction: rolled back to its savepoint, to be run alone later
+  ended_transaction,  // its work ended the shared transaction (COMMIT, ROLLBACK, or SQLite's own rollback)
+};
+
 // A unit of work a lane executes. Every job ends in exactly one of execute() or fail(): a queue
-// that refuses or drops a job calls fail(), a lane that pops it calls execute().
+// that refuses or drops a job calls fail(), a lane that pops it calls execute(), or, on the writer,
+// run_grouped() then complete_grouped().
 class job {
  public:
   job() = default;
@@ -17,6 +27,16 @@ class job {
 
   virtual void execute(lane& l) noexcept = 0;
   virtual void fail(std::error_code ec) noexcept = 0;
+
+  // Group commit, on the writer's thread only. A groupable job runs inside a savepoint of a shared
+  // transaction and holds its outcome until complete_grouped(), which the writer calls once that
+  // transaction is over: with null after a commit, or with the error that ended it in a rollback.
+  virtual bool groupable() const noexcept { return false; }
+  virtual grouped_run run_grouped(lane& l) noexcept {
+    execute(l);
+    return grouped_run::skipped;
+  }
+  virtual void complete_grouped(lane&, std::exception_ptr) noexcept {}
 
   std::chrono::steady_clock::time_point enqueued_at{};
 };

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <exception>
 #include <filesystem>
 #include <future>
@@ -19,6 +20,7 @@
 #include <optional>
 #include <string_view>
 #include <thread>
+#include <utility>
 
 namespace asyncdb::detail {
 
@@ -29,15 +31,23 @@ enum class lane_role { writer, reader };
 // allows from any thread while the connection is open.
 class lane {
  public:
+  // How a lane serves its queue: the plain loop, or the writer's group commit.
+  using serve_fn = void (*)(lane&, job_queue&, const options&);
+
+  static void serve_one_by_one(lane& l, job_queue& q, const options&) {
+    while (auto j = q.pop()) j->execute(l);
+  }
+
   // `close_after` (optional) is waited for before the connection closes: the writer closes last, so
   // that SQLite checkpoints the WAL and removes the -wal and -shm files.
   lane(lane_role role, std::filesystem::path path, const options& opts, job_queue& queue, std::shared_ptr<counters> c,
-       std::shared_future<void> close_after = {})
+       serve_fn serve = &serve_one_by_one, std::shared_future<void> close_after = {})
       : role_(role),
         path_(std::move(path)),
         opts_(opts),
         queue_(queue),
         counters_(std::move(c)),
+        serve_(serve),
         close_after_(std::move(close_after)) {}
   lane(const lane&) = delete;
   lane& operator=(const lane&) = delete;
@@ -56,12 +66,20 @@ class lane {
   }
 
   bool on_this_thread() const noexcept { return thread_.get_id() == std::this_thread::get_id(); }
+  bool is_writer() const noexcept { return role_ == lane_role::writer; }
 
   // --- on the lane's thread --------------------------------------------------------------------
   SQLite::Database& connection() noexcept { return *db_; }
   sqlite3* handle() const noexcept { return db_->getHandle(); }
+  // A DAO's constructor may prepare statements that write; preparing is not writing, so the
+  // write watch looks away while a DAO is built.
   template <class Dao>
   Dao& dao() {
+    struct look_away {
+      bool& watching;
+      bool saved = std::exchange(watching, false);
+      ~look_away() { watching = saved; }
+    } guard{watching_writes_};
     return daos_.get<Dao>(*db_);
   }
   counters& stats_counters() noexcept { return *counters_; }
@@ -83,8 +101,39 @@ class lane {
     return ep;
   }
 
+  void run_control(control_statements::which w) { controls_.run(handle(), w); }
+  // Commits seen on this connection (the commit hook's count), to tell a commit from a rollback.
+  std::uint64_t commits() const noexcept { return commits_; }
+
+  // --- write watch: readers only, for operations whose route is still being detected -----------
+  void watch_writes() noexcept {
+    write_attempted_ = false;
+    watching_writes_ = true;
+  }
+
+  // Ends the watch; returns whether the operation tried to write. The authorizer sees statements
+  // prepared meanwhile; the VM-step counters see statements prepared earlier (a DAO's members), so
+  // even a DAO that swallowed SQLITE_READONLY is caught.
+  bool stop_watching() noexcept {
+    watching_writes_ = false;
+    bool wrote = write_attempted_;
+    sqlite3* db = handle();
+    for (sqlite3_stmt* s = sqlite3_next_stmt(db, nullptr); s != nullptr; s = sqlite3_next_stmt(db, s)) {
+      if (sqlite3_stmt_readonly(s) == 0 && sqlite3_stmt_status(s, SQLITE_STMTSTATUS_VM_STEP, 1) > 0) {
+        wrote = true;
+        sqlite3_reset(s);  // else it keeps SQLITE_READONLY, and SQLiteCpp's next reset() would throw it
+      }
+    }
+    return wrote;
+  }
+
   // --- interrupt guard: any thread, only while one of this lane's operations runs ---------------
+  // Inside a group commit only the first operation may be interrupted: SQLite answers an interrupted
+  // write by rolling back the whole transaction, which would take the others' writes with it.
+  void set_interruptible(bool yes) noexcept { interruptible_.store(yes, std::memory_order_relaxed); }
+
   void interrupt() noexcept {
+    if (!interruptible_.load(std::memory_order_relaxed)) return;
     {
       std::lock_guard lock(interrupt_mutex_);
       interrupted_.store(true, std::memory_order_relaxed);
@@ -163,9 +212,10 @@ class lane {
       return;
     }
     opened.set_value();
-    while (auto j = queue_.pop()) j->execute(*this);
+    serve_(*this, queue_, opts_);
     if (close_after_.valid()) close_after_.wait();
     daos_.clear();
+    controls_.finalize();
     db_.reset();
   }
 
@@ -183,6 +233,7 @@ class lane {
     sqlite3_busy_handler(h, &lane::on_busy, this);
     sqlite3_progress_handler(h, 1000, &lane::on_progress, this);
     sqlite3_commit_hook(h, &lane::on_commit, this);
+    if (!writer) sqlite3_set_authorizer(h, &lane::on_authorize, this);
     if (writer) {
       const std::string mode = db_->execAndGet("PRAGMA journal_mode=WAL").getString();
       if (mode != "wal") {
@@ -218,17 +269,35 @@ class lane {
 
   // A statement too short to reach the progress handler may still run after a cancellation; turning
   // its commit into a rollback guarantees that a cancelled operation never commits a write.
-  static int on_commit(void* self) noexcept { return on_progress(self); }
+  static int on_commit(void* self) noexcept {
+    if (on_progress(self) != 0) return 1;
+    ++static_cast<lane*>(self)->commits_;
+    return 0;
+  }
+
+  static int on_authorize(void* self, int action, const char*, const char*, const char*, const char*) noexcept {
+    auto& l = *static_cast<lane*>(self);
+    const bool writes = (action >= SQLITE_CREATE_INDEX && action <= SQLITE_INSERT) || action == SQLITE_UPDATE ||
+                        (action >= SQLITE_ALTER_TABLE && action <= SQLITE_DROP_VTABLE);
+    if (writes && l.watching_writes_) l.write_attempted_ = true;
+    return SQLITE_OK;
+  }
 
   const lane_role role_;
   const std::filesystem::path path_;
   const options& opts_;
   job_queue& queue_;
   std::shared_ptr<counters> counters_;
+  serve_fn serve_;
   std::shared_future<void> close_after_;
   std::optional<SQLite::Database> db_;
   dao_cache daos_;  // declared after db_: destroyed first
+  control_statements controls_;
   std::thread thread_;
+  std::uint64_t commits_ = 0;
+  bool watching_writes_ = false;
+  bool write_attempted_ = false;
+  std::atomic<bool> interruptible_{true};
 
   std::mutex interrupt_mutex_;
   std::condition_variable interrupt_cv_;

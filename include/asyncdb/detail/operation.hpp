@@ -59,6 +59,15 @@ class operation_base : public job, public pending_completion, public std::enable
     return true;
   }
 
+  // Puts a running operation back in the queued state, to be replayed on another lane. False, and
+  // done, if a cancellation arrived while it ran: the caller then completes it as cancelled.
+  bool requeue() noexcept {
+    std::lock_guard lock(mutex_);
+    lane_ = nullptr;
+    state_ = cancel_requested_ ? op_state::done : op_state::queued;
+    return state_ == op_state::queued;
+  }
+
   // Returns whether a cancellation arrived while the operation ran.
   bool finish() noexcept {
     std::lock_guard lock(mutex_);
