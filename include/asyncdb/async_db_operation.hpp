@@ -24,10 +24,9 @@ struct async_db_operation {
     using dao = typename detail::default_dao<Operation>::type;
     using R = detail::invoke_result_t<Operation, dao, std::decay_t<Args>...>;
     detail::engine& e = detail::database_access::of(db);
-    return detail::initiate<R>(asio::use_awaitable, e, detail::declared_route<Operation>(),
-                               detail::kind_of<detail::operation_tag<Operation>>,
-                               detail::bind_call<Operation, dao>(std::forward<Args>(args)...),
-                               detail::name_of<Operation>());
+    return detail::initiate<R>(
+        asio::use_awaitable, e, detail::declared_route<Operation>(), detail::kind_of<detail::operation_tag<Operation>>,
+        detail::bind_call<Operation, dao>(std::forward<Args>(args)...), detail::name_of<Operation>());
   }
 };
 

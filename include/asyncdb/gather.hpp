@@ -2,8 +2,10 @@
 // asyncio.gather for Asio awaitables: start all, wait for all, results in input order.
 #include <asyncdb/detail/gather_state.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -79,9 +81,38 @@ void spawn_children(const std::shared_ptr<State>& state, std::index_sequence<I..
                           state, I, [](auto& values, auto&& v) { std::get<I>(values).emplace(std::move(v)); }))),
    ...);
 }
+
+// Children start in chunks, each chunk a handler of its own: starting 10,000 at once would hold the
+// event loop for milliseconds, and every timer and socket on it would wait that long.
+inline constexpr std::size_t gather_chunk = 128;
+
+template <class State, class T, class Executor>
+void spawn_from(std::shared_ptr<State> state, std::shared_ptr<std::vector<asio::awaitable<T, Executor>>> tasks,
+                std::size_t from) {
+  const std::size_t to = std::min(tasks->size(), from + gather_chunk);
+  auto ex = state->get_executor();
+  for (std::size_t i = from; i < to; ++i) {
+    auto store = [i](auto& values, auto&& v) {
+      if constexpr (std::is_void_v<T>) {
+        (void)i;  // void results have no slot
+      } else {
+        values[i].emplace(std::move(v));
+      }
+    };
+    asio::co_spawn(ex, std::move((*tasks)[i]),
+                   asio::bind_cancellation_slot(state->child_slot(i), child_completion<State, T>(state, i, store)));
+    state->cancel_if_cancelled(i);
+  }
+  if (to < tasks->size()) {
+    asio::post(ex, [state = std::move(state), tasks = std::move(tasks), to]() mutable {
+      spawn_from(std::move(state), std::move(tasks), to);
+    });
+  }
+}
 }  // namespace detail
 
-/// Runs every awaitable concurrently on the caller's executor and waits for all of them.
+/// Runs every awaitable concurrently on the caller's executor and waits for all of them; they start in
+/// chunks of 128, so other handlers on that executor run between chunks.
 /// Completion: awaitable<std::vector<T>> (awaitable<void> for void), results in input order.
 /// Resumes on the caller's executor. Cancelling the gather cancels every child.
 /// Throws, once all have finished, the first exception in input order.
@@ -98,19 +129,8 @@ asio::awaitable<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>, Exe
         if constexpr (!std::is_void_v<T>) state->values().resize(tasks.size());
         if (tasks.empty()) return state->finish();
         state->connect_cancellation();
-        auto ex = state->get_executor();
-        for (std::size_t i = 0; i < tasks.size(); ++i) {
-          auto store = [i](auto& values, auto&& v) {
-            if constexpr (std::is_void_v<T>) {
-              (void)i;  // void results have no slot
-            } else {
-              values[i].emplace(std::move(v));
-            }
-          };
-          asio::co_spawn(ex, std::move(tasks[i]),
-                         asio::bind_cancellation_slot(state->child_slot(i),
-                                                      detail::child_completion<state_type, T>(state, i, store)));
-        }
+        detail::spawn_from(std::move(state),
+                           std::make_shared<std::vector<asio::awaitable<T, Executor>>>(std::move(tasks)), 0);
       },
       asio::use_awaitable_t<Executor>{}, std::move(tasks));
 }

@@ -23,12 +23,17 @@ inline void reset_statements(sqlite3* db) noexcept {
 
 inline bool in_transaction(sqlite3* db) noexcept { return sqlite3_get_autocommit(db) == 0; }
 
-// Returns whether a transaction was open (and is now rolled back).
-inline bool rollback_if_open(sqlite3* db) noexcept {
-  reset_statements(db);
+// As rollback_if_open, for a caller that has just reset every statement: one walk, not two.
+inline bool rollback_reset(sqlite3* db) noexcept {
   if (!in_transaction(db)) return false;
   sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
   return true;
+}
+
+// Returns whether a transaction was open (and is now rolled back).
+inline bool rollback_if_open(sqlite3* db) noexcept {
+  reset_statements(db);
+  return rollback_reset(db);
 }
 
 // Whether `ep` is SQLite refusing a BEGIN because a transaction is already open: how a DAO that

@@ -1,6 +1,8 @@
 #pragma once
 #include <asyncdb/detail/asio.hpp>
 
+#include <condition_variable>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -45,15 +47,21 @@ class context_registry final : public asio::execution_context::service {
     return true;
   }
 
-  // Runs `deliver` under the lock iff `p` is still registered, and unregisters it. Delivering under
-  // the lock is what makes "post, then the context dies" and "the context died, then no post" the
-  // only two orders.
+  // Runs `deliver` iff `p` is still registered, and unregisters it. `deliver` runs outside the lock
+  // (it posts, which takes the scheduler's own lock and may wake a thread: holding ours meanwhile
+  // stalled every caller registering a new operation), but shutdown() waits for it, so "post, then
+  // the context dies" and "the context died, then no post" stay the only two orders.
   template <class Deliver>
   bool remove_and(pending_completion& p, Deliver&& deliver) {
-    std::lock_guard lock(mutex_);
-    if (!p.registered_) return false;
-    unlink(p);
+    {
+      std::lock_guard lock(mutex_);
+      if (!p.registered_) return false;
+      unlink(p);
+      ++delivering_;
+    }
     deliver();
+    std::lock_guard lock(mutex_);
+    if (--delivering_ == 0 && shut_down_) delivered_.notify_all();
     return true;
   }
 
@@ -61,13 +69,14 @@ class context_registry final : public asio::execution_context::service {
   void shutdown() override {
     std::vector<std::shared_ptr<pending_completion>> doomed;
     {
-      std::lock_guard lock(mutex_);
+      std::unique_lock lock(mutex_);
       shut_down_ = true;
       while (head_ != nullptr) {
         pending_completion& p = *head_;
         unlink(p);
         doomed.push_back(p.keep_alive());
       }
+      delivered_.wait(lock, [&] { return delivering_ == 0; });
     }
     // Outside the lock: destroying a coroutine frame may run destructors that start new operations.
     for (auto& p : doomed) {
@@ -84,7 +93,9 @@ class context_registry final : public asio::execution_context::service {
   }
 
   std::mutex mutex_;
+  std::condition_variable delivered_;
   pending_completion* head_ = nullptr;
+  std::size_t delivering_ = 0;
   bool shut_down_ = false;
 };
 

@@ -24,6 +24,11 @@ class gather_state : public std::enable_shared_from_this<gather_state<Handler, T
   typename Traits::values_type& values() noexcept { return values_; }
   asio::cancellation_slot child_slot(std::size_t i) { return signals_[i].slot(); }
 
+  // For a child spawned after the gather was cancelled: it is cancelled as it starts.
+  void cancel_if_cancelled(std::size_t i) {
+    if (cancelled_ != asio::cancellation_type::none) signals_[i].emit(cancelled_);
+  }
+
   void connect_cancellation() {
     slot_ = asio::get_associated_cancellation_slot(handler_);
     if (slot_.is_connected()) slot_.template emplace<forward_cancellation>(this->weak_from_this());
@@ -56,6 +61,7 @@ class gather_state : public std::enable_shared_from_this<gather_state<Handler, T
     std::weak_ptr<gather_state> state;
     void operator()(asio::cancellation_type type) const {
       if (auto s = state.lock()) {
+        s->cancelled_ = type;
         for (auto& sig : s->signals_) sig.emit(type);
       }
     }
@@ -67,6 +73,7 @@ class gather_state : public std::enable_shared_from_this<gather_state<Handler, T
   std::vector<asio::cancellation_signal> signals_;
   std::atomic<std::size_t> remaining_;
   asio::cancellation_slot slot_;
+  asio::cancellation_type cancelled_ = asio::cancellation_type::none;  // on the parent's executor only
 };
 
 }  // namespace asyncdb::detail

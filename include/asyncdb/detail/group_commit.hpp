@@ -50,10 +50,18 @@ class group_commit {
     for (std::size_t n = 1;; ++n) {
       lane_.set_interruptible(held_.empty());
       switch (j->run_grouped(lane_)) {
-        case grouped_run::skipped: break;
-        case grouped_run::held: held_.push_back(j); break;
-        case grouped_run::alone: alone_.push_back(j); break;
-        case grouped_run::ended_transaction: held_.push_back(j); ended = true; break;
+        case grouped_run::skipped:
+          break;
+        case grouped_run::held:
+          held_.push_back(j);
+          break;
+        case grouped_run::alone:
+          alone_.push_back(j);
+          break;
+        case grouped_run::ended_transaction:
+          held_.push_back(j);
+          ended = true;
+          break;
       }
       if (ended || n >= opts_.max_operations || std::chrono::steady_clock::now() >= deadline) break;
       j = queue_.try_pop();

@@ -47,9 +47,12 @@ void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, std::
 // Chosen when the operation starts, not when its awaitable is made: what was learned meanwhile counts.
 inline job_queue& pick_queue(engine& e, route r, op_route& where) {
   switch (r) {
-    case route::reader: return e.queue(true);
-    case route::writer: return e.writer_queue();
-    case route::detect: break;
+    case route::reader:
+      return e.queue(true);
+    case route::writer:
+      return e.writer_queue();
+    case route::detect:
+      break;
   }
   if (!e.has_readers() || where.kind->writes.load(std::memory_order_relaxed)) return e.writer_queue();
   where.on_write = &e.writer_queue();

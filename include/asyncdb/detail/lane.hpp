@@ -93,9 +93,9 @@ class lane {
     sqlite3* db = handle();
     reset_statements(db);
     if (s == nullptr) {
-      if (rollback_if_open(db) && !ep) ep = std::make_exception_ptr(std::system_error(errc::transaction_left_open));
+      if (rollback_reset(db) && !ep) ep = std::make_exception_ptr(std::system_error(errc::transaction_left_open));
     } else if (cancelled && (txn_before || in_transaction(db))) {
-      rollback_if_open(db);
+      rollback_reset(db);
       s->aborted = true;
     }
     return ep;
