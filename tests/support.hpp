@@ -4,10 +4,14 @@
 #include <asyncdb/asyncdb.hpp>
 
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
@@ -145,6 +149,54 @@ class UserOper {
   SQLite::Statement by_name_;
   SQLite::Statement all_;
   SQLite::Statement active_;
+};
+
+/// Polls `done()` every millisecond on the caller's executor, so other handlers keep running; throws
+/// past the deadline instead of hanging. Takes an lvalue: name the predicate before the co_await (g++ 12).
+template <class Pred>
+asio::awaitable<void> poll_until(Pred& done, std::chrono::seconds deadline = std::chrono::seconds(10)) {
+  asio::steady_timer timer{co_await asio::this_coro::executor};
+  const auto give_up = std::chrono::steady_clock::now() + deadline;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("poll_until: deadline passed");
+    timer.expires_after(std::chrono::milliseconds(1));
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+}
+
+/// Waits (polling, with poll_until's deadline) until `flag` is set, typically by DAO code on a database thread.
+inline asio::awaitable<void> until_set(const std::atomic<bool>& flag) {
+  auto is_set = [&flag] { return flag.load(); };
+  co_await poll_until(is_set);
+}
+
+/// A door DAO code waits at on a database thread until the test opens it. The wait gives up after
+/// 30 s so that a failing test ends instead of hanging in the database's destructor.
+class gate {
+ public:
+  void open() {
+    {
+      std::lock_guard lock(mutex_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock lock(mutex_);
+    cv_.wait_for(lock, std::chrono::seconds(30), [&] { return open_; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+/// Declared after the database: opens the gate before the database joins its threads, even when a
+/// test fails half-way.
+struct open_at_exit {
+  gate& g;
+  ~open_at_exit() { g.open(); }
 };
 
 /// Runs `aw` on `ctx` until it and everything it started finish; fails the test past `deadline`
