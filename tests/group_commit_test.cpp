@@ -1,0 +1,575 @@
+// Group commit on the writer (options::group_commit): independent writes queued together share one
+// transaction, each in its own savepoint; each awaiter resumes only after the shared COMMIT; a failing
+// write loses only its own changes; DAOs with their own transaction, sessions and cancellations keep
+// their meaning.
+//
+// How a group is forced: one operation holds the writer at a gate, the writes to group are started one
+// by one (each queued before the next starts, so their order is known), and the gate opens only once
+// all of them wait in the queue; the writer then finds them together and takes them as one group.
+// Every test checks stats().group_commits / grouped, so it proves the group really formed.
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/bind_executor.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/detached.hpp>
+#include <asio/this_coro.hpp>
+
+#include <typeinfo>
+
+#include "support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+std::int64_t count_rows(const std::filesystem::path& file, const std::string& where = "1") {
+  SQLite::Database plain(file, SQLITE_OPEN_READONLY);
+  return plain.execAndGet("SELECT count(*) FROM users WHERE " + where).getInt64();
+}
+
+std::int64_t rows_named(const std::filesystem::path& file, const std::string& name) {
+  SQLite::Database plain(file, SQLITE_OPEN_READONLY);
+  SQLite::Statement q(plain, "SELECT count(*) FROM users WHERE name = ?");
+  q.bind(1, name);
+  q.executeStep();
+  return q.getColumn(0).getInt64();
+}
+
+/// Options whose group never closes early on a slow machine (sanitizers): every queued write joins it.
+asyncdb::options grouping_options() {
+  asyncdb::options o = test::default_options();
+  o.group_commit.max_duration = 30s;
+  return o;
+}
+
+// The operation holding the writer at the gate, and how many of the operations started behind it finished.
+struct held_writer {
+  test::gate gate;
+  std::atomic<bool> entered{false};
+  std::size_t finished = 0;  // io_context thread only
+  int unexpected = 0;        // operations whose coroutine let an exception escape
+};
+
+asio::awaitable<void> hold(asyncdb::database& db, held_writer& w) {
+  auto block = [&w](SQLite::Database&) {
+    w.entered = true;
+    w.gate.wait();
+  };
+  co_await asyncdb::async_run(db, block);
+}
+
+// Holds the writer, starts `ops` in order (each one queued before the next starts), releases the writer
+// once all wait in its queue, and returns when every one of them (and the holder) has finished.
+asio::awaitable<void> run_as_group(asyncdb::database& db, held_writer& w, std::vector<asio::awaitable<void>> ops) {
+  auto ex = co_await asio::this_coro::executor;
+  auto count = [&w](std::exception_ptr e) {
+    if (e) ++w.unexpected;
+    ++w.finished;
+  };
+  asio::co_spawn(ex, hold(db, w), count);
+  co_await test::until_set(w.entered);
+  const std::size_t n = ops.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    asio::co_spawn(ex, std::move(ops[i]), count);
+    auto queued = [&db, i] { return db.stats().queued == i + 1; };
+    co_await test::poll_until(queued);
+  }
+  w.gate.open();
+  auto all_done = [&w, n] { return w.finished == n + 1; };
+  co_await test::poll_until(all_done, 60s);
+}
+
+// What one operation's awaiter saw.
+struct outcome {
+  bool done = false;
+  bool ok = false;
+  std::string error;
+  bool runtime_error_exactly = false;
+  std::error_code code;
+};
+
+void record_failure(outcome& out, std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::system_error& s) {
+    out.code = s.code();
+    out.error = s.what();
+  } catch (const std::runtime_error& r) {
+    out.runtime_error_exactly = typeid(r) == typeid(std::runtime_error);
+    out.error = r.what();
+  } catch (const std::exception& x) {
+    out.error = x.what();
+  }
+}
+
+void insert_user(SQLite::Database& c, const std::string& name) {
+  SQLite::Statement q(c, "INSERT INTO users(name, email) VALUES(?, 'g@x')");
+  q.bind(1, name);
+  q.exec();
+}
+
+// A plain write through async_run: on the writer, groupable.
+asio::awaitable<void> insert_named(asyncdb::database& db, std::string name, outcome& out) {
+  auto insert = [name](SQLite::Database& c) { insert_user(c, name); };
+  try {
+    co_await asyncdb::async_run(db, insert);
+    out.ok = true;
+  } catch (...) {
+    record_failure(out, std::current_exception());
+  }
+  out.done = true;
+}
+
+// Writes its row, then throws: inside a group only its own row must vanish.
+asio::awaitable<void> insert_then_throw(asyncdb::database& db, std::string name, outcome& out) {
+  auto insert = [name](SQLite::Database& c) {
+    insert_user(c, name);
+    throw std::runtime_error("bad write refused by its DAO");
+  };
+  try {
+    co_await asyncdb::async_run(db, insert);
+    out.ok = true;
+  } catch (...) {
+    record_failure(out, std::current_exception());
+  }
+  out.done = true;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------
+
+TEST_CASE("a write that throws inside a group loses only its own changes and gets its own exception",
+          "[group_commit]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  held_writer w;
+  outcome ok1, bad, ok2;
+  asyncdb::stats after;
+  {
+    asyncdb::database db{dir.file(), grouping_options()};
+    test::open_at_exit guard{w.gate};
+    std::vector<asio::awaitable<void>> ops;
+    ops.push_back(insert_named(db, "ok1", ok1));
+    ops.push_back(insert_then_throw(db, "bad", bad));
+    ops.push_back(insert_named(db, "ok2", ok2));
+    test::run(ctx, run_as_group(db, w, std::move(ops)), 60s);
+    after = db.stats();
+  }
+
+  CHECK(w.unexpected == 0);
+  INFO("ok1: " << ok1.error << " / ok2: " << ok2.error);
+  CHECK(ok1.ok);
+  CHECK(ok2.ok);
+  CHECK_FALSE(bad.ok);
+  CHECK(bad.runtime_error_exactly);
+  CHECK(bad.error == "bad write refused by its DAO");
+  CHECK(after.group_commits == 1);
+  CHECK(after.grouped >= 2);    // ok1 and ok2 were committed by the shared transaction
+  CHECK(after.completed == 3);  // the holder, ok1, ok2
+  CHECK(after.failed == 1);
+  CHECK(rows_named(dir.file(), "ok1") == 1);
+  CHECK(rows_named(dir.file(), "ok2") == 1);
+  CHECK(rows_named(dir.file(), "bad") == 0);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+struct visibility {
+  outcome write;
+  std::int64_t seen_by_plain_connection = -1;
+  std::int64_t seen_by_reader = -1;
+};
+
+// Right after its co_await returns, the write must be committed: visible to any other connection.
+asio::awaitable<void> insert_then_look(asyncdb::database& db, std::filesystem::path file, std::string name,
+                                       visibility& v) {
+  co_await insert_named(db, name, v.write);
+  if (!v.write.ok) co_return;
+  v.seen_by_plain_connection = rows_named(file, name);
+  auto count = [name](SQLite::Database& c) {
+    SQLite::Statement q(c, "SELECT count(*) FROM users WHERE name = ?");
+    q.bind(1, name);
+    q.executeStep();
+    return q.getColumn(0).getInt64();
+  };
+  v.seen_by_reader = co_await asyncdb::async_run(db, asyncdb::read_only, count);
+}
+
+}  // namespace
+
+TEST_CASE("every awaiter of a group resumes only after the shared commit, so its write is visible at once",
+          "[group_commit]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  held_writer w;
+  constexpr int n = 8;
+  std::vector<visibility> seen(n);
+  asyncdb::stats after;
+  {
+    asyncdb::database db{dir.file(), grouping_options()};
+    test::open_at_exit guard{w.gate};
+    std::vector<asio::awaitable<void>> ops;
+    for (int i = 0; i < n; ++i) ops.push_back(insert_then_look(db, dir.file(), "v" + std::to_string(i), seen[i]));
+    test::run(ctx, run_as_group(db, w, std::move(ops)), 60s);
+    after = db.stats();
+  }
+
+  CHECK(w.unexpected == 0);
+  CHECK(after.group_commits == 1);
+  CHECK(after.grouped == n);
+  for (int i = 0; i < n; ++i) {
+    INFO("write " << i << ": " << seen[i].write.error);
+    CHECK(seen[i].write.ok);
+    CHECK(seen[i].seen_by_plain_connection == 1);
+    CHECK(seen[i].seen_by_reader == 1);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+std::atomic<int> own_transaction_runs{0};
+
+// A legacy DAO member that opens its own transaction: inside a group its BEGIN fails.
+class own_transaction_dao {
+ public:
+  explicit own_transaction_dao(SQLite::Database& db) : db_(db) {}
+  int add_pair(const std::string& prefix) {
+    ++own_transaction_runs;
+    SQLite::Transaction t(db_);
+    insert_user(db_, prefix + "-a");
+    insert_user(db_, prefix + "-b");
+    t.commit();
+    return 2;
+  }
+
+ private:
+  SQLite::Database& db_;
+};
+
+}  // namespace
+
+template <>
+inline constexpr bool asyncdb::is_write<&own_transaction_dao::add_pair> = true;
+
+namespace {
+
+asio::awaitable<void> add_pair(asyncdb::database& db, std::string prefix, outcome& out) {
+  try {
+    const int added = co_await asyncdb::async_db_operation<&own_transaction_dao::add_pair>{}(db, prefix);
+    out.ok = added == 2;
+  } catch (...) {
+    record_failure(out, std::current_exception());
+  }
+  out.done = true;
+}
+
+}  // namespace
+
+TEST_CASE("a DAO member opening its own transaction inside a group reruns alone and is never grouped again",
+          "[group_commit]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  held_writer first_round, second_round;
+  outcome a1, pair1, a2, b1, b2, pair2, b3;
+  int runs_after_first = -1;
+  asyncdb::stats after_first, after_second;
+  {
+    asyncdb::database db{dir.file(), grouping_options()};
+    test::open_at_exit guard1{first_round.gate};
+    test::open_at_exit guard2{second_round.gate};
+    std::vector<asio::awaitable<void>> ops;
+    ops.push_back(insert_named(db, "a1", a1));
+    ops.push_back(add_pair(db, "pair1", pair1));
+    ops.push_back(insert_named(db, "a2", a2));
+    test::run(ctx, run_as_group(db, first_round, std::move(ops)), 60s);
+    runs_after_first = own_transaction_runs.load();
+    after_first = db.stats();
+
+    // Now known to open its own transaction: it stops a group instead of joining it.
+    std::vector<asio::awaitable<void>> more;
+    more.push_back(insert_named(db, "b1", b1));
+    more.push_back(insert_named(db, "b2", b2));
+    more.push_back(add_pair(db, "pair2", pair2));
+    more.push_back(insert_named(db, "b3", b3));
+    test::run(ctx, run_as_group(db, second_round, std::move(more)), 60s);
+    after_second = db.stats();
+  }
+
+  CHECK(first_round.unexpected == 0);
+  CHECK(second_round.unexpected == 0);
+  for (const outcome* o : {&a1, &pair1, &a2, &b1, &b2, &pair2, &b3}) {
+    INFO(o->error);
+    CHECK(o->ok);
+  }
+  CHECK(runs_after_first == 2);           // the grouped attempt whose BEGIN failed, then alone
+  CHECK(own_transaction_runs == 3);       // once more in the second round: not grouped any more
+  CHECK(after_first.group_commits == 1);  // a1 and a2 still shared one
+  CHECK(after_first.grouped == 2);
+  CHECK(after_second.group_commits == 2);  // b1 and b2; the pair stopped the group, b3 ran alone after it
+  CHECK(after_second.grouped == 4);
+  for (const char* name : {"a1", "a2", "pair1-a", "pair1-b", "b1", "b2", "b3", "pair2-a", "pair2-b"}) {
+    INFO(name);
+    CHECK(rows_named(dir.file(), name) == 1);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+asio::awaitable<void> add_user(asyncdb::database& db, int i, outcome& out) {
+  test::UserCreate u{"d" + std::to_string(i), "d@x"};
+  try {
+    co_await asyncdb::async_db_operation<&test::UserOper::add>{}(db, u);
+    out.ok = true;
+  } catch (...) {
+    record_failure(out, std::current_exception());
+  }
+  out.done = true;
+}
+
+}  // namespace
+
+TEST_CASE("200 grouped adds with synchronous=FULL are all in the file once the database is closed", "[group_commit]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  held_writer w;
+  constexpr int n = 200;
+  std::vector<outcome> adds(n);
+  std::int64_t synchronous = -1;
+  asyncdb::stats after;
+  {
+    asyncdb::options opts = test::default_options();  // the default group bounds
+    opts.on_open = [](SQLite::Database& c) {
+      test::create_schema(c);
+      c.exec("PRAGMA synchronous = FULL");
+    };
+    asyncdb::database db{dir.file(), opts};
+    test::open_at_exit guard{w.gate};
+    auto pragma = [](SQLite::Database& c) { return c.execAndGet("PRAGMA synchronous").getInt64(); };
+    synchronous = test::run(ctx, asyncdb::async_run(db, pragma), 60s);
+    std::vector<asio::awaitable<void>> ops;
+    for (int i = 0; i < n; ++i) ops.push_back(add_user(db, i, adds[i]));
+    test::run(ctx, run_as_group(db, w, std::move(ops)), 120s);
+    after = db.stats();
+  }
+
+  CHECK(synchronous == 2);  // FULL
+  CHECK(w.unexpected == 0);
+  int ok = 0;
+  for (const outcome& o : adds) ok += o.ok ? 1 : 0;
+  CHECK(ok == n);
+  CHECK(after.group_commits > 0);
+  CHECK(after.grouped > 0);
+  CHECK(after.grouped <= static_cast<std::uint64_t>(n));
+  CHECK(count_rows(dir.file()) == n);
+  SQLite::Database plain(dir.file(), SQLITE_OPEN_READONLY);
+  CHECK(plain.execAndGet("SELECT count(DISTINCT name) FROM users").getInt() == n);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+TEST_CASE("with group commit disabled writes queued together each commit alone and all land", "[group_commit]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  held_writer w;
+  outcome x1, x2, x3;
+  asyncdb::stats after;
+  {
+    asyncdb::options opts = grouping_options();
+    opts.group_commit.enabled = false;
+    asyncdb::database db{dir.file(), opts};
+    test::open_at_exit guard{w.gate};
+    std::vector<asio::awaitable<void>> ops;
+    ops.push_back(insert_named(db, "x1", x1));
+    ops.push_back(insert_named(db, "x2", x2));
+    ops.push_back(insert_named(db, "x3", x3));
+    test::run(ctx, run_as_group(db, w, std::move(ops)), 60s);
+    after = db.stats();
+  }
+
+  CHECK(w.unexpected == 0);
+  CHECK(x1.ok);
+  CHECK(x2.ok);
+  CHECK(x3.ok);
+  CHECK(after.group_commits == 0);
+  CHECK(after.grouped == 0);
+  CHECK(after.completed == 4);
+  CHECK(count_rows(dir.file()) == 3);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+struct session_record {
+  bool done = false;
+  std::string error;
+  std::int64_t seen_inside = -1;        // its own row, inside its transaction
+  std::int64_t plain_rows_inside = -1;  // rows of the plain writes, seen from inside its transaction
+  std::int64_t seen_after_end = -1;     // its own row, after commit or rollback
+};
+
+// A write session that begins, inserts `name`, then commits or rolls back, while plain writes wait around it.
+asio::awaitable<void> session_write(asyncdb::database& db, std::string name, bool commit, session_record& r) {
+  try {
+    asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
+    co_await s.begin();
+    auto insert = [name](SQLite::Database& c) { insert_user(c, name); };
+    co_await s.run(insert);
+    auto mine = [name](SQLite::Database& c) {
+      SQLite::Statement q(c, "SELECT count(*) FROM users WHERE name = ?");
+      q.bind(1, name);
+      q.executeStep();
+      return q.getColumn(0).getInt64();
+    };
+    r.seen_inside = co_await s.run(mine);
+    auto plain = [](SQLite::Database& c) {
+      return c.execAndGet("SELECT count(*) FROM users WHERE name LIKE 'w%'").getInt64();
+    };
+    r.plain_rows_inside = co_await s.run(plain);
+    if (commit) {
+      co_await s.commit();
+    } else {
+      co_await s.rollback();
+    }
+    r.seen_after_end = co_await s.run(mine);
+  } catch (const std::exception& e) {
+    r.error = e.what();
+  }
+  r.done = true;
+}
+
+}  // namespace
+
+TEST_CASE("write sessions are never grouped: their own BEGIN, COMMIT and ROLLBACK keep their meaning",
+          "[group_commit][session]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  held_writer w;
+  outcome w1, w2, w3, w4, w5, w6;
+  session_record rolled_back, committed;
+  asyncdb::stats after;
+  {
+    asyncdb::database db{dir.file(), grouping_options()};
+    test::open_at_exit guard{w.gate};
+    std::vector<asio::awaitable<void>> ops;
+    ops.push_back(insert_named(db, "w1", w1));
+    ops.push_back(insert_named(db, "w2", w2));
+    ops.push_back(session_write(db, "session-rolled-back", false, rolled_back));
+    ops.push_back(insert_named(db, "w3", w3));
+    ops.push_back(insert_named(db, "w4", w4));
+    ops.push_back(session_write(db, "session-committed", true, committed));
+    ops.push_back(insert_named(db, "w5", w5));
+    ops.push_back(insert_named(db, "w6", w6));
+    test::run(ctx, run_as_group(db, w, std::move(ops)), 60s);
+    after = db.stats();
+  }
+
+  CHECK(w.unexpected == 0);
+  for (const outcome* o : {&w1, &w2, &w3, &w4, &w5, &w6}) {
+    INFO(o->error);
+    CHECK(o->ok);
+  }
+  INFO("rolled back session: " << rolled_back.error << " / committed session: " << committed.error);
+  REQUIRE(rolled_back.done);
+  REQUIRE(committed.done);
+  CHECK(rolled_back.error.empty());
+  CHECK(committed.error.empty());
+  CHECK(rolled_back.seen_inside == 1);
+  CHECK(rolled_back.plain_rows_inside == 2);  // w1, w2 committed before; w3, w4 wait behind the session
+  CHECK(rolled_back.seen_after_end == 0);
+  CHECK(committed.seen_inside == 1);
+  CHECK(committed.plain_rows_inside == 4);
+  CHECK(committed.seen_after_end == 1);
+  CHECK(after.group_commits == 3);  // {w1, w2}, {w3, w4}, {w5, w6}: the sessions stopped the groups
+  CHECK(after.grouped == 6);
+  CHECK(rows_named(dir.file(), "session-rolled-back") == 0);
+  CHECK(rows_named(dir.file(), "session-committed") == 1);
+  CHECK(count_rows(dir.file(), "name LIKE 'w%'") == 6);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+struct victim_state {
+  test::gate gate;  // where the victim waits, inside the group, until the cancellation was emitted
+  std::atomic<bool> entered{false};
+  asio::cancellation_signal signal;
+  bool done = false;
+  std::exception_ptr error;
+  std::int64_t result = -1;
+};
+
+// Runs second in the group: writes its row, waits until the test has cancelled it, then runs a statement
+// long enough for an interrupt to land (were it allowed: only the first of a group may be interrupted).
+asio::awaitable<void> cancelled_in_group(asyncdb::database& db, victim_state& v) {
+  auto ex = co_await asio::this_coro::executor;
+  auto work = [&v](SQLite::Database& c) {
+    insert_user(c, "victim");
+    v.entered = true;
+    v.gate.wait();
+    return c
+        .execAndGet(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) SELECT count(*) FROM n")
+        .getInt64();
+  };
+  auto handler = [&v](std::exception_ptr e, std::int64_t r) {
+    v.error = e;
+    v.result = r;
+    v.done = true;
+  };
+  asyncdb::async_run(db, work, asio::bind_cancellation_slot(v.signal.slot(), asio::bind_executor(ex, handler)));
+  co_await test::until_set(v.entered);
+  v.signal.emit(asio::cancellation_type::terminal);
+  v.gate.open();
+  auto finished = [&v] { return v.done; };
+  co_await test::poll_until(finished, 60s);
+}
+
+}  // namespace
+
+TEST_CASE("an operation cancelled while it runs inside a group never undoes the others' writes",
+          "[group_commit][cancellation]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  held_writer w;
+  victim_state victim;
+  outcome first, last;
+  asyncdb::stats after;
+  {
+    asyncdb::database db{dir.file(), grouping_options()};
+    test::open_at_exit guard{w.gate};
+    test::open_at_exit victim_guard{victim.gate};
+    std::vector<asio::awaitable<void>> ops;
+    ops.push_back(insert_named(db, "first", first));
+    ops.push_back(cancelled_in_group(db, victim));
+    ops.push_back(insert_named(db, "last", last));
+    test::run(ctx, run_as_group(db, w, std::move(ops)), 60s);
+    after = db.stats();
+  }
+
+  CHECK(w.unexpected == 0);
+  INFO("first: " << first.error << " / last: " << last.error);
+  CHECK(first.ok);
+  CHECK(last.ok);
+  REQUIRE(victim.done);
+  outcome victim_outcome;
+  if (victim.error) record_failure(victim_outcome, victim.error);
+  INFO("victim: " << victim_outcome.error);
+  const bool victim_succeeded = !victim.error;
+  if (victim_succeeded) {
+    CHECK(victim.result == 200000);
+  } else {
+    CHECK(victim_outcome.code == asio::error::operation_aborted);
+  }
+  CHECK(after.group_commits == 1);
+  CHECK(rows_named(dir.file(), "first") == 1);
+  CHECK(rows_named(dir.file(), "last") == 1);
+  CHECK(rows_named(dir.file(), "victim") == (victim_succeeded ? 1 : 0));
+}
