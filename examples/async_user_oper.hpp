@@ -6,7 +6,8 @@
 
 #include "user_oper.hpp"
 
-// Read-only operations run on the reader connections, in parallel; everything else runs on the one writer.
+// Read-only operations run on the reader connections, in parallel. Undeclared ones (add, here) try a reader
+// first and move to the one writer, for good, the first time they write.
 template <>
 inline constexpr bool asyncdb::is_read_only<&UserOper::list> = true;
 template <>
