@@ -573,3 +573,247 @@ TEST_CASE("an operation cancelled while it runs inside a group never undoes the 
   CHECK(rows_named(dir.file(), "last") == 1);
   CHECK(rows_named(dir.file(), "victim") == (victim_succeeded ? 1 : 0));
 }
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+struct first_victim_state {
+  test::gate gate;
+  std::atomic<bool> entered{false};
+  asio::cancellation_signal signal;
+  bool done = false;
+  std::exception_ptr error;
+};
+
+// Runs first in the group: writes its row, waits until cancelled, then starts a long write, which the
+// interrupt stops (SQLite then rolls back the whole transaction, which holds nobody else's write yet).
+asio::awaitable<void> cancelled_first_in_group(asyncdb::database& db, first_victim_state& v) {
+  auto ex = co_await asio::this_coro::executor;
+  auto work = [&v](SQLite::Database& c) {
+    insert_user(c, "first-victim");
+    v.entered = true;
+    v.gate.wait();
+    c.exec(
+        "INSERT INTO users(name, email) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < "
+        "3000000) SELECT 'bulk' || i, 'b@x' FROM n");
+  };
+  auto handler = [&v](std::exception_ptr e) {
+    v.error = e;
+    v.done = true;
+  };
+  asyncdb::async_run(db, work, asio::bind_cancellation_slot(v.signal.slot(), asio::bind_executor(ex, handler)));
+  co_await test::until_set(v.entered);
+  v.signal.emit(asio::cancellation_type::terminal);
+  v.gate.open();
+  auto finished = [&v] { return v.done; };
+  co_await test::poll_until(finished, 60s);
+}
+
+}  // namespace
+
+TEST_CASE("the first operation of a group cancelled while it runs is interrupted and the others still commit",
+          "[group_commit][cancellation]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  held_writer w;
+  first_victim_state victim;
+  outcome second, third;
+  asyncdb::stats after;
+  {
+    asyncdb::database db{dir.file(), grouping_options()};
+    test::open_at_exit guard{w.gate};
+    test::open_at_exit victim_guard{victim.gate};
+    std::vector<asio::awaitable<void>> ops;
+    ops.push_back(cancelled_first_in_group(db, victim));
+    ops.push_back(insert_named(db, "second", second));
+    ops.push_back(insert_named(db, "third", third));
+    test::run(ctx, run_as_group(db, w, std::move(ops)), 60s);
+    after = db.stats();
+  }
+
+  CHECK(w.unexpected == 0);
+  INFO("second: " << second.error << " / third: " << third.error);
+  CHECK(second.ok);
+  CHECK(third.ok);
+  REQUIRE(victim.done);
+  outcome victim_outcome;
+  if (victim.error) record_failure(victim_outcome, victim.error);
+  CHECK(victim_outcome.code == asio::error::operation_aborted);
+  CHECK(after.cancelled == 1);
+  CHECK(rows_named(dir.file(), "first-victim") == 0);
+  CHECK(count_rows(dir.file(), "name LIKE 'bulk%'") == 0);
+  CHECK(rows_named(dir.file(), "second") == 1);
+  CHECK(rows_named(dir.file(), "third") == 1);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+void deferred_fk_schema(SQLite::Database& c) {
+  test::create_schema(c);
+  c.exec("PRAGMA foreign_keys = ON");
+  if (!c.tableExists("notes")) {
+    c.exec(
+        "CREATE TABLE notes(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL "
+        "REFERENCES users(id) DEFERRABLE INITIALLY DEFERRED)");
+  }
+}
+
+// Each statement succeeds: a deferred foreign key is only checked when the transaction commits.
+asio::awaitable<void> orphan_note(asyncdb::database& db, outcome& out) {
+  auto insert = [](SQLite::Database& c) { c.exec("INSERT INTO notes(user_id) VALUES(424242)"); };
+  try {
+    co_await asyncdb::async_run(db, insert);
+    out.ok = true;
+  } catch (...) {
+    record_failure(out, std::current_exception());
+  }
+  out.done = true;
+}
+
+bool is_constraint_error(const outcome& o) {
+  return o.error.find("FOREIGN KEY") != std::string::npos || o.error.find("constraint") != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("when the shared COMMIT fails every write of the group fails with its error and none lands",
+          "[group_commit]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  held_writer w;
+  outcome before, orphan, behind, later;
+  asyncdb::stats after;
+  {
+    asyncdb::options opts = grouping_options();
+    opts.on_open = deferred_fk_schema;
+    asyncdb::database db{dir.file(), opts};
+    test::open_at_exit guard{w.gate};
+    std::vector<asio::awaitable<void>> ops;
+    ops.push_back(insert_named(db, "before-orphan", before));
+    ops.push_back(orphan_note(db, orphan));
+    ops.push_back(insert_named(db, "behind-orphan", behind));
+    test::run(ctx, run_as_group(db, w, std::move(ops)), 60s);
+    after = db.stats();
+    // The writer is clean again: the failed transaction is not left open under the next write.
+    test::run(ctx, insert_named(db, "later", later), 60s);
+  }
+
+  INFO("before: " << before.error << " / orphan: " << orphan.error << " / behind: " << behind.error);
+  CHECK_FALSE(before.ok);
+  CHECK_FALSE(orphan.ok);
+  CHECK_FALSE(behind.ok);
+  CHECK(is_constraint_error(before));
+  CHECK(is_constraint_error(orphan));
+  CHECK(is_constraint_error(behind));
+  CHECK(after.group_commits == 0);
+  CHECK(after.grouped == 0);
+  CHECK(after.failed == 3);
+  CHECK(later.ok);
+  CHECK(rows_named(dir.file(), "before-orphan") == 0);
+  CHECK(rows_named(dir.file(), "behind-orphan") == 0);
+  CHECK(rows_named(dir.file(), "later") == 1);
+  SQLite::Database plain(dir.file(), SQLITE_OPEN_READONLY);
+  CHECK(plain.execAndGet("SELECT count(*) FROM notes").getInt() == 0);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+std::atomic<int> defensive_runs{0};
+
+// Legacy code as often written: BEGIN inside the try, ROLLBACK in the catch, then rethrow. Alone it
+// works; inside a group its BEGIN fails and its catch rolls back the shared transaction.
+class defensive_transaction_dao {
+ public:
+  explicit defensive_transaction_dao(SQLite::Database& db) : db_(db) {}
+  int add_pair(const std::string& prefix) {
+    ++defensive_runs;
+    try {
+      db_.exec("BEGIN");
+      insert_user(db_, prefix + "-a");
+      insert_user(db_, prefix + "-b");
+      db_.exec("COMMIT");
+    } catch (...) {
+      db_.exec("ROLLBACK");
+      throw;
+    }
+    return 2;
+  }
+
+ private:
+  SQLite::Database& db_;
+};
+
+}  // namespace
+
+template <>
+inline constexpr bool asyncdb::is_write<&defensive_transaction_dao::add_pair> = true;
+
+namespace {
+
+asio::awaitable<void> add_pair_defensively(asyncdb::database& db, std::string prefix, outcome& out) {
+  try {
+    const int added = co_await asyncdb::async_db_operation<&defensive_transaction_dao::add_pair>{}(db, prefix);
+    out.ok = added == 2;
+  } catch (...) {
+    record_failure(out, std::current_exception());
+  }
+  out.done = true;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a DAO that rolls back after its own BEGIN failed inside a group still succeeds, and the writes it undid "
+    "report it",
+    "[group_commit][!mayfail]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  held_writer first_round, second_round;
+  outcome d1, pair1, d2, e1, pair2, e2;
+  asyncdb::stats after_first;
+  int runs_after_first = -1;
+  {
+    asyncdb::database db{dir.file(), grouping_options()};
+    test::open_at_exit guard1{first_round.gate};
+    test::open_at_exit guard2{second_round.gate};
+    std::vector<asio::awaitable<void>> ops;
+    ops.push_back(insert_named(db, "d1", d1));
+    ops.push_back(add_pair_defensively(db, "dpair1", pair1));
+    ops.push_back(insert_named(db, "d2", d2));
+    test::run(ctx, run_as_group(db, first_round, std::move(ops)), 60s);
+    after_first = db.stats();
+    runs_after_first = defensive_runs.load();
+
+    std::vector<asio::awaitable<void>> more;
+    more.push_back(insert_named(db, "e1", e1));
+    more.push_back(add_pair_defensively(db, "dpair2", pair2));
+    more.push_back(insert_named(db, "e2", e2));
+    test::run(ctx, run_as_group(db, second_round, std::move(more)), 60s);
+  }
+
+  // The DAO works alone, so it must work with group commit on: as SQLite::Transaction does, it is
+  // rerun alone, and learned as opening its own transaction.
+  INFO("pair1: " << pair1.error << " / pair2: " << pair2.error);
+  CHECK(pair1.ok);
+  CHECK(pair2.ok);
+  CHECK(rows_named(dir.file(), "dpair1-a") == (pair1.ok ? 1 : 0));
+  CHECK(rows_named(dir.file(), "dpair2-a") == (pair2.ok ? 1 : 0));
+  // d1 was undone by the DAO's ROLLBACK: it may fail, but only with group_rolled_back, and it is in the
+  // file iff it reported success.
+  INFO("d1: " << d1.error << " / d2: " << d2.error);
+  if (!d1.ok) CHECK(d1.code == asyncdb::errc::group_rolled_back);
+  CHECK(rows_named(dir.file(), "d1") == (d1.ok ? 1 : 0));
+  CHECK(d2.ok);
+  CHECK(rows_named(dir.file(), "d2") == 1);
+  // Second round: the kind is known, the others of the group are not touched.
+  CHECK(e1.ok);
+  CHECK(e2.ok);
+  CHECK(runs_after_first == 2);
+  CHECK(defensive_runs == 3);
+  CHECK(after_first.grouped <= 2);
+}
