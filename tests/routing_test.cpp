@@ -4,7 +4,10 @@
 //
 // What is learned is process-wide (per DAO member or function), so every test below uses a DAO or a
 // function of its own: no test may depend on which other test ran first.
+#include <asio/detached.hpp>
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
 
 #include <algorithm>
 
@@ -627,4 +630,111 @@ TEST_CASE("100 concurrent first calls of an undeclared write each land exactly o
   std::set<std::int64_t> stored;
   while (q.executeStep()) stored.insert(q.getColumn(0).getInt64());
   CHECK(stored == std::set<std::int64_t>(ids.begin(), ids.end()));
+}
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+run_log closing_log;
+test::gate* closing_gate = nullptr;
+std::atomic<bool> closing_entered{false};
+
+// Undeclared; its trial run on a reader waits at the test's gate, so the database closes meanwhile.
+class closing_dao {
+ public:
+  explicit closing_dao(SQLite::Database& db) : db_(db) {}
+  void add(const std::string& name) {
+    closing_log.record(db_);
+    if (sqlite3_db_readonly(db_.getHandle(), "main") == 1) {
+      closing_entered = true;
+      closing_gate->wait();
+    }
+    insert_user(db_, name);
+  }
+
+ private:
+  SQLite::Database& db_;
+};
+
+struct closing_result {
+  bool done = false;
+  bool ok = false;
+  std::string error;
+  std::error_code probe;  // what a new operation got once close() had begun
+};
+
+asio::awaitable<void> add_while_closing(asyncdb::database& db, closing_result& r) {
+  lifted<closing_dao> dao{db};
+  const std::string name = "moved-during-close";
+  try {
+    co_await dao.call<&closing_dao::add>(name);
+    r.ok = true;
+  } catch (const std::exception& e) {
+    r.error = e.what();
+  }
+  r.done = true;
+}
+
+asio::awaitable<void> probe_until_closed(asyncdb::database& db, closing_result& r) {
+  asio::steady_timer timer{co_await asio::this_coro::executor};
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  auto probe = [](SQLite::Database& c) { c.exec("SELECT 1"); };
+  while (std::chrono::steady_clock::now() < give_up) {
+    try {
+      co_await asyncdb::async_run(db, asyncdb::read_only, probe);
+    } catch (const std::system_error& e) {
+      r.probe = e.code();
+      co_return;
+    }
+    timer.expires_after(1ms);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+}
+
+asio::awaitable<void> close_during_trial_run(asyncdb::database& db, test::gate& gate, std::thread& closer,
+                                             closing_result& r) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::co_spawn(ex, add_while_closing(db, r), asio::detached);
+  co_await test::until_set(closing_entered);
+  closer = std::thread([&db] { db.close(); });
+  co_await probe_until_closed(db, r);
+  gate.open();
+  auto finished = [&r] { return r.done; };
+  co_await test::poll_until(finished, 30s);
+}
+
+}  // namespace
+
+TEST_CASE("an undeclared write caught on a reader while the database closes still runs on the writer",
+          "[routing][shutdown]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  test::gate gate;
+  closing_gate = &gate;
+  closing_result r;
+  std::thread closer;
+  {
+    asyncdb::database db{dir.file(), test::default_options(2)};
+    test::open_at_exit guard{gate};
+    try {
+      test::run(ctx, close_during_trial_run(db, gate, closer, r), 60s);
+    } catch (...) {
+      gate.open();
+      if (closer.joinable()) closer.join();
+      throw;
+    }
+    if (closer.joinable()) closer.join();
+  }
+  closing_gate = nullptr;
+
+  CHECK(r.probe == asyncdb::errc::closed);
+  INFO(r.error);
+  REQUIRE(r.done);
+  CHECK(r.ok);
+  const auto runs = closing_log.snapshot();
+  REQUIRE(runs.size() == 2);
+  CHECK(runs[0].read_only == 1);
+  CHECK(runs[1].read_only == 0);
+  CHECK(rows_named(dir.file(), "moved-during-close") == 1);
 }
