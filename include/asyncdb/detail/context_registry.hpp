@@ -3,8 +3,10 @@
 
 #include <condition_variable>
 #include <cstddef>
+#include <iterator>
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 namespace asyncdb::detail {
@@ -16,6 +18,8 @@ class pending_completion {
   virtual ~pending_completion() = default;
   // Called once the context is shutting down: destroy the handler and the work guard, never invoke.
   virtual void abandon() noexcept = 0;
+  // Invokes the handler with the outcome stored before queue_ready(); on the context's own thread.
+  virtual void run_completion() = 0;
   virtual std::shared_ptr<pending_completion> keep_alive() noexcept = 0;
 
  private:
@@ -60,12 +64,75 @@ class context_registry final : public asio::execution_context::service {
       ++delivering_;
     }
     deliver();
-    std::lock_guard lock(mutex_);
-    if (--delivering_ == 0 && shut_down_) delivered_.notify_all();
+    delivered();
+    return true;
+  }
+
+  // For a completion that may run on any thread of this io_context (its handler's executor is the
+  // context's plain executor): queued here, and one drain handler runs every completion queued by
+  // then. A burst of completions then costs the scheduler one post, and the loop one wake-up,
+  // instead of one each: per-completion posts kept the loop thread and the lanes fighting over the
+  // scheduler's mutex. False if `p` was abandoned (the context is shutting down).
+  bool queue_ready(pending_completion& p) {
+    bool post_drain = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (!p.registered_) return false;
+      unlink(p);
+      ready_.push_back(p.keep_alive());
+      post_drain = !std::exchange(drain_posted_, true);
+      if (post_drain) ++delivering_;
+    }
+    if (post_drain) {
+      post_drain_handler();
+      delivered();
+    }
     return true;
   }
 
  private:
+  void post_drain_handler() {
+    // Only queue_ready() posts, for completions whose executor is this io_context's.
+    auto& ctx = static_cast<asio::io_context&>(context());
+    asio::post(ctx.get_executor(), [this] { drain(); });
+  }
+
+  void drain() {
+    std::vector<std::shared_ptr<pending_completion>> batch;
+    {
+      std::lock_guard lock(mutex_);
+      batch.swap(ready_);
+      ready_.swap(spare_);  // a steady stream of completions then allocates nothing here
+      drain_posted_ = false;
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      try {
+        batch[i]->run_completion();
+      } catch (...) {
+        // As from any handler, the exception leaves run(); the others complete in the next drain.
+        bool post_drain = false;
+        {
+          std::lock_guard lock(mutex_);
+          if (!shut_down_) {
+            ready_.insert(ready_.begin(), std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(i) + 1),
+                          std::make_move_iterator(batch.end()));
+            post_drain = !std::exchange(drain_posted_, true);
+          }
+        }
+        if (post_drain) post_drain_handler();
+        throw;
+      }
+    }
+    batch.clear();
+    std::lock_guard lock(mutex_);
+    if (spare_.capacity() < batch.capacity()) spare_.swap(batch);
+  }
+
+  void delivered() {
+    std::lock_guard lock(mutex_);
+    if (--delivering_ == 0 && shut_down_) delivered_.notify_all();
+  }
+
   void shutdown() override {
     std::vector<std::shared_ptr<pending_completion>> doomed;
     {
@@ -76,6 +143,8 @@ class context_registry final : public asio::execution_context::service {
         unlink(p);
         doomed.push_back(p.keep_alive());
       }
+      for (auto& p : ready_) doomed.push_back(std::move(p));
+      ready_.clear();
       delivered_.wait(lock, [&] { return delivering_ == 0; });
     }
     // Outside the lock: destroying a coroutine frame may run destructors that start new operations.
@@ -95,7 +164,10 @@ class context_registry final : public asio::execution_context::service {
   std::mutex mutex_;
   std::condition_variable delivered_;
   pending_completion* head_ = nullptr;
+  std::vector<std::shared_ptr<pending_completion>> ready_;  // delivered, waiting for the drain
+  std::vector<std::shared_ptr<pending_completion>> spare_;  // empty, keeps its capacity for the next drain
   std::size_t delivering_ = 0;
+  bool drain_posted_ = false;
   bool shut_down_ = false;
 };
 

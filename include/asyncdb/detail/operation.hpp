@@ -10,6 +10,8 @@
 #include <optional>
 #include <system_error>
 #include <tuple>
+#include <type_traits>
+#include <typeinfo>
 #include <utility>
 
 namespace asyncdb::detail {
@@ -140,8 +142,20 @@ class async_op : public operation_base {
       std::lock_guard lock(mutex_);
       registry_ = nullptr;
     }
+    outcome_.reset();
     handler_.reset();
     work_.reset();
+  }
+
+  void run_completion() override {
+    auto work = std::move(work_);  // released once the handler has run, even if it throws
+    work_.reset();
+    auto handler = std::move(*handler_);
+    handler_.reset();
+    auto outcome = std::move(*outcome_);
+    outcome_.reset();
+    slot_.clear();
+    std::apply([&](std::exception_ptr& ep, auto&... a) { std::move(handler)(ep, std::move(a)...); }, outcome);
   }
 
  protected:
@@ -152,6 +166,11 @@ class async_op : public operation_base {
       reg = std::exchange(registry_, nullptr);
     }
     if (reg == nullptr) return;
+    if (completes_on_its_context()) {
+      outcome_.emplace(std::move(ep), std::move(results)...);
+      if (!reg->queue_ready(*this)) outcome_.reset();
+      return;
+    }
     reg->remove_and(*this, [&] {
       // `ep` moves too: the last reference to an exception must not be dropped on this thread while
       // the caller reads it (a real free-vs-read race as far as TSan can see into libstdc++).
@@ -181,9 +200,23 @@ class async_op : public operation_base {
     }
   };
 
+  // Whether the handler may run on any thread running its io_context, i.e. inside the registry's drain.
+  bool completes_on_its_context() const noexcept {
+    using executor = asio::associated_executor_t<Handler>;
+    if constexpr (std::is_same_v<executor, asio::io_context::executor_type>) {
+      return true;
+    } else if constexpr (std::is_same_v<executor, asio::any_io_executor>) {
+      // Not target<T>() != nullptr: Asio 1.22's target<T>() returns its pointer whatever T is.
+      return work_->get_executor().target_type() == typeid(asio::io_context::executor_type);
+    } else {
+      return false;
+    }
+  }
+
   std::optional<Handler> handler_;
   std::optional<asio::executor_work_guard<asio::associated_executor_t<Handler>>> work_;
   asio::cancellation_slot slot_;
+  std::optional<std::tuple<std::exception_ptr, Results...>> outcome_;  // set by deliver() for the drain
 };
 
 }  // namespace asyncdb::detail

@@ -38,6 +38,8 @@ class run_op final : public async_op_for<Handler, R>::type {
   void execute(lane& l) noexcept override {
     if (!begin(l)) return;
     const bool watch = route_.on_write != nullptr && !l.is_writer();
+    // Another call of the same kind was caught writing while this one waited: no trial run.
+    if (watch && route_.kind->writes.load(std::memory_order_relaxed)) return move_to_writer(l);
     if (watch) l.watch_writes();
     const bool txn_before = session_ != nullptr && in_transaction(l.handle());
     run(l);
