@@ -65,7 +65,7 @@ class Probe {
   Probe& operator=(const Probe&) = delete;
 
   call_record write_where() { return record(); }  // declared is_write below
-  call_record read_where() { return record(); }  // declared read-only below
+  call_record read_where() { return record(); }   // declared read-only below
   std::string echo(const std::string& s, int n) { return s + "/" + std::to_string(n); }
   int fail(const std::string& why) { throw std::invalid_argument(why); }
 

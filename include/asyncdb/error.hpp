@@ -14,7 +14,6 @@ enum class errc {
   transaction_left_open,  ///< the operation returned inside a transaction; it was rolled back
   read_only_session,      ///< begin/commit/rollback on a read session, which holds one snapshot instead
   memory_database,        ///< ":memory:" or an empty path: every connection would see its own database
-  group_rolled_back,      ///< another operation sharing this write's group commit ended its transaction in a rollback
 };
 
 namespace detail {
@@ -37,8 +36,6 @@ class error_category final : public std::error_category {
         return "a read session has one snapshot and no begin/commit/rollback";
       case errc::memory_database:
         return "in-memory databases are not supported: each connection would open a different database";
-      case errc::group_rolled_back:
-        return "another operation sharing this write's group commit rolled the shared transaction back";
     }
     return "unknown asyncdb error";
   }

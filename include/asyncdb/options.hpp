@@ -16,7 +16,7 @@ struct group_commit_options {
   bool enabled = true;
 
   /// Most operations one shared transaction holds.
-  std::size_t max_operations = 256;
+  std::size_t max_operations = 1024;
 
   /// A shared transaction open this long takes no further operation and commits after the one running.
   std::chrono::microseconds max_duration{5000};

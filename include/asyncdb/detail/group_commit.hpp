@@ -46,7 +46,7 @@ class group_commit {
     held_.clear();
     alone_.clear();
     std::shared_ptr<job> j = std::move(first), stopper;
-    bool ended = false;
+    bool ended = false, ender_held = false;
     for (std::size_t n = 1;; ++n) {
       lane_.set_interruptible(held_.empty());
       switch (j->run_grouped(lane_)) {
@@ -60,6 +60,10 @@ class group_commit {
           break;
         case grouped_run::ended_transaction:
           held_.push_back(j);
+          ended = ender_held = true;
+          break;
+        case grouped_run::ended_alone:
+          alone_.push_back(j);
           ended = true;
           break;
       }
@@ -72,12 +76,14 @@ class group_commit {
       }
     }
     lane_.set_interruptible(true);
-    finish(ended, commits_before);
+    finish(ended, ender_held, commits_before);
     return stopper;
   }
 
-  // Completes the group: every held outcome after the commit, or with the error that undid it.
-  void finish(bool ended, std::uint64_t commits_before) {
+  // Completes the group: every held outcome after the commit. If the shared transaction was lost
+  // instead (rolled back by one of its operations, or by SQLite), the writes it held run again,
+  // alone, rather than fail for a neighbour's doing; if the COMMIT fails, they fail with its error.
+  void finish(bool ended, bool ender_held, std::uint64_t commits_before) {
     std::exception_ptr undone;
     if (!ended) {
       try {
@@ -86,18 +92,22 @@ class group_commit {
         undone = std::current_exception();
         rollback_if_open(lane_.handle());
       }
-    } else if (lane_.commits() == commits_before) {
-      // The last one ended it in a rollback; its own outcome says why, the others get this.
-      undone = std::make_exception_ptr(std::system_error(errc::group_rolled_back));
     }
-    if (!undone && held_.size() > 1) {
+    const bool lost = ended && lane_.commits() == commits_before;
+    std::size_t committed = 0;
+    for (std::size_t i = 0; i < held_.size(); ++i) {
+      const bool ender = ender_held && i + 1 == held_.size();
+      if (lost && !ender && held_[i]->take_back()) {
+        alone_.push_back(std::move(held_[i]));
+        continue;
+      }
+      const bool ok = held_[i]->complete_grouped(lane_, ender ? nullptr : undone);
+      if (ok && !undone && !lost && !ender) ++committed;
+    }
+    if (committed > 0) {
       counters& c = lane_.stats_counters();
       c.group_commits.fetch_add(1, std::memory_order_relaxed);
-      c.grouped.fetch_add(held_.size(), std::memory_order_relaxed);
-    }
-    for (std::size_t i = 0; i < held_.size(); ++i) {
-      const bool ender = ended && i + 1 == held_.size();
-      held_[i]->complete_grouped(lane_, ender ? nullptr : undone);
+      c.grouped.fetch_add(committed, std::memory_order_relaxed);
     }
     held_.clear();
     for (auto& a : alone_) a->execute(lane_);

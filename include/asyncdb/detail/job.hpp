@@ -13,6 +13,7 @@ enum class grouped_run : unsigned char {
   held,               // ran inside its savepoint; its outcome waits for the shared commit
   alone,              // opens its own transaction: rolled back to its savepoint, to be run alone later
   ended_transaction,  // its work ended the shared transaction (COMMIT, ROLLBACK, or SQLite's own rollback)
+  ended_alone,        // as ended_transaction, after its own BEGIN failed: to be run alone later
 };
 
 // A unit of work a lane executes. Every job ends in exactly one of execute() or fail(): a queue
@@ -36,7 +37,11 @@ class job {
     execute(l);
     return grouped_run::skipped;
   }
-  virtual void complete_grouped(lane&, std::exception_ptr) noexcept {}
+  // Returns whether it completed with success.
+  virtual bool complete_grouped(lane&, std::exception_ptr) noexcept { return false; }
+  // The shared transaction was rolled back under it: a job that had succeeded forgets its outcome and
+  // is queued again, to run alone (true); one that failed keeps its own error (false).
+  virtual bool take_back() noexcept { return false; }
 
   std::chrono::steady_clock::time_point enqueued_at{};
 };

@@ -69,8 +69,17 @@ class run_op final : public async_op_for<Handler, R>::type {
     if (in_savepoint) run(l);
     reset_statements(db);
     if (!in_transaction(db)) {
-      // It committed or rolled back the shared transaction itself, or SQLite rolled it back.
-      if (!ep_) route_.kind->own_transaction.store(true, std::memory_order_relaxed);
+      // It committed or rolled back the shared transaction itself, or SQLite rolled it back. A DAO
+      // that catches its failed BEGIN and answers with ROLLBACK lands here too: run it alone.
+      const bool own_begin = ep_ && in_savepoint && is_nested_transaction_error(ep_);
+      if (!ep_ || own_begin) route_.kind->own_transaction.store(true, std::memory_order_relaxed);
+      if (own_begin) {
+        ep_ = nullptr;
+        result_.reset();
+        if (step_back(l)) return grouped_run::ended_alone;
+        end(l, true);
+        return grouped_run::ended_transaction;
+      }
       end(l, this->finish() && ep_);
       l.clear_interrupt();
       return grouped_run::ended_transaction;
@@ -102,9 +111,20 @@ class run_op final : public async_op_for<Handler, R>::type {
     return grouped_run::held;
   }
 
-  void complete_grouped(lane& l, std::exception_ptr undone) noexcept override {
+  bool complete_grouped(lane& l, std::exception_ptr undone) noexcept override {
     if (undone && !ep_) ep_ = std::move(undone);  // an operation that failed keeps its own error
+    const bool ok = !ep_;
     complete(l);
+    return ok;
+  }
+
+  bool take_back() noexcept override {
+    if (ep_) return false;
+    result_.reset();
+    if (this->requeue()) return true;
+    ep_ = std::make_exception_ptr(std::system_error(asio::error::operation_aborted));
+    cancelled_ = true;
+    return false;
   }
 
  protected:
