@@ -148,8 +148,10 @@ class async_op : public operation_base {
   }
 
   void run_completion() override {
-    auto work = std::move(work_);  // released once the handler has run, even if it throws
-    work_.reset();
+    struct release_work_at_exit {  // once the handler has run, even if it throws
+      async_op& op;
+      ~release_work_at_exit() { op.work_.reset(); }
+    } release{*this};
     auto handler = std::move(*handler_);
     handler_.reset();
     auto outcome = std::move(*outcome_);
