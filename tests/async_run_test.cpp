@@ -120,11 +120,6 @@ class rendezvous {
 
 bool read_only_connection(SQLite::Database& c) { return sqlite3_db_readonly(c.getHandle(), "main") == 1; }
 
-std::int64_t count_rows(const std::filesystem::path& file, const std::string& where = "1") {
-  SQLite::Database plain(file, SQLITE_OPEN_READONLY);
-  return plain.execAndGet("SELECT count(*) FROM users WHERE " + where).getInt64();
-}
-
 // What a hopping coroutine saw: threads that ran fn, threads it resumed on, and rule breaks.
 struct hop_log {
   thread_set dao_threads;
@@ -311,7 +306,7 @@ TEST_CASE("use_future delivers fn's result and exception to a thread that runs n
   std::future<void> wrote = asyncdb::async_run(db, writes, asio::use_future);
   REQUIRE(wrote.wait_for(30s) == std::future_status::ready);
   wrote.get();
-  CHECK(count_rows(dir.file(), "name = 'fut'") == 1);
+  CHECK(test::count_rows(dir.file(), "name = 'fut'") == 1);
 }
 
 TEST_CASE("async_run sends fn to the writer, and with read_only to a read-only connection", "[async_run][routing]") {
@@ -386,7 +381,7 @@ TEST_CASE("a read-only connection rejects a write with SQLITE_READONLY", "[async
     }
   };
   test::run(ctx, attempt(db));
-  CHECK(count_rows(dir.file()) == 0);
+  CHECK(test::count_rows(dir.file()) == 0);
 }
 
 TEST_CASE("with no readers, read-only operations run on the writer", "[async_run][readers]") {
@@ -577,7 +572,7 @@ TEST_CASE("an operation that fails inside a transaction has it rolled back befor
     CHECK(ghosts == 0);
   };
   test::run(ctx, check(db));
-  CHECK(count_rows(dir.file(), "name = 'ghost'") == 0);
+  CHECK(test::count_rows(dir.file(), "name = 'ghost'") == 0);
 }
 
 TEST_CASE("a read transaction left open by a failed operation is closed before the reader serves anyone else",
@@ -632,5 +627,5 @@ TEST_CASE(
     CHECK(rows == 0);
   };
   test::run(ctx, check(db));
-  CHECK(count_rows(dir.file(), "name = 'open'") == 0);
+  CHECK(test::count_rows(dir.file(), "name = 'open'") == 0);
 }

@@ -15,89 +15,14 @@ using namespace std::chrono_literals;
 using test::UserCreate;
 using test::UserOper;
 
-class AsyncUsers : public asyncdb::to_async_db_oper<AsyncUsers, UserOper> {
- public:
-  using to_async_db_oper::to_async_db_oper;
-};
-
-template <class Pred>
-asio::awaitable<void> poll_until(Pred& done, std::chrono::seconds deadline = 10s) {
-  asio::steady_timer timer{co_await asio::this_coro::executor};
-  const auto give_up = std::chrono::steady_clock::now() + deadline;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("poll_until: deadline passed");
-    timer.expires_after(1ms);
-    co_await timer.async_wait(asio::use_awaitable);
-  }
-}
-
-asio::awaitable<void> until_set(const std::atomic<bool>& flag) {
-  auto is_set = [&flag] { return flag.load(); };
-  co_await poll_until(is_set);
-}
-
-class gate {
- public:
-  void open() {
-    {
-      std::lock_guard lock(mutex_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-  void wait() {
-    std::unique_lock lock(mutex_);
-    cv_.wait_for(lock, 30s, [&] { return open_; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
-struct open_at_exit {
-  gate& g;
-  ~open_at_exit() { g.open(); }
-};
-
-std::error_code code_of(const std::exception_ptr& e) {
-  if (!e) return {};
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::system_error& s) {
-    return s.code();
-  } catch (...) {
-    return std::make_error_code(std::errc::state_not_recoverable);  // "some other exception"
-  }
-}
-
-template <class T>
-asio::awaitable<std::error_code> error_of(asio::awaitable<T> aw) {
-  try {
-    co_await std::move(aw);
-  } catch (const std::system_error& e) {
-    co_return e.code();
-  }
-  co_return std::error_code{};
-}
-
-struct completion {
-  bool done = false;
-  std::error_code error;
-};
-
 // Starts an operation on the writer that waits at `g`; `entered` is set once it runs.
-void block_writer(asyncdb::database& db, const asio::any_io_executor& ex, gate& g, std::atomic<bool>& entered,
-                  completion& out) {
+void block_writer(asyncdb::database& db, const asio::any_io_executor& ex, test::gate& g, std::atomic<bool>& entered,
+                  test::completion& out) {
   auto block = [&g, &entered](SQLite::Database&) {
     entered = true;
     g.wait();
   };
-  asyncdb::async_run(db, block, asio::bind_executor(ex, [&out](std::exception_ptr e) {
-                       out.error = code_of(e);
-                       out.done = true;
-                     }));
+  asyncdb::async_run(db, block, asio::bind_executor(ex, test::record_into(out)));
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -106,10 +31,10 @@ constexpr std::size_t bound = 4;
 constexpr std::size_t extra = 3;
 
 struct overflow_state {
-  gate g;
+  test::gate g;
   std::atomic<bool> entered{false};
-  completion blocker;
-  completion ops[bound + extra];
+  test::completion blocker;
+  test::completion ops[bound + extra];
   bool done_before_release[bound + extra] = {};
   std::size_t queued_at_peak = 0;
   std::uint64_t rejected_at_peak = 0;
@@ -119,7 +44,7 @@ struct overflow_state {
 asio::awaitable<void> overflow_the_queue(asyncdb::database& db, overflow_state& st) {
   auto ex = co_await asio::this_coro::executor;
   block_writer(db, ex, st.g, st.entered, st.blocker);
-  co_await until_set(st.entered);
+  co_await test::until_set(st.entered);
 
   for (std::size_t i = 0; i < bound + extra; ++i) {
     auto insert = [i](SQLite::Database& c) {
@@ -127,33 +52,30 @@ asio::awaitable<void> overflow_the_queue(asyncdb::database& db, overflow_state& 
       q.bind(1, "q" + std::to_string(i));
       q.exec();
     };
-    completion& out = st.ops[i];
-    asyncdb::async_run(db, insert, asio::bind_executor(ex, [&out](std::exception_ptr e) {
-                         out.error = code_of(e);
-                         out.done = true;
-                       }));
+    test::completion& out = st.ops[i];
+    asyncdb::async_run(db, insert, asio::bind_executor(ex, test::record_into(out)));
   }
   // The refusals complete on their own, while the writer is still blocked.
   auto refusals_done = [&st] {
     std::size_t n = 0;
-    for (const completion& c : st.ops) n += c.done ? 1 : 0;
+    for (const test::completion& c : st.ops) n += c.done ? 1 : 0;
     return n == extra;
   };
-  co_await poll_until(refusals_done);
+  co_await test::poll_until(refusals_done);
   for (std::size_t i = 0; i < bound + extra; ++i) st.done_before_release[i] = st.ops[i].done;
   st.queued_at_peak = db.stats().queued;
   st.rejected_at_peak = db.stats().rejected;
 
   st.g.open();
   auto all_done = [&st] {
-    for (const completion& c : st.ops) {
+    for (const test::completion& c : st.ops) {
       if (!c.done) return false;
     }
     return st.blocker.done;
   };
-  co_await poll_until(all_done);
+  co_await test::poll_until(all_done);
   // The bound is on what waits, not on what ever ran: there is room again.
-  st.after_drain = co_await error_of(asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); }));
+  st.after_drain = co_await test::error_of(asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); }));
 }
 
 TEST_CASE("past options.max_queued new operations fail at once with queue_full and nothing accepted is lost",
@@ -164,7 +86,7 @@ TEST_CASE("past options.max_queued new operations fail at once with queue_full a
   asyncdb::options opts = test::default_options();
   opts.max_queued = bound;
   asyncdb::database db{dir.file(), opts};
-  open_at_exit guard{st.g};
+  test::open_at_exit guard{st.g};
   test::run(ctx, overflow_the_queue(db, st), 30s);
 
   CHECK(st.queued_at_peak == bound);
@@ -191,10 +113,10 @@ TEST_CASE("past options.max_queued new operations fail at once with queue_full a
 // ------------------------------------------------------------------------------------------------
 
 struct session_bound_state {
-  gate g;
+  test::gate g;
   std::atomic<bool> entered{false};
-  completion blocker;
-  completion queued[2];
+  test::completion blocker;
+  test::completion queued[2];
   std::error_code session_error;
   std::error_code read_session_error;
   std::error_code awaited_add_error;
@@ -203,24 +125,21 @@ struct session_bound_state {
 
 asio::awaitable<void> sessions_and_awaits_meet_the_bound(asyncdb::database& db, session_bound_state& st) {
   auto ex = co_await asio::this_coro::executor;
-  AsyncUsers users{db};
+  test::AsyncUsers users{db};
   block_writer(db, ex, st.g, st.entered, st.blocker);
-  co_await until_set(st.entered);
-  for (completion& out : st.queued) {
+  co_await test::until_set(st.entered);
+  for (test::completion& out : st.queued) {
     asyncdb::async_run(
-        db, [](SQLite::Database& c) { c.exec("SELECT 1"); }, asio::bind_executor(ex, [&out](std::exception_ptr e) {
-          out.error = code_of(e);
-          out.done = true;
-        }));
+        db, [](SQLite::Database& c) { c.exec("SELECT 1"); }, asio::bind_executor(ex, test::record_into(out)));
   }
   // The bound (2) is reached: opening a session or awaiting an operation fails at the co_await.
-  st.session_error = co_await error_of(asyncdb::async_db_session(db));
-  st.read_session_error = co_await error_of(asyncdb::async_db_session(db, asyncdb::read_only));
+  st.session_error = co_await test::error_of(asyncdb::async_db_session(db));
+  st.read_session_error = co_await test::error_of(asyncdb::async_db_session(db, asyncdb::read_only));
   UserCreate u{"refused", "r@x"};
-  st.awaited_add_error = co_await error_of(users.call<&UserOper::add>(u));
+  st.awaited_add_error = co_await test::error_of(users.call<&UserOper::add>(u));
   st.g.open();
   auto all_done = [&st] { return st.blocker.done && st.queued[0].done && st.queued[1].done; };
-  co_await poll_until(all_done);
+  co_await test::poll_until(all_done);
   st.read_while_full = co_await users.call<&UserOper::count>();
 }
 
@@ -231,7 +150,7 @@ TEST_CASE("the bound covers every queue: sessions, reads and awaited operations 
   asyncdb::options opts = test::default_options();
   opts.max_queued = 2;
   asyncdb::database db{dir.file(), opts};
-  open_at_exit guard{st.g};
+  test::open_at_exit guard{st.g};
   test::run(ctx, sessions_and_awaits_meet_the_bound(db, st), 30s);
 
   CHECK(st.session_error == asyncdb::errc::queue_full);

@@ -24,71 +24,6 @@ using namespace std::chrono_literals;
 using test::UserCreate;
 using test::UserOper;
 
-class AsyncUsers : public asyncdb::to_async_db_oper<AsyncUsers, UserOper> {
- public:
-  using to_async_db_oper::to_async_db_oper;
-};
-
-template <class Pred>
-asio::awaitable<void> poll_until(Pred& done, std::chrono::seconds deadline = 10s) {
-  asio::steady_timer timer{co_await asio::this_coro::executor};
-  const auto give_up = std::chrono::steady_clock::now() + deadline;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("poll_until: deadline passed");
-    timer.expires_after(1ms);
-    co_await timer.async_wait(asio::use_awaitable);
-  }
-}
-
-asio::awaitable<void> until_set(const std::atomic<bool>& flag) {
-  auto is_set = [&flag] { return flag.load(); };
-  co_await poll_until(is_set);
-}
-
-// The right-hand side of `op || ...`: completes once the operation's code is known to run, then after
-// a short timer, so the cancellation reaches a running operation, never a queued one.
-asio::awaitable<void> timer_after_start(const std::atomic<bool>& started) {
-  co_await until_set(started);
-  asio::steady_timer timer{co_await asio::this_coro::executor, 5ms};
-  co_await timer.async_wait(asio::use_awaitable);
-}
-
-class gate {
- public:
-  void open() {
-    {
-      std::lock_guard lock(mutex_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-  void wait() {
-    std::unique_lock lock(mutex_);
-    cv_.wait_for(lock, 30s, [&] { return open_; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
-struct open_at_exit {
-  gate& g;
-  ~open_at_exit() { g.open(); }
-};
-
-std::error_code code_of(const std::exception_ptr& e) {
-  if (!e) return {};
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::system_error& s) {
-    return s.code();
-  } catch (...) {
-    return std::make_error_code(std::errc::state_not_recoverable);  // "some other exception"
-  }
-}
-
 // Awaits `aw`, records how it ended, and rethrows: lets a test see the error `||` swallows.
 template <class T>
 asio::awaitable<T> recorded(asio::awaitable<T> aw, std::error_code& out) {
@@ -121,27 +56,14 @@ int code_running(SQLite::Database& c, const char* sql) {
   }
 }
 
-int rows_named(const std::filesystem::path& file, const std::string& name) {
-  SQLite::Database c(file, SQLite::OPEN_READWRITE);
-  SQLite::Statement q(c, "SELECT count(*) FROM users WHERE name = ?");
-  q.bind(1, name);
-  q.executeStep();
-  return q.getColumn(0).getInt();
-}
-
-struct completion {
-  bool done = false;
-  std::error_code error;
-};
-
 // ------------------------------------------------------------------------------------------------
 
 struct queued_cancel_state {
-  gate g;
+  test::gate g;
   std::atomic<bool> blocker_entered{false};
   std::atomic<bool> second_ran{false};
-  completion blocker;
-  completion second;
+  test::completion blocker;
+  test::completion second;
   asio::cancellation_signal signal;  // outlives the operation even if the coroutine gives up early
   bool second_done_before_release = false;
   bool blocker_done_before_cancel = true;
@@ -154,31 +76,26 @@ asio::awaitable<void> cancel_queued_via_signal(asyncdb::database& db, queued_can
     st.blocker_entered = true;
     st.g.wait();
   };
-  asyncdb::async_run(db, block, asio::bind_executor(ex, [&st](std::exception_ptr e) {
-                       st.blocker.error = code_of(e);
-                       st.blocker.done = true;
-                     }));
-  co_await until_set(st.blocker_entered);
+  asyncdb::async_run(db, block, asio::bind_executor(ex, test::record_into(st.blocker)));
+  co_await test::until_set(st.blocker_entered);
 
   auto second = [&st](SQLite::Database& c) {
     st.second_ran = true;
     c.exec("INSERT INTO users(name, email) VALUES('second', 's@x')");
   };
   asyncdb::async_run(
-      db, second, asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, [&st](std::exception_ptr e) {
-                                                 st.second.error = code_of(e);
-                                                 st.second.done = true;
-                                               })));
+      db, second,
+      asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, test::record_into(st.second))));
   auto queued = [&db] { return db.stats().queued == 1; };
-  co_await poll_until(queued);
+  co_await test::poll_until(queued);
   st.blocker_done_before_cancel = st.blocker.done;
   st.signal.emit(asio::cancellation_type::terminal);
   auto second_done = [&st] { return st.second.done; };
-  co_await poll_until(second_done);
+  co_await test::poll_until(second_done);
   st.second_done_before_release = !st.blocker.done;
   st.g.open();
   auto blocker_done = [&st] { return st.blocker.done; };
-  co_await poll_until(blocker_done);
+  co_await test::poll_until(blocker_done);
   // On the writer, so after the lane has popped (and skipped) the cancelled operation.
   st.second_rows_after = co_await asyncdb::async_run(db, [](SQLite::Database& c) {
     return c.execAndGet("SELECT count(*) FROM users WHERE name = 'second'").getInt();
@@ -190,7 +107,7 @@ TEST_CASE("a cancelled queued operation never runs and completes with operation_
   asio::io_context ctx;
   queued_cancel_state st;
   asyncdb::database db{dir.file(), test::default_options()};
-  open_at_exit guard{st.g};
+  test::open_at_exit guard{st.g};
   test::run(ctx, cancel_queued_via_signal(db, st), 30s);
 
   CHECK_FALSE(st.blocker_done_before_cancel);
@@ -205,12 +122,12 @@ TEST_CASE("a cancelled queued operation never runs and completes with operation_
 // ------------------------------------------------------------------------------------------------
 
 struct timeout_queued_state {
-  gate g;
+  test::gate g;
   std::atomic<bool> blocker_entered{false};
   std::atomic<bool> queued_ran{false};
   std::size_t winner = 99;
   std::error_code queued_error;
-  completion blocker;
+  test::completion blocker;
   bool blocker_done_at_timeout = true;
 };
 
@@ -220,11 +137,8 @@ asio::awaitable<void> timeout_queued_op(asyncdb::database& db, timeout_queued_st
     st.blocker_entered = true;
     st.g.wait();
   };
-  asyncdb::async_run(db, block, asio::bind_executor(ex, [&st](std::exception_ptr e) {
-                       st.blocker.error = code_of(e);
-                       st.blocker.done = true;
-                     }));
-  co_await until_set(st.blocker_entered);
+  asyncdb::async_run(db, block, asio::bind_executor(ex, test::record_into(st.blocker)));
+  co_await test::until_set(st.blocker_entered);
 
   auto queued = [&st](SQLite::Database&) {
     st.queued_ran = true;
@@ -237,7 +151,7 @@ asio::awaitable<void> timeout_queued_op(asyncdb::database& db, timeout_queued_st
   st.blocker_done_at_timeout = st.blocker.done;
   st.g.open();
   auto blocker_done = [&st] { return st.blocker.done; };
-  co_await poll_until(blocker_done);
+  co_await test::poll_until(blocker_done);
   co_await asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); });  // behind the cancelled one
 }
 
@@ -246,7 +160,7 @@ TEST_CASE("op || timer cancels a queued operation, which never runs", "[cancella
   asio::io_context ctx;
   timeout_queued_state st;
   asyncdb::database db{dir.file(), test::default_options()};
-  open_at_exit guard{st.g};
+  test::open_at_exit guard{st.g};
   test::run(ctx, timeout_queued_op(db, st), 30s);
 
   CHECK(st.winner == 1);
@@ -319,7 +233,7 @@ asio::awaitable<void> reader_task(asyncdb::database& db, isolation_state& st) {
 asio::awaitable<void> interrupt_writer_only(asyncdb::database& db, isolation_state& st) {
   auto ex = co_await asio::this_coro::executor;
   asio::co_spawn(ex, reader_task(db, st), asio::detached);
-  co_await until_set(st.reader_active);
+  co_await test::until_set(st.reader_active);
 
   auto endless = [&st](SQLite::Database& c) {
     st.writer_started = true;
@@ -334,13 +248,13 @@ asio::awaitable<void> interrupt_writer_only(asyncdb::database& db, isolation_sta
     if (st.writer_sqlite_code != SQLITE_OK) throw SQLite::Exception("interrupted", st.writer_sqlite_code);
     return std::int64_t{0};
   };
-  const std::variant<std::int64_t, std::monostate> r =
-      co_await (recorded(asyncdb::async_run(db, endless), st.writer_error) || timer_after_start(st.writer_started));
+  const std::variant<std::int64_t, std::monostate> r = co_await (
+      recorded(asyncdb::async_run(db, endless), st.writer_error) || test::timer_after_start(st.writer_started));
   st.winner = r.index();
 
   st.stop_reading = true;  // only now: the reader kept stepping through the whole interruption
   auto reader_done = [&st] { return st.reader_done; };
-  co_await poll_until(reader_done);
+  co_await test::poll_until(reader_done);
   st.next_writer_result =
       co_await asyncdb::async_run(db, [](SQLite::Database& c) { return c.execAndGet("SELECT 41 + 1").getInt64(); });
 }
@@ -374,8 +288,8 @@ struct late_interrupt_state {
   int next_failed = 0;
   int next_completed = 0;
   // One per round, never moved, alive until the test ends: handlers refer to them.
-  std::deque<completion> firsts;
-  std::deque<completion> nexts;
+  std::deque<test::completion> firsts;
+  std::deque<test::completion> nexts;
   std::deque<std::int64_t> next_rows;
   std::deque<asio::cancellation_signal> signals;
 };
@@ -387,8 +301,8 @@ asio::awaitable<void> cancel_then_next(asyncdb::database& db, late_interrupt_sta
     // at every point of its life: queued, running, finished but not yet delivered. The next operation
     // is long enough (well over 1000 VM steps) that a leftover interrupt would stop it.
     // Handlers capture pointers into the deques, never the frame's reference variables.
-    completion* first = &st.firsts.emplace_back();
-    completion* next = &st.nexts.emplace_back();
+    test::completion* first = &st.firsts.emplace_back();
+    test::completion* next = &st.nexts.emplace_back();
     std::int64_t* next_rows = &st.next_rows.emplace_back(0);
     asio::cancellation_signal* signal = &st.signals.emplace_back();
     const int first_rows = 2000 * (i % 5);
@@ -409,7 +323,7 @@ asio::awaitable<void> cancel_then_next(asyncdb::database& db, late_interrupt_sta
     asyncdb::async_run(
         db, first_op,
         asio::bind_cancellation_slot(signal->slot(), asio::bind_executor(ex, [first](std::exception_ptr e) {
-                                       first->error = code_of(e);
+                                       first->error = test::code_of(e);
                                        first->done = true;
                                      })));
     if (i % 3 != 0) {
@@ -418,12 +332,12 @@ asio::awaitable<void> cancel_then_next(asyncdb::database& db, late_interrupt_sta
     }
     if (!first->done) signal->emit(asio::cancellation_type::terminal);
     asyncdb::async_run(db, long_op, asio::bind_executor(ex, [next, next_rows](std::exception_ptr e, std::int64_t rows) {
-                         next->error = code_of(e);
+                         next->error = test::code_of(e);
                          *next_rows = rows;
                          next->done = true;
                        }));
     auto both = [first, next] { return first->done && next->done; };
-    co_await poll_until(both);
+    co_await test::poll_until(both);
     ++st.rounds;
     if (first->error == asio::error::operation_aborted) {
       ++st.first_aborted;
@@ -454,11 +368,11 @@ TEST_CASE("a late interrupt never reaches the next operation on the same connect
 // ------------------------------------------------------------------------------------------------
 
 struct between_state {
-  gate g;
+  test::gate g;
   std::atomic<bool> between{false};
   int second_statement_code = -1;
   bool third_statement_ran = false;
-  completion op;
+  test::completion op;
   asio::cancellation_signal signal;
   std::int64_t next_result = -1;
 };
@@ -475,16 +389,13 @@ asio::awaitable<void> cancel_between_statements(asyncdb::database& db, between_s
     c.exec("INSERT INTO users(name, email) VALUES('third', 't@x')");
     st.third_statement_ran = true;
   };
-  asyncdb::async_run(
-      db, dao, asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, [&st](std::exception_ptr e) {
-                                              st.op.error = code_of(e);
-                                              st.op.done = true;
-                                            })));
-  co_await until_set(st.between);
+  asyncdb::async_run(db, dao,
+                     asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, test::record_into(st.op))));
+  co_await test::until_set(st.between);
   st.signal.emit(asio::cancellation_type::terminal);
   st.g.open();
   auto done = [&st] { return st.op.done; };
-  co_await poll_until(done);
+  co_await test::poll_until(done);
   st.next_result = co_await asyncdb::async_run(db, [](SQLite::Database& c) {
     return c
         .execAndGet(
@@ -500,23 +411,23 @@ TEST_CASE("an operation cancelled between two statements stops at the next one, 
   asio::io_context ctx;
   between_state st;
   asyncdb::database db{dir.file(), test::default_options()};
-  open_at_exit guard{st.g};
+  test::open_at_exit guard{st.g};
   test::run(ctx, cancel_between_statements(db, st), 30s);
 
   CHECK(st.second_statement_code == SQLITE_INTERRUPT);
   CHECK_FALSE(st.third_statement_ran);
   CHECK(st.op.error == asio::error::operation_aborted);
   CHECK(st.next_result == 50000);
-  CHECK(rows_named(dir.file(), "third") == 0);
+  CHECK(test::rows_named(dir.file(), "third") == 0);
 }
 
 // ------------------------------------------------------------------------------------------------
 
 struct short_between_state {
-  gate g;
+  test::gate g;
   std::atomic<bool> between{false};
   bool second_statement_ran = false;
-  completion op;
+  test::completion op;
   asio::cancellation_signal signal;
 };
 
@@ -529,16 +440,13 @@ asio::awaitable<void> cancel_before_a_short_statement(asyncdb::database& db, sho
     c.exec("INSERT INTO users(name, email) VALUES('short', 's@x')");  // one row: a few dozen VM steps
     st.second_statement_ran = true;
   };
-  asyncdb::async_run(
-      db, dao, asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, [&st](std::exception_ptr e) {
-                                              st.op.error = code_of(e);
-                                              st.op.done = true;
-                                            })));
-  co_await until_set(st.between);
+  asyncdb::async_run(db, dao,
+                     asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, test::record_into(st.op))));
+  co_await test::until_set(st.between);
   st.signal.emit(asio::cancellation_type::terminal);
   st.g.open();
   auto done = [&st] { return st.op.done; };
-  co_await poll_until(done);
+  co_await test::poll_until(done);
 }
 
 // The interrupt that lands between statements is lost by SQLite, and a one-row INSERT is too short for the
@@ -548,18 +456,18 @@ TEST_CASE("an operation cancelled between two statements does not run even a sho
   asio::io_context ctx;
   short_between_state st;
   asyncdb::database db{dir.file(), test::default_options()};
-  open_at_exit guard{st.g};
+  test::open_at_exit guard{st.g};
   test::run(ctx, cancel_before_a_short_statement(db, st), 30s);
 
   CHECK_FALSE(st.second_statement_ran);
   CHECK(st.op.error == asio::error::operation_aborted);
-  CHECK(rows_named(dir.file(), "short") == 0);
+  CHECK(test::rows_named(dir.file(), "short") == 0);
 }
 
 // ------------------------------------------------------------------------------------------------
 
 struct busy_state {
-  completion op;
+  test::completion op;
   asio::cancellation_signal signal;
   std::atomic<bool> entered{false};
 };
@@ -570,16 +478,13 @@ asio::awaitable<void> cancel_busy_wait(asyncdb::database& db, busy_state& st) {
     st.entered = true;
     c.exec("INSERT INTO users(name, email) VALUES('blocked', 'b@x')");  // waits in the busy handler
   };
-  asyncdb::async_run(
-      db, insert, asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, [&st](std::exception_ptr e) {
-                                                 st.op.error = code_of(e);
-                                                 st.op.done = true;
-                                               })));
+  asyncdb::async_run(db, insert,
+                     asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, test::record_into(st.op))));
   auto running = [&] { return db.stats().running == 1 && st.entered; };
-  co_await poll_until(running);
+  co_await test::poll_until(running);
   st.signal.emit(asio::cancellation_type::terminal);
   auto done = [&st] { return st.op.done; };
-  co_await poll_until(done);  // 10 s at most: far below the 30 s busy timeout
+  co_await test::poll_until(done);  // 10 s at most: far below the 30 s busy timeout
 }
 
 TEST_CASE("a wait in SQLite's busy handler stops when the operation is cancelled", "[cancellation]") {
@@ -596,7 +501,7 @@ TEST_CASE("a wait in SQLite's busy handler stops when the operation is cancelled
 
   CHECK(st.op.done);
   CHECK(st.op.error == asio::error::operation_aborted);
-  CHECK(rows_named(dir.file(), "blocked") == 0);
+  CHECK(test::rows_named(dir.file(), "blocked") == 0);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -650,7 +555,7 @@ connection_state inspect(SQLite::Database& c) {
 asio::awaitable<void> cancel_then_inspect(asyncdb::database& db, clean_state& st) {
   const std::variant<std::int64_t, std::monostate> r =
       co_await (recorded(asyncdb::async_db_operation<&spinner_dao::spin_in_transaction>{}(db), st.error) ||
-                timer_after_start(st.started));
+                test::timer_after_start(st.started));
   st.winner = r.index();
   const connection_state c = co_await asyncdb::async_run(db, inspect);
   st.autocommit = c.autocommit;
@@ -687,16 +592,6 @@ struct session_abort_state {
   std::int64_t t2_id = 0;
 };
 
-template <class T>
-asio::awaitable<std::error_code> error_of(asio::awaitable<T> aw) {
-  try {
-    co_await std::move(aw);
-  } catch (const std::system_error& e) {
-    co_return e.code();
-  }
-  co_return std::error_code{};
-}
-
 asio::awaitable<void> interrupt_session_transaction(asyncdb::database& db, const std::filesystem::path& file,
                                                     session_abort_state& st) {
   asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
@@ -708,7 +603,7 @@ asio::awaitable<void> interrupt_session_transaction(asyncdb::database& db, const
     return c.execAndGet(endless_count).getInt64();
   };
   const std::variant<std::int64_t, std::monostate> r =
-      co_await (recorded(s.run(endless), st.cancelled_error) || timer_after_start(st.started));
+      co_await (recorded(s.run(endless), st.cancelled_error) || test::timer_after_start(st.started));
   st.winner = r.index();
   // A plain connection can take the write lock only if the session's BEGIN IMMEDIATE was rolled back.
   SQLite::Database other(file, SQLite::OPEN_READWRITE);
@@ -721,9 +616,9 @@ asio::awaitable<void> interrupt_session_transaction(asyncdb::database& db, const
   }
 
   UserCreate u2{"u2", "u2@x"};
-  st.add_after = co_await error_of(s.call<&UserOper::add>(u2));
-  st.commit_after = co_await error_of(s.commit());
-  st.begin_after = co_await error_of(s.begin());
+  st.add_after = co_await test::error_of(s.call<&UserOper::add>(u2));
+  st.commit_after = co_await test::error_of(s.commit());
+  st.begin_after = co_await test::error_of(s.begin());
   co_await s.rollback();
   co_await s.begin();
   UserCreate t2{"t2", "t2@x"};
@@ -746,9 +641,9 @@ TEST_CASE("a session operation interrupted inside a transaction rolls it back an
   CHECK(st.commit_after == asyncdb::errc::transaction_aborted);
   CHECK(st.begin_after == asyncdb::errc::transaction_aborted);
   CHECK(st.t2_id > 0);
-  CHECK(rows_named(dir.file(), "t1") == 0);
-  CHECK(rows_named(dir.file(), "u2") == 0);
-  CHECK(rows_named(dir.file(), "t2") == 1);
+  CHECK(test::rows_named(dir.file(), "t1") == 0);
+  CHECK(test::rows_named(dir.file(), "u2") == 0);
+  CHECK(test::rows_named(dir.file(), "t2") == 1);
 }
 
 }  // namespace

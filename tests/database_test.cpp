@@ -36,11 +36,6 @@ bool eventually(Pred pred, std::chrono::milliseconds timeout = 30s) {
   return true;
 }
 
-std::int64_t count_rows(const std::filesystem::path& file, const std::string& where = "1") {
-  SQLite::Database plain(file, SQLITE_OPEN_READONLY);
-  return plain.execAndGet("SELECT count(*) FROM users WHERE " + where).getInt64();
-}
-
 void check_rejected(const std::filesystem::path& path) {
   try {
     asyncdb::database db{path, test::default_options(1)};
@@ -218,7 +213,7 @@ TEST_CASE("a write waits for a lock another connection holds, then succeeds", "[
     }
   }
   CHECK(changes == 1);
-  CHECK(count_rows(dir.file()) == 2);
+  CHECK(test::count_rows(dir.file()) == 2);
 }
 
 TEST_CASE("a write fails with SQLITE_BUSY once busy_timeout passes while another connection keeps the lock",
@@ -249,7 +244,7 @@ TEST_CASE("a write fails with SQLITE_BUSY once busy_timeout passes while another
   } catch (const SQLite::Exception& e) {
     CHECK(e.getErrorCode() == SQLITE_BUSY);
   }
-  CHECK(count_rows(dir.file()) == 0);
+  CHECK(test::count_rows(dir.file()) == 0);
 }
 
 TEST_CASE("in-memory paths are rejected with errc::memory_database", "[database][errors]") {
@@ -309,5 +304,5 @@ TEST_CASE("no connection is ever used by two threads at once", "[database][threa
   CHECK(by_connection.size() >= 2);  // the writer and at least one reader (how many readers served is up to timing)
   CHECK(by_connection.size() <= 4);
   for (const auto& [handle, threads] : by_connection) CHECK(threads.size() == 1);  // one owner thread each
-  CHECK(count_rows(dir.file()) == workers * ((ops + 2) / 3));
+  CHECK(test::count_rows(dir.file()) == workers * ((ops + 2) / 3));
 }

@@ -26,11 +26,6 @@ class AsyncUsers : public asyncdb::to_async_db_oper<AsyncUsers, test::UserOper> 
   auto add(const test::UserCreate& u) { return call<&test::UserOper::add>(u); }
 };
 
-std::int64_t count_rows(const std::filesystem::path& file, const std::string& where = "1") {
-  SQLite::Database plain(file, SQLITE_OPEN_READONLY);
-  return plain.execAndGet("SELECT count(*) FROM users WHERE " + where).getInt64();
-}
-
 // A counter database threads bump and wait on, each wait bounded so a broken rule fails instead of hanging.
 class gate {
  public:
@@ -162,7 +157,7 @@ TEST_CASE("gather of void awaitables returns once every one of them has finished
       writes.push_back(asyncdb::async_run(d, insert));
     }
     co_await asyncdb::gather(std::move(writes));
-    CHECK(count_rows(file) == 10);  // checked before anything else runs
+    CHECK(test::count_rows(file) == 10);  // checked before anything else runs
   };
   test::run(ctx, check(db, dir.file()));
 }
@@ -217,7 +212,7 @@ TEST_CASE("gather of a vector waits for every sibling, then rethrows the first f
       FAIL("wrong failure rethrown: " << e.what());
     }
     CHECK(slow_finished);
-    CHECK(count_rows(file, "name = 'slow'") == 1);
+    CHECK(test::count_rows(file, "name = 'slow'") == 1);
   };
   test::run(ctx, check(db, dir.file()));
 }
@@ -242,7 +237,7 @@ TEST_CASE("variadic gather waits for every sibling, then rethrows the first fail
       FAIL("wrong failure rethrown: " << e.what());
     }
     CHECK(slow_finished);
-    CHECK(count_rows(file, "name = 'slow'") == 1);
+    CHECK(test::count_rows(file, "name = 'slow'") == 1);
   };
   test::run(ctx, check(db, dir.file()));
 }

@@ -21,11 +21,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::int64_t count_rows(const std::filesystem::path& file, const std::string& where = "1") {
-  SQLite::Database plain(file, SQLITE_OPEN_READONLY);
-  return plain.execAndGet("SELECT count(*) FROM users WHERE " + where).getInt64();
-}
-
 std::int64_t rows_named(const std::filesystem::path& file, const std::string& name) {
   SQLite::Database plain(file, SQLITE_OPEN_READONLY);
   SQLite::Statement q(plain, "SELECT count(*) FROM users WHERE name = ?");
@@ -366,7 +361,7 @@ TEST_CASE("200 grouped adds with synchronous=FULL are all in the file once the d
   CHECK(after.group_commits > 0);
   CHECK(after.grouped > 0);
   CHECK(after.grouped <= static_cast<std::uint64_t>(n));
-  CHECK(count_rows(dir.file()) == n);
+  CHECK(test::count_rows(dir.file()) == n);
   SQLite::Database plain(dir.file(), SQLITE_OPEN_READONLY);
   CHECK(plain.execAndGet("SELECT count(DISTINCT name) FROM users").getInt() == n);
 }
@@ -399,7 +394,7 @@ TEST_CASE("with group commit disabled writes queued together each commit alone a
   CHECK(after.group_commits == 0);
   CHECK(after.grouped == 0);
   CHECK(after.completed == 4);
-  CHECK(count_rows(dir.file()) == 3);
+  CHECK(test::count_rows(dir.file()) == 3);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -490,7 +485,7 @@ TEST_CASE("write sessions are never grouped: their own BEGIN, COMMIT and ROLLBAC
   CHECK(after.grouped == 6);
   CHECK(rows_named(dir.file(), "session-rolled-back") == 0);
   CHECK(rows_named(dir.file(), "session-committed") == 1);
-  CHECK(count_rows(dir.file(), "name LIKE 'w%'") == 6);
+  CHECK(test::count_rows(dir.file(), "name LIKE 'w%'") == 6);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -642,7 +637,7 @@ TEST_CASE("the first operation of a group cancelled while it runs is interrupted
   CHECK(victim_outcome.code == asio::error::operation_aborted);
   CHECK(after.cancelled == 1);
   CHECK(rows_named(dir.file(), "first-victim") == 0);
-  CHECK(count_rows(dir.file(), "name LIKE 'bulk%'") == 0);
+  CHECK(test::count_rows(dir.file(), "name LIKE 'bulk%'") == 0);
   CHECK(rows_named(dir.file(), "second") == 1);
   CHECK(rows_named(dir.file(), "third") == 1);
 }

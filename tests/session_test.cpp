@@ -19,79 +19,10 @@ using namespace std::chrono_literals;
 using test::UserCreate;
 using test::UserOper;
 
-class AsyncUsers : public asyncdb::to_async_db_oper<AsyncUsers, UserOper> {
- public:
-  using to_async_db_oper::to_async_db_oper;
-};
-
-// Polls `done()` every millisecond on the caller's executor, so other handlers keep running; throws
-// past the deadline instead of hanging.
-template <class Pred>
-asio::awaitable<void> poll_until(Pred& done, std::chrono::seconds deadline = 10s) {
-  asio::steady_timer timer{co_await asio::this_coro::executor};
-  const auto give_up = std::chrono::steady_clock::now() + deadline;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("poll_until: deadline passed");
-    timer.expires_after(1ms);
-    co_await timer.async_wait(asio::use_awaitable);
-  }
-}
-
-asio::awaitable<void> until_set(const std::atomic<bool>& flag) {
-  auto is_set = [&flag] { return flag.load(); };
-  co_await poll_until(is_set);
-}
-
-// A door DAO code waits at on a database thread until the test opens it. The wait gives up after
-// 30 s so that a failing test ends instead of hanging in the database's destructor.
-class gate {
- public:
-  void open() {
-    {
-      std::lock_guard lock(mutex_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-  void wait() {
-    std::unique_lock lock(mutex_);
-    cv_.wait_for(lock, 30s, [&] { return open_; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
-// Declared after the database: opens the gate before the database joins its threads.
-struct open_at_exit {
-  gate& g;
-  ~open_at_exit() { g.open(); }
-};
-
-template <class T>
-asio::awaitable<std::error_code> error_of(asio::awaitable<T> aw) {
-  try {
-    co_await std::move(aw);
-  } catch (const std::system_error& e) {
-    co_return e.code();
-  }
-  co_return std::error_code{};
-}
-
-int rows_named(const std::filesystem::path& file, const std::string& name) {
-  SQLite::Database c(file, SQLite::OPEN_READWRITE);
-  SQLite::Statement q(c, "SELECT count(*) FROM users WHERE name = ?");
-  q.bind(1, name);
-  q.executeStep();
-  return q.getColumn(0).getInt();
-}
-
 // ------------------------------------------------------------------------------------------------
 
 asio::awaitable<void> api_block_sessions(asyncdb::database& db) {
-  AsyncUsers users{db};
+  test::AsyncUsers users{db};
   UserCreate ann{"ann", "ann@x.org"};
   co_await users.call<&UserOper::add>(ann);
   {
@@ -216,7 +147,7 @@ asio::awaitable<void> outside_write(asyncdb::database& db, writer_hold_state& st
 }
 
 asio::awaitable<void> hold_the_writer(asyncdb::database& db, const std::filesystem::path& file, writer_hold_state& st) {
-  AsyncUsers users{db};
+  test::AsyncUsers users{db};
   {
     asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
     co_await s.begin();
@@ -225,7 +156,7 @@ asio::awaitable<void> hold_the_writer(asyncdb::database& db, const std::filesyst
 
     asio::co_spawn(co_await asio::this_coro::executor, outside_write(db, st), asio::detached);
     auto outside_queued = [&db] { return db.stats().queued == 1; };
-    co_await poll_until(outside_queued);
+    co_await test::poll_until(outside_queued);
 
     UserCreate second{"s2", "s2@x"};
     st.session_ids[1] = co_await s.call<&UserOper::add>(second);
@@ -237,14 +168,14 @@ asio::awaitable<void> hold_the_writer(asyncdb::database& db, const std::filesyst
     auto step = [&st](SQLite::Database&) { return st.sequence++; };
     st.last_session_step = co_await s.run(step);
     st.queued_while_held = db.stats().queued;
-    st.outside_rows_while_held = rows_named(file, "outside");  // a separate connection sees no outside write
+    st.outside_rows_while_held = test::rows_named(file, "outside");  // a separate connection sees no outside write
     // Reads are not held back by a write session: they run on the readers.
     st.committed_seen_by_reader = co_await users.call<&UserOper::count>();
     st.outside_done_before_release = st.outside_done;
   }
-  co_await until_set(st.outside_ran);
+  co_await test::until_set(st.outside_ran);
   auto done = [&st] { return st.outside_done; };
-  co_await poll_until(done);
+  co_await test::poll_until(done);
 }
 
 TEST_CASE("a write session holds the writer: an outside write runs only after the session ends", "[session]") {
@@ -263,7 +194,7 @@ TEST_CASE("a write session holds the writer: an outside write runs only after th
   CHECK(st.outside_step > st.last_session_step);
   CHECK(st.outside_id > st.session_ids[0]);
   CHECK(st.outside_id > st.session_ids[1]);
-  CHECK(rows_named(dir.file(), "outside") == 1);
+  CHECK(test::rows_named(dir.file(), "outside") == 1);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -327,7 +258,7 @@ struct open_wait_state {
 asio::awaitable<void> first_holder(asyncdb::database& db, open_wait_state& st) {
   asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
   st.held = true;
-  co_await until_set(st.release_holder);
+  co_await test::until_set(st.release_holder);
 }
 
 asio::awaitable<void> second_opener(asyncdb::database& db, open_wait_state& st) {
@@ -340,10 +271,10 @@ asio::awaitable<void> second_opener(asyncdb::database& db, open_wait_state& st) 
 asio::awaitable<void> open_while_busy(asyncdb::database& db, open_wait_state& st) {
   auto ex = co_await asio::this_coro::executor;
   asio::co_spawn(ex, first_holder(db, st), asio::detached);
-  co_await until_set(st.held);
+  co_await test::until_set(st.held);
   asio::co_spawn(ex, second_opener(db, st), asio::detached);
   auto pending = [&] { return st.waiter_started && db.stats().queued == 1; };
-  co_await poll_until(pending);
+  co_await test::poll_until(pending);
   // The io_context has a single thread: these timer handlers only run if opening did not block it.
   asio::steady_timer timer{ex};
   for (int i = 0; i < 5; ++i) {
@@ -354,7 +285,7 @@ asio::awaitable<void> open_while_busy(asyncdb::database& db, open_wait_state& st
   }
   st.release_holder = true;
   auto opened = [&st] { return st.waiter_opened; };
-  co_await poll_until(opened);
+  co_await test::poll_until(opened);
 }
 
 TEST_CASE("opening a session while the writer is held waits without blocking the event loop", "[session]") {
@@ -382,11 +313,11 @@ asio::awaitable<void> hold_the_only_reader(asyncdb::database& db, pool_deadlock_
   asyncdb::AsyncDbSession r = co_await asyncdb::async_db_session(db, asyncdb::read_only);
   co_await r.call<&UserOper::count>();
   st.read_held = true;
-  co_await until_set(st.release_read);
+  co_await test::until_set(st.release_read);
 }  // released here, while the writer serves a session waiting for this very reader
 
 asio::awaitable<void> write_session_needing_a_read(asyncdb::database& db, int i, pool_deadlock_state& st) {
-  AsyncUsers users{db};
+  test::AsyncUsers users{db};
   asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
   co_await s.begin();
   ++st.waiting_for_reader;
@@ -404,17 +335,17 @@ asio::awaitable<void> write_session_needing_a_read(asyncdb::database& db, int i,
 asio::awaitable<void> pool_deadlock_pattern(asyncdb::database& db, pool_deadlock_state& st, int writers) {
   auto ex = co_await asio::this_coro::executor;
   asio::co_spawn(ex, hold_the_only_reader(db, st), asio::detached);
-  co_await until_set(st.read_held);
+  co_await test::until_set(st.read_held);
   for (int i = 0; i < writers; ++i) asio::co_spawn(ex, write_session_needing_a_read(db, i, st), asio::detached);
   // Every connection is now taken: the reader by the read session, the writer by a session waiting
   // for a read; the other writers' sessions are queued.
   auto all_waiting = [&] {
     return st.waiting_for_reader == 1 && db.stats().queued == static_cast<std::size_t>(writers);
   };
-  co_await poll_until(all_waiting);
+  co_await test::poll_until(all_waiting);
   st.release_read = true;
   auto all_done = [&] { return st.finished == writers; };
-  co_await poll_until(all_done, 20s);
+  co_await test::poll_until(all_done, 20s);
 }
 
 TEST_CASE("releasing a session never needs a free worker (the FastAPI 3205 pool deadlock)", "[session]") {
@@ -433,7 +364,7 @@ TEST_CASE("releasing a session never needs a free worker (the FastAPI 3205 pool 
 // ------------------------------------------------------------------------------------------------
 
 struct abandon_state {
-  gate g;
+  test::gate g;
   std::atomic<bool> entered{false};
   std::atomic<bool> left{false};
   int rows_inside_transaction = -1;
@@ -451,7 +382,7 @@ asio::awaitable<void> blocked_session_op(asyncdb::AsyncDbSession& s, abandon_sta
     st.left = true;
   };
   // `s` is not touched after this co_await: it is destroyed while the operation runs.
-  st.blocked_op_error = co_await error_of(s.run(wait_at_gate));
+  st.blocked_op_error = co_await test::error_of(s.run(wait_at_gate));
   st.blocked_op_done = true;
 }
 
@@ -462,12 +393,12 @@ asio::awaitable<void> abandon_transaction(asyncdb::database& db, abandon_state& 
     UserCreate u{"abandoned", "a@x"};
     co_await s.call<&UserOper::add>(u);
     asio::co_spawn(co_await asio::this_coro::executor, blocked_session_op(s, st), asio::detached);
-    co_await until_set(st.entered);
+    co_await test::until_set(st.entered);
   }  // ~AsyncDbSession, with the writer blocked inside one of the session's operations
   st.destructor_returned_while_blocked = st.entered && !st.left;
   st.g.open();
   auto done = [&st] { return st.blocked_op_done; };
-  co_await poll_until(done);
+  co_await test::poll_until(done);
   // The writer takes new work only once the session's lane has rolled back.
   st.rows_seen_by_writer_after = co_await asyncdb::async_run(db, [](SQLite::Database& c) {
     return c.execAndGet("SELECT count(*) FROM users WHERE name = 'abandoned'").getInt();
@@ -479,7 +410,7 @@ TEST_CASE("leaving a session's scope with an open transaction rolls back without
   asio::io_context ctx;
   abandon_state st;
   asyncdb::database db{dir.file(), test::default_options()};
-  open_at_exit guard{st.g};
+  test::open_at_exit guard{st.g};
   test::run(ctx, abandon_transaction(db, st), 30s);
 
   CHECK(st.rows_inside_transaction == 1);
@@ -487,7 +418,7 @@ TEST_CASE("leaving a session's scope with an open transaction rolls back without
   CHECK(st.blocked_op_done);
   CHECK_FALSE(st.blocked_op_error);  // operations already started still complete
   CHECK(st.rows_seen_by_writer_after == 0);
-  CHECK(rows_named(dir.file(), "abandoned") == 0);
+  CHECK(test::rows_named(dir.file(), "abandoned") == 0);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -501,7 +432,7 @@ struct snapshot_state {
 };
 
 asio::awaitable<void> read_one_snapshot(asyncdb::database& db, snapshot_state& st) {
-  AsyncUsers users{db};
+  test::AsyncUsers users{db};
   UserCreate before{"before", "b@x"};
   co_await users.call<&UserOper::add>(before);
   {
@@ -552,20 +483,20 @@ asio::awaitable<void> move_sessions(asyncdb::database& db, move_state& st) {
   asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
   asyncdb::AsyncDbSession moved = std::move(s);
   st.moved_from_is_false = !s;  // NOLINT(bugprone-use-after-move): the moved-from state is the contract
-  st.moved_from = co_await error_of(s.run([](SQLite::Database& c) { c.exec("SELECT 1"); }));  // NOLINT
-  st.moved_from_begin = co_await error_of(s.begin());                                         // NOLINT
+  st.moved_from = co_await test::error_of(s.run([](SQLite::Database& c) { c.exec("SELECT 1"); }));  // NOLINT
+  st.moved_from_begin = co_await test::error_of(s.begin());                                         // NOLINT
   co_await moved.begin();
   UserCreate u{"moved", "m@x"};
   st.moved_to_id = co_await moved.call<&UserOper::add>(u);
   co_await moved.commit();
 
   asyncdb::AsyncDbSession assigned;
-  st.default_constructed = co_await error_of(assigned.run([](SQLite::Database& c) { c.exec("SELECT 1"); }));
+  st.default_constructed = co_await test::error_of(assigned.run([](SQLite::Database& c) { c.exec("SELECT 1"); }));
   assigned = std::move(moved);
   st.assigned_to_count =
       co_await assigned.run([](SQLite::Database& c) { return c.execAndGet("SELECT count(*) FROM users").getInt64(); });
   assigned.release();
-  st.released = co_await error_of(assigned.run([](SQLite::Database& c) { c.exec("SELECT 1"); }));
+  st.released = co_await test::error_of(assigned.run([](SQLite::Database& c) { c.exec("SELECT 1"); }));
 }
 
 TEST_CASE("a session is movable, not copyable, and a moved-from session fails with session_ended", "[session]") {
@@ -582,7 +513,7 @@ TEST_CASE("a session is movable, not copyable, and a moved-from session fails wi
   CHECK(st.default_constructed == asyncdb::errc::session_ended);
   CHECK(st.assigned_to_count == 1);
   CHECK(st.released == asyncdb::errc::session_ended);
-  CHECK(rows_named(dir.file(), "moved") == 1);
+  CHECK(test::rows_named(dir.file(), "moved") == 1);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -597,9 +528,9 @@ struct read_session_state {
 
 asio::awaitable<void> misuse_read_session(asyncdb::database& db, read_session_state& st) {
   asyncdb::AsyncDbSession r = co_await asyncdb::async_db_session(db, asyncdb::read_only);
-  st.begin_error = co_await error_of(r.begin());
-  st.commit_error = co_await error_of(r.commit());
-  st.rollback_error = co_await error_of(r.rollback());
+  st.begin_error = co_await test::error_of(r.begin());
+  st.commit_error = co_await test::error_of(r.commit());
+  st.rollback_error = co_await test::error_of(r.rollback());
   try {
     co_await r.run([](SQLite::Database& c) { c.exec("INSERT INTO users(name, email) VALUES('x', 'x@x')"); });
   } catch (const SQLite::Exception& e) {

@@ -19,27 +19,6 @@ using namespace std::chrono_literals;
 using test::UserCreate;
 using test::UserOper;
 
-class AsyncUsers : public asyncdb::to_async_db_oper<AsyncUsers, UserOper> {
- public:
-  using to_async_db_oper::to_async_db_oper;
-};
-
-template <class Pred>
-asio::awaitable<void> poll_until(Pred& done, std::chrono::seconds deadline = 10s) {
-  asio::steady_timer timer{co_await asio::this_coro::executor};
-  const auto give_up = std::chrono::steady_clock::now() + deadline;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("poll_until: deadline passed");
-    timer.expires_after(1ms);
-    co_await timer.async_wait(asio::use_awaitable);
-  }
-}
-
-asio::awaitable<void> until_set(const std::atomic<bool>& flag) {
-  auto is_set = [&flag] { return flag.load(); };
-  co_await poll_until(is_set);
-}
-
 // Runs `ctx` on this thread, one handler at a time, until `done()`; fails the test past the deadline.
 template <class Pred>
 void run_until(asio::io_context& ctx, Pred done, std::chrono::seconds deadline = 10s) {
@@ -48,65 +27,6 @@ void run_until(asio::io_context& ctx, Pred done, std::chrono::seconds deadline =
     if (std::chrono::steady_clock::now() > give_up) FAIL("run_until: deadline passed");
     ctx.run_one_for(1ms);
   }
-}
-
-class gate {
- public:
-  void open() {
-    {
-      std::lock_guard lock(mutex_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-  void wait() {
-    std::unique_lock lock(mutex_);
-    cv_.wait_for(lock, 30s, [&] { return open_; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
-struct open_at_exit {
-  gate& g;
-  ~open_at_exit() { g.open(); }
-};
-
-std::error_code code_of(const std::exception_ptr& e) {
-  if (!e) return {};
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::system_error& s) {
-    return s.code();
-  } catch (...) {
-    return std::make_error_code(std::errc::state_not_recoverable);  // "some other exception"
-  }
-}
-
-template <class T>
-asio::awaitable<std::error_code> error_of(asio::awaitable<T> aw) {
-  try {
-    co_await std::move(aw);
-  } catch (const std::system_error& e) {
-    co_return e.code();
-  }
-  co_return std::error_code{};
-}
-
-struct completion {
-  bool done = false;
-  std::error_code error;
-};
-
-int rows_named(const std::filesystem::path& file, const std::string& name) {
-  SQLite::Database c(file, SQLite::OPEN_READWRITE);
-  SQLite::Statement q(c, "SELECT count(*) FROM users WHERE name = ?");
-  q.bind(1, name);
-  q.executeStep();
-  return q.getColumn(0).getInt();
 }
 
 // Counts the coroutine frames alive: one lives in each frame that should be destroyed.
@@ -127,13 +47,13 @@ class in_frame {
 // ------------------------------------------------------------------------------------------------
 
 struct drain_state {
-  gate g;
+  test::gate g;
   std::atomic<bool> entered{false};
   std::atomic<bool> close_returned{false};
   std::atomic<int> probes_ran{0};
-  completion blocker;
-  completion queued[3];
-  std::deque<completion> probes;
+  test::completion blocker;
+  test::completion queued[3];
+  std::deque<test::completion> probes;
   bool queued_done_before_release = true;
   bool close_returned_before_release = true;
   std::error_code after_close_run;
@@ -143,30 +63,24 @@ struct drain_state {
   std::error_code after_close_call;
 };
 
-void insert_named(asyncdb::database& db, const asio::any_io_executor& ex, std::string name, completion& out) {
+void insert_named(asyncdb::database& db, const asio::any_io_executor& ex, std::string name, test::completion& out) {
   auto insert = [name](SQLite::Database& c) {
     SQLite::Statement q(c, "INSERT INTO users(name, email) VALUES(?, 'd@x')");
     q.bind(1, name);
     q.exec();
   };
-  asyncdb::async_run(db, insert, asio::bind_executor(ex, [&out](std::exception_ptr e) {
-                       out.error = code_of(e);
-                       out.done = true;
-                     }));
+  asyncdb::async_run(db, insert, asio::bind_executor(ex, test::record_into(out)));
 }
 
 asio::awaitable<void> close_with_work_queued(asyncdb::database& db, drain_state& st, std::jthread& closer) {
   auto ex = co_await asio::this_coro::executor;
-  AsyncUsers users{db};
+  test::AsyncUsers users{db};
   auto block = [&st](SQLite::Database&) {
     st.entered = true;
     st.g.wait();
   };
-  asyncdb::async_run(db, block, asio::bind_executor(ex, [&st](std::exception_ptr e) {
-                       st.blocker.error = code_of(e);
-                       st.blocker.done = true;
-                     }));
-  co_await until_set(st.entered);
+  asyncdb::async_run(db, block, asio::bind_executor(ex, test::record_into(st.blocker)));
+  co_await test::until_set(st.entered);
   for (int i = 0; i < 3; ++i) insert_named(db, ex, "queued" + std::to_string(i), st.queued[i]);
 
   closer = std::jthread([&db, &st] {
@@ -176,7 +90,7 @@ asio::awaitable<void> close_with_work_queued(asyncdb::database& db, drain_state&
   // Probe until a new operation is refused: from then on intake is closed, with the three still queued.
   auto probe = [&st](SQLite::Database&) { ++st.probes_ran; };
   auto refused = [&st] {
-    for (const completion& p : st.probes) {
+    for (const test::completion& p : st.probes) {
       if (p.done && p.error == asyncdb::errc::closed) return true;
     }
     return false;
@@ -185,11 +99,8 @@ asio::awaitable<void> close_with_work_queued(asyncdb::database& db, drain_state&
   const auto give_up = std::chrono::steady_clock::now() + 10s;
   while (!refused()) {
     if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("close() never stopped intake");
-    completion& p = st.probes.emplace_back();
-    asyncdb::async_run(db, probe, asio::bind_executor(ex, [&p](std::exception_ptr e) {
-                         p.error = code_of(e);
-                         p.done = true;
-                       }));
+    test::completion& p = st.probes.emplace_back();
+    asyncdb::async_run(db, probe, asio::bind_executor(ex, test::record_into(p)));
     timer.expires_after(1ms);
     co_await timer.async_wait(asio::use_awaitable);
   }
@@ -198,20 +109,20 @@ asio::awaitable<void> close_with_work_queued(asyncdb::database& db, drain_state&
 
   st.g.open();
   auto all_done = [&st] {
-    for (const completion& p : st.probes) {
+    for (const test::completion& p : st.probes) {
       if (!p.done) return false;
     }
     return st.blocker.done && st.queued[0].done && st.queued[1].done && st.queued[2].done;
   };
-  co_await poll_until(all_done);
-  co_await until_set(st.close_returned);
+  co_await test::poll_until(all_done);
+  co_await test::until_set(st.close_returned);
 
-  st.after_close_run = co_await error_of(asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); }));
-  st.after_close_read = co_await error_of(users.call<&UserOper::count>());
-  st.after_close_session = co_await error_of(asyncdb::async_db_session(db));
-  st.after_close_read_session = co_await error_of(asyncdb::async_db_session(db, asyncdb::read_only));
+  st.after_close_run = co_await test::error_of(asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); }));
+  st.after_close_read = co_await test::error_of(users.call<&UserOper::count>());
+  st.after_close_session = co_await test::error_of(asyncdb::async_db_session(db));
+  st.after_close_read_session = co_await test::error_of(asyncdb::async_db_session(db, asyncdb::read_only));
   UserCreate u{"late", "l@x"};
-  st.after_close_call = co_await error_of(users.call<&UserOper::add>(u));
+  st.after_close_call = co_await test::error_of(users.call<&UserOper::add>(u));
   db.close();  // idempotent
 }
 
@@ -221,7 +132,7 @@ TEST_CASE("close() runs every queued operation, then refuses new ones at once wi
   drain_state st;
   asyncdb::database db{dir.file(), test::default_options()};
   std::jthread closer;  // joined before the database is destroyed, after the guard opened the gate
-  open_at_exit guard{st.g};
+  test::open_at_exit guard{st.g};
   test::run(ctx, close_with_work_queued(db, st, closer), 30s);
   closer.join();
 
@@ -229,21 +140,21 @@ TEST_CASE("close() runs every queued operation, then refuses new ones at once wi
   CHECK_FALSE(st.close_returned_before_release);  // close() waits for what it drains
   CHECK_FALSE(st.blocker.error);
   int accepted_probes = 0;
-  for (const completion& p : st.probes) {
+  for (const test::completion& p : st.probes) {
     if (!p.error) ++accepted_probes;
     CHECK((!p.error || p.error == asyncdb::errc::closed));
   }
   CHECK(st.probes_ran == accepted_probes);
   for (int i = 0; i < 3; ++i) {
     CHECK_FALSE(st.queued[i].error);
-    CHECK(rows_named(dir.file(), "queued" + std::to_string(i)) == 1);
+    CHECK(test::rows_named(dir.file(), "queued" + std::to_string(i)) == 1);
   }
   CHECK(st.after_close_run == asyncdb::errc::closed);
   CHECK(st.after_close_read == asyncdb::errc::closed);
   CHECK(st.after_close_session == asyncdb::errc::closed);
   CHECK(st.after_close_read_session == asyncdb::errc::closed);
   CHECK(st.after_close_call == asyncdb::errc::closed);
-  CHECK(rows_named(dir.file(), "late") == 0);
+  CHECK(test::rows_named(dir.file(), "late") == 0);
   db.close();                       // and again, from the test thread
   CHECK(db.stats().rejected >= 6);  // the five above and at least one probe
 }
@@ -262,7 +173,7 @@ struct session_close_state {
 
 asio::awaitable<void> wait_for_session(asyncdb::database& db, session_close_state& st) {
   st.waiter_started = true;
-  st.waiter_error = co_await error_of(asyncdb::async_db_session(db));
+  st.waiter_error = co_await test::error_of(asyncdb::async_db_session(db));
   st.waiter_done = true;
 }
 
@@ -274,14 +185,14 @@ asio::awaitable<void> close_under_open_session(asyncdb::database& db, const std:
   co_await s.call<&UserOper::add>(u);
   asio::co_spawn(co_await asio::this_coro::executor, wait_for_session(db, st), asio::detached);
   auto waiting = [&] { return st.waiter_started && db.stats().queued == 1; };
-  co_await poll_until(waiting);
+  co_await test::poll_until(waiting);
 
   db.close();  // on the event loop's thread: nothing it waits for needs this thread
-  st.rows_after_close = rows_named(file, "uncommitted");
+  st.rows_after_close = test::rows_named(file, "uncommitted");
   UserCreate next{"after", "a@x"};
-  st.holder_next_use = co_await error_of(s.call<&UserOper::add>(next));
+  st.holder_next_use = co_await test::error_of(s.call<&UserOper::add>(next));
   auto waiter_done = [&st] { return st.waiter_done; };
-  co_await poll_until(waiter_done);
+  co_await test::poll_until(waiter_done);
   st.holder_done = true;
 }
 
@@ -295,8 +206,8 @@ TEST_CASE("close() rolls back open sessions and fails sessions still waiting to 
   CHECK(st.rows_after_close == 0);
   CHECK(st.holder_next_use == asyncdb::errc::closed);
   CHECK(st.waiter_error == asyncdb::errc::closed);
-  CHECK(rows_named(dir.file(), "uncommitted") == 0);
-  CHECK(rows_named(dir.file(), "after") == 0);
+  CHECK(test::rows_named(dir.file(), "uncommitted") == 0);
+  CHECK(test::rows_named(dir.file(), "after") == 0);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -328,7 +239,7 @@ asio::awaitable<void> close_from_inside(asyncdb::database& db, inside_close_stat
       st.session_logic_error = true;
     }
   }
-  AsyncUsers users{db};
+  test::AsyncUsers users{db};
   UserCreate u{"still-open", "s@x"};
   st.id_after = co_await users.call<&UserOper::add>(u);
 }
@@ -349,8 +260,8 @@ TEST_CASE("close() called from inside an operation throws std::logic_error and c
 // ------------------------------------------------------------------------------------------------
 
 struct in_flight_state {
-  gate writer_gate;
-  gate reader_gate;
+  test::gate writer_gate;
+  test::gate reader_gate;
   std::atomic<bool> writer_entered{false};
   std::atomic<bool> writer_left{false};
   std::atomic<bool> reader_entered{false};
@@ -378,7 +289,7 @@ asio::awaitable<void> await_blocked_write(asyncdb::database& db, in_flight_state
     c.exec("INSERT INTO users(name, email) VALUES('blocker', 'b@x')");
     st.writer_left = true;
   };
-  tally(st, co_await error_of(asyncdb::async_run(db, block)));
+  tally(st, co_await test::error_of(asyncdb::async_run(db, block)));
 }
 
 asio::awaitable<void> await_blocked_read(asyncdb::database& db, in_flight_state& st) {
@@ -388,14 +299,14 @@ asio::awaitable<void> await_blocked_read(asyncdb::database& db, in_flight_state&
     st.reader_gate.wait();
     return c.execAndGet("SELECT count(*) FROM users").getInt64();
   };
-  tally(st, co_await error_of(asyncdb::async_run(db, asyncdb::read_only, block)));
+  tally(st, co_await test::error_of(asyncdb::async_run(db, asyncdb::read_only, block)));
 }
 
 asio::awaitable<void> await_queued_add(asyncdb::database& db, int i, in_flight_state& st) {
   in_frame counted{st.frames};
-  AsyncUsers users{db};
+  test::AsyncUsers users{db};
   UserCreate u{"queued" + std::to_string(i), "q@x"};
-  tally(st, co_await error_of(users.call<&UserOper::add>(u)));
+  tally(st, co_await test::error_of(users.call<&UserOper::add>(u)));
 }
 
 asio::awaitable<void> await_queued_session(asyncdb::database& db, in_flight_state& st) {
@@ -428,8 +339,8 @@ TEST_CASE("destroying the io_context first, with operations queued and running, 
   in_flight_state st;
   std::optional<asyncdb::database> db;
   db.emplace(dir.file(), test::default_options());
-  open_at_exit writer_guard{st.writer_gate};
-  open_at_exit reader_guard{st.reader_gate};
+  test::open_at_exit writer_guard{st.writer_gate};
+  test::open_at_exit reader_guard{st.reader_gate};
   auto ctx = std::make_unique<asio::io_context>();
   spawn_in_flight(*ctx, *db, st);
   run_until(*ctx, [&] { return st.writer_entered && st.reader_entered && db->stats().queued == queued_adds + 1; });
@@ -445,7 +356,7 @@ TEST_CASE("destroying the io_context first, with operations queued and running, 
   db.reset();  // drains the queue into handlers that no longer exist
   CHECK(st.writer_left);
   CHECK(st.resumed_ok + st.resumed_closed + st.resumed_other == 0);
-  CHECK(rows_named(dir.file(), "blocker") == 1);
+  CHECK(test::rows_named(dir.file(), "blocker") == 1);
 }
 
 TEST_CASE("destroying the database with operations in flight, then running the io_context, delivers every result",
@@ -455,8 +366,8 @@ TEST_CASE("destroying the database with operations in flight, then running the i
   in_flight_state st;
   std::optional<asyncdb::database> db;
   db.emplace(dir.file(), test::default_options());
-  open_at_exit writer_guard{st.writer_gate};
-  open_at_exit reader_guard{st.reader_gate};
+  test::open_at_exit writer_guard{st.writer_gate};
+  test::open_at_exit reader_guard{st.reader_gate};
   spawn_in_flight(ctx, *db, st);
   run_until(ctx, [&] { return st.writer_entered && st.reader_entered && db->stats().queued == queued_adds + 1; });
 
@@ -474,8 +385,8 @@ TEST_CASE("destroying the database with operations in flight, then running the i
   CHECK(st.resumed_other == 0);
   CHECK(st.resumed_ok == queued_adds + 2);  // the running and the queued operations all completed
   CHECK(st.resumed_closed == 1);            // the session waiting to open
-  for (int i = 0; i < queued_adds; ++i) CHECK(rows_named(dir.file(), "queued" + std::to_string(i)) == 1);
-  CHECK(rows_named(dir.file(), "from-session") == 0);
+  for (int i = 0; i < queued_adds; ++i) CHECK(test::rows_named(dir.file(), "queued" + std::to_string(i)) == 1);
+  CHECK(test::rows_named(dir.file(), "from-session") == 0);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -525,7 +436,7 @@ TEST_CASE("a session alive in a coroutine frame survives the database and the io
     CHECK(test::run(other, parked_rows_on_writer(*db), 30s) == 0);
     db.reset();
   }
-  CHECK(rows_named(dir.file(), "parked") == 0);
+  CHECK(test::rows_named(dir.file(), "parked") == 0);
 }
 
 }  // namespace

@@ -21,85 +21,12 @@ using namespace std::chrono_literals;
 using test::UserCreate;
 using test::UserOper;
 
-template <class Pred>
-asio::awaitable<void> poll_until(Pred& done, std::chrono::seconds deadline = 10s) {
-  asio::steady_timer timer{co_await asio::this_coro::executor};
-  const auto give_up = std::chrono::steady_clock::now() + deadline;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("poll_until: deadline passed");
-    timer.expires_after(1ms);
-    co_await timer.async_wait(asio::use_awaitable);
-  }
-}
-
-asio::awaitable<void> until_set(const std::atomic<bool>& flag) {
-  auto is_set = [&flag] { return flag.load(); };
-  co_await poll_until(is_set);
-}
-
-asio::awaitable<void> timer_after_start(const std::atomic<bool>& started) {
-  co_await until_set(started);
-  asio::steady_timer timer{co_await asio::this_coro::executor, 5ms};
-  co_await timer.async_wait(asio::use_awaitable);
-}
-
-class gate {
- public:
-  void open() {
-    {
-      std::lock_guard lock(mutex_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-  void wait() {
-    std::unique_lock lock(mutex_);
-    cv_.wait_for(lock, 30s, [&] { return open_; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
-struct open_at_exit {
-  gate& g;
-  ~open_at_exit() { g.open(); }
-};
-
-std::error_code code_of(const std::exception_ptr& e) {
-  if (!e) return {};
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::system_error& s) {
-    return s.code();
-  } catch (...) {
-    return std::make_error_code(std::errc::state_not_recoverable);  // "some other exception"
-  }
-}
-
-template <class T>
-asio::awaitable<std::error_code> error_of(asio::awaitable<T> aw) {
-  try {
-    co_await std::move(aw);
-  } catch (const std::system_error& e) {
-    co_return e.code();
-  }
-  co_return std::error_code{};
-}
-
-struct completion {
-  bool done = false;
-  std::error_code error;
-};
-
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
 // Where gated_dao waits; set by the test that uses it.
-gate* dao_gate = nullptr;
+test::gate* dao_gate = nullptr;
 std::atomic<bool>* dao_entered = nullptr;
 
 // A synchronous DAO whose add() waits at the test's gate before inserting.
@@ -135,7 +62,7 @@ class AsyncGated : public asyncdb::to_async_db_oper<AsyncGated, gated_dao> {
 // ------------------------------------------------------------------------------------------------
 
 struct holder_state {
-  gate g;
+  test::gate g;
   std::atomic<bool> entered{false};
   int finished = 0;
   asyncdb::stats while_blocked;
@@ -157,15 +84,15 @@ asio::awaitable<void> plain_write(asyncdb::database& db, holder_state& st) {
 asio::awaitable<void> hold_writer_with_an_operation(asyncdb::database& db, holder_state& st) {
   auto ex = co_await asio::this_coro::executor;
   asio::co_spawn(ex, gated_add(db, st), asio::detached);
-  co_await until_set(st.entered);
+  co_await test::until_set(st.entered);
   asio::co_spawn(ex, plain_write(db, st), asio::detached);
   asio::co_spawn(ex, plain_write(db, st), asio::detached);
   auto two_queued = [&db] { return db.stats().queued == 2; };
-  co_await poll_until(two_queued);
+  co_await test::poll_until(two_queued);
   st.while_blocked = db.stats();
   st.g.open();
   auto all_done = [&st] { return st.finished == 3; };
-  co_await poll_until(all_done);
+  co_await test::poll_until(all_done);
   st.after = db.stats();
 }
 
@@ -177,7 +104,7 @@ TEST_CASE("stats() names the operation holding the writer and counts the operati
   dao_entered = &st.entered;
   {
     asyncdb::database db{dir.file(), test::default_options()};
-    open_at_exit guard{st.g};
+    test::open_at_exit guard{st.g};
     test::run(ctx, hold_writer_with_an_operation(db, st), 30s);
   }
   dao_gate = nullptr;
@@ -200,7 +127,7 @@ TEST_CASE("stats() names the operation holding the writer and counts the operati
 // ------------------------------------------------------------------------------------------------
 
 struct run_holder_state {
-  gate g;
+  test::gate g;
   std::atomic<bool> entered{false};
   bool done = false;
   asyncdb::writer_holder holder;
@@ -218,11 +145,11 @@ asio::awaitable<void> hold_writer_via_run(asyncdb::database& db, run_holder_stat
 asio::awaitable<void> observe_run_holder(asyncdb::database& db, run_holder_state& st) {
   auto ex = co_await asio::this_coro::executor;
   asio::co_spawn(ex, hold_writer_via_run(db, st), [&st](std::exception_ptr) { st.done = true; });
-  co_await until_set(st.entered);
+  co_await test::until_set(st.entered);
   st.holder = db.stats().writer;
   st.g.open();
   auto finished = [&st] { return st.done; };
-  co_await poll_until(finished);
+  co_await test::poll_until(finished);
 }
 
 TEST_CASE("stats() names the calling function for an operation given as a callable", "[stats]") {
@@ -230,7 +157,7 @@ TEST_CASE("stats() names the calling function for an operation given as a callab
   asio::io_context ctx;
   run_holder_state st;
   asyncdb::database db{dir.file(), test::default_options()};
-  open_at_exit guard{st.g};
+  test::open_at_exit guard{st.g};
   test::run(ctx, observe_run_holder(db, st), 30s);
 
   CHECK(st.holder.what == asyncdb::writer_holder::kind::operation);
@@ -257,7 +184,7 @@ asio::awaitable<void> open_session_for_stats(asyncdb::database& db, session_hold
 asio::awaitable<void> observe_session_holder(asyncdb::database& db, session_holder_state& st) {
   co_await open_session_for_stats(db, st);
   auto released = [&db] { return db.stats().writer.what == asyncdb::writer_holder::kind::none; };
-  co_await poll_until(released);
+  co_await test::poll_until(released);
   asyncdb::AsyncDbSession r = co_await asyncdb::async_db_session(db, asyncdb::read_only);
   co_await r.call<&UserOper::count>();
   st.during_read_session = db.stats().writer;
@@ -281,17 +208,17 @@ TEST_CASE("stats() names the coroutine that opened the write session holding the
 // ------------------------------------------------------------------------------------------------
 
 struct counting_state {
-  gate g;
+  test::gate g;
   std::atomic<bool> blocker_entered{false};
   std::atomic<bool> spin_started{false};
   std::atomic<bool> cancelled_ran{false};
   asyncdb::stats at_start;
   int add_ok = 0;
   int fail_seen = 0;
-  completion blocker;
-  completion to_cancel;
+  test::completion blocker;
+  test::completion to_cancel;
   asio::cancellation_signal signal;
-  completion behind;
+  test::completion behind;
   std::error_code refused;
   std::error_code interrupted;
   asyncdb::stats at_end;
@@ -323,27 +250,19 @@ asio::awaitable<void> do_counted_things(asyncdb::database& db, counting_state& s
     st.blocker_entered = true;
     st.g.wait();
   };
-  asyncdb::async_run(db, block, asio::bind_executor(ex, [&st](std::exception_ptr e) {
-                       st.blocker.error = code_of(e);
-                       st.blocker.done = true;
-                     }));
-  co_await until_set(st.blocker_entered);
+  asyncdb::async_run(db, block, asio::bind_executor(ex, test::record_into(st.blocker)));
+  co_await test::until_set(st.blocker_entered);
   auto never = [&st](SQLite::Database&) { st.cancelled_ran = true; };
   asyncdb::async_run(
-      db, never, asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, [&st](std::exception_ptr e) {
-                                                st.to_cancel.error = code_of(e);
-                                                st.to_cancel.done = true;
-                                              })));
+      db, never,
+      asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, test::record_into(st.to_cancel))));
   asyncdb::async_run(
-      db, [](SQLite::Database& c) { c.exec("SELECT 1"); }, asio::bind_executor(ex, [&st](std::exception_ptr e) {
-        st.behind.error = code_of(e);
-        st.behind.done = true;
-      }));
-  st.refused = co_await error_of(asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); }));
+      db, [](SQLite::Database& c) { c.exec("SELECT 1"); }, asio::bind_executor(ex, test::record_into(st.behind)));
+  st.refused = co_await test::error_of(asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); }));
   st.signal.emit(asio::cancellation_type::terminal);
   st.g.open();
   auto drained = [&st] { return st.blocker.done && st.to_cancel.done && st.behind.done; };
-  co_await poll_until(drained);
+  co_await test::poll_until(drained);
   // One operation cancelled while running.
   auto spin = [&st](SQLite::Database& c) {
     st.spin_started = true;
@@ -354,11 +273,12 @@ asio::awaitable<void> do_counted_things(asyncdb::database& db, counting_state& s
         .getInt64();
   };
   const std::variant<std::int64_t, std::monostate> r =
-      co_await (asyncdb::async_run(db, spin) || timer_after_start(st.spin_started));
+      co_await (asyncdb::async_run(db, spin) || test::timer_after_start(st.spin_started));
   st.interrupted = r.index() == 1 ? std::error_code{} : std::make_error_code(std::errc::timed_out);
   st.at_end = db.stats();
   db.close();
-  st.after_close_error = co_await error_of(asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); }));
+  st.after_close_error =
+      co_await test::error_of(asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); }));
   st.after_close = db.stats();
 }
 
@@ -369,7 +289,7 @@ TEST_CASE("stats() counts completed, failed, cancelled and rejected operations e
   asyncdb::options opts = test::default_options();
   opts.max_queued = 2;
   asyncdb::database db{dir.file(), opts};
-  open_at_exit guard{st.g};
+  test::open_at_exit guard{st.g};
   test::run(ctx, do_counted_things(db, st), 30s);
 
   const asyncdb::stats& a = st.at_start;

@@ -20,6 +20,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -151,6 +152,12 @@ class UserOper {
   SQLite::Statement active_;
 };
 
+/// UserOper made asynchronous with nothing added: users.call<&UserOper::member>(args...).
+class AsyncUsers : public asyncdb::to_async_db_oper<AsyncUsers, UserOper> {
+ public:
+  using to_async_db_oper::to_async_db_oper;
+};
+
 /// Polls `done()` every millisecond on the caller's executor, so other handlers keep running; throws
 /// past the deadline instead of hanging. Takes an lvalue: name the predicate before the co_await (g++ 12).
 template <class Pred>
@@ -198,6 +205,67 @@ struct open_at_exit {
   gate& g;
   ~open_at_exit() { g.open(); }
 };
+
+/// The right-hand side of `op || ...`: completes once `started` is set (the operation's code runs), then
+/// after 5 ms more, so a cancellation reaches a running operation, never a queued one.
+inline asio::awaitable<void> timer_after_start(const std::atomic<bool>& started) {
+  co_await until_set(started);
+  asio::steady_timer timer{co_await asio::this_coro::executor, std::chrono::milliseconds(5)};
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
+/// The error code a completion carried: none for no exception, the code of a std::system_error, and
+/// errc::state_not_recoverable standing for "some other exception".
+inline std::error_code code_of(const std::exception_ptr& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::system_error& s) {
+    return s.code();
+  } catch (...) {
+    return std::make_error_code(std::errc::state_not_recoverable);  // "some other exception"
+  }
+}
+
+/// Awaits `aw` and returns the code of the std::system_error it threw, or no error; other exceptions propagate.
+template <class T>
+asio::awaitable<std::error_code> error_of(asio::awaitable<T> aw) {
+  try {
+    co_await std::move(aw);
+  } catch (const std::system_error& e) {
+    co_return e.code();
+  }
+  co_return std::error_code{};
+}
+
+/// How a callback-style operation ended, as filled in by record_into(); read on the test thread.
+struct completion {
+  bool done = false;
+  std::error_code error;
+};
+
+/// A completion handler for `void(std::exception_ptr)` that stores code_of(e) in `out`, then marks it done.
+inline auto record_into(completion& out) {
+  return [&out](std::exception_ptr e) {
+    out.error = code_of(e);
+    out.done = true;
+  };
+}
+
+/// Rows of `users` named `name`, counted on a connection of its own (not through asyncdb).
+inline int rows_named(const std::filesystem::path& file, const std::string& name) {
+  SQLite::Database c(file, SQLite::OPEN_READWRITE);
+  SQLite::Statement q(c, "SELECT count(*) FROM users WHERE name = ?");
+  q.bind(1, name);
+  q.executeStep();
+  return q.getColumn(0).getInt();
+}
+
+/// Rows of `users` matching the SQL condition `where`, counted on a read-only connection of its own.
+inline std::int64_t count_rows(const std::filesystem::path& file, const std::string& where = "1") {
+  SQLite::Database plain(file, SQLite::OPEN_READONLY);
+  return plain.execAndGet("SELECT count(*) FROM users WHERE " + where).getInt64();
+}
 
 /// Runs `aw` on `ctx` until it and everything it started finish; fails the test past `deadline`
 /// (a hang), and rethrows what the coroutine threw. io_context::run returning proves no work is left.

@@ -25,11 +25,6 @@ class AsyncUsers : public asyncdb::to_async_db_oper<AsyncUsers, test::UserOper> 
   auto add(const test::UserCreate& u) { return call<&test::UserOper::add>(u); }
 };
 
-std::int64_t count_rows(const std::filesystem::path& file, const std::string& where = "1") {
-  SQLite::Database plain(file, SQLITE_OPEN_READONLY);
-  return plain.execAndGet("SELECT count(*) FROM users WHERE " + where).getInt64();
-}
-
 asio::awaitable<std::thread::id> writer_thread(asyncdb::database& db) {
   auto insert = [](SQLite::Database& c) {
     c.exec("INSERT INTO users(name, email) VALUES('known-write', 'k@x')");  // only the writer can do this
@@ -88,8 +83,8 @@ TEST_CASE("2,000 concurrent adds from as many coroutines on a multi-threaded loo
   CHECK(log.failed == 0);
   CHECK(log.ok == n);
   CHECK(log.wrong_executor == 0);
-  CHECK(count_rows(dir.file()) == n);
-  CHECK(count_rows(dir.file(), "is_active = 1") == n / 2);
+  CHECK(test::count_rows(dir.file()) == n);
+  CHECK(test::count_rows(dir.file(), "is_active = 1") == n / 2);
   SQLite::Database plain(dir.file(), SQLITE_OPEN_READONLY);
   CHECK(plain.execAndGet("SELECT count(DISTINCT name) FROM users").getInt() == n);
 }
@@ -129,7 +124,7 @@ TEST_CASE("to_async_db_oper runs members not declared read-only, and run(), on t
     }
   };
   test::run(ctx, check(db));
-  CHECK(count_rows(dir.file(), "name = 'bob'") == 0);
+  CHECK(test::count_rows(dir.file(), "name = 'bob'") == 0);
 }
 
 TEST_CASE("to_async_db_oper builds one UserOper for the writer on its thread and reuses it for every call",
@@ -161,7 +156,7 @@ TEST_CASE("to_async_db_oper builds one UserOper for the writer on its thread and
   CHECK(built.back() == writer);
   CHECK(addresses.size() == 1);
   CHECK(test::user_dao_log().alive == alive_before);  // destroyed with the database
-  CHECK(count_rows(dir.file(), "email = 'u@x'") == 50);
+  CHECK(test::count_rows(dir.file(), "email = 'u@x'") == 50);
 }
 
 TEST_CASE("to_async_db_oper builds reader DAOs only on reader threads, one per reader", "[to_async_db_oper][dao]") {
@@ -205,8 +200,8 @@ TEST_CASE("to_async_db_oper copies call arguments when the awaitable is created"
     CHECK(ann->email == "ann@x");
   };
   test::run(ctx, check(db));
-  CHECK(count_rows(dir.file(), "name = 'ann'") == 1);
-  CHECK(count_rows(dir.file(), "name = 'changed'") == 0);
+  CHECK(test::count_rows(dir.file(), "name = 'ann'") == 1);
+  CHECK(test::count_rows(dir.file(), "name = 'changed'") == 0);
 }
 
 TEST_CASE("to_async_db_oper results are values the caller owns, also after the database is gone",
@@ -255,7 +250,7 @@ TEST_CASE("to_async_db_oper rethrows a DAO's own exception and SQLite's constrai
     }
   };
   test::run(ctx, check(db));
-  CHECK(count_rows(dir.file()) == 1);
+  CHECK(test::count_rows(dir.file()) == 1);
 }
 
 TEST_CASE("a DAO call that fails inside its own transaction leaves nothing behind for the next call",
@@ -283,5 +278,5 @@ TEST_CASE("a DAO call that fails inside its own transaction leaves nothing behin
     CHECK_FALSE(ghost);
   };
   test::run(ctx, check(db));
-  CHECK(count_rows(dir.file(), "name = 'ghost'") == 0);
+  CHECK(test::count_rows(dir.file(), "name = 'ghost'") == 0);
 }
