@@ -4,6 +4,7 @@
 #include <asyncdb/asyncdb.hpp>
 
 #include "user_dao.hpp"
+#include "workloads.hpp"
 
 template <>
 inline constexpr bool asyncdb::is_read_only<&bench::UserDao::get_by_name> = true;
@@ -27,6 +28,7 @@ class AsyncUserDao : public asyncdb::to_async_db_oper<AsyncUserDao, UserDao> {
 inline asyncdb::options asyncdb_options(durability d) {
   asyncdb::options o;
   o.readers = 2;
+  o.poll_before_sleep = asyncdb_poll;
   o.busy_timeout = std::chrono::milliseconds(5000);
   o.on_open = [d](SQLite::Database& c) { apply_pragmas(c, d); };
   return o;

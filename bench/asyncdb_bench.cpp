@@ -2,6 +2,7 @@
 // one process run on one database file; prints the table of issue 4 and writes it as JSON with --json.
 //
 //   asyncdb_bench [--quick] [--json FILE] [--runs N] [--only W1,W1c1,W2,W2f,W3,W4] [--contenders S,peer,asyncdb]
+//                 [--poll-us N]
 #include <malloc.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -48,12 +49,13 @@ std::set<std::string> split(const std::string& list) {
 
 const char* usage =
     "usage: asyncdb_bench [--quick] [--json FILE] [--runs N] [--only W1,W1c1,W2,W2f,W3,W4]\n"
-    "                     [--contenders S,peer,asyncdb]\n"
+    "                     [--contenders S,peer,asyncdb] [--poll-us N]\n"
     "  --quick        every operation count and the seed divided by 20 (a smoke run)\n"
     "  --json FILE    also write the table as JSON\n"
     "  --runs N       runs per measurement, the median is reported (default 3)\n"
     "  --only         run only these workloads (L is measured during W1 and W2)\n"
-    "  --contenders   run only these contenders (S includes S-bulk), e.g. asyncdb alone under a profiler\n";
+    "  --contenders   run only these contenders (S includes S-bulk), e.g. asyncdb alone under a profiler\n"
+    "  --poll-us N    asyncdb's options::poll_before_sleep (default 0, as users get it)\n";
 
 cli parse(int argc, char** argv) {
   cli c;
@@ -74,6 +76,8 @@ cli parse(int argc, char** argv) {
       c.only = split(value());
     } else if (a == "--contenders") {
       c.contenders = split(value());
+    } else if (a == "--poll-us") {
+      bench::asyncdb_poll = std::chrono::microseconds(std::stoi(value()));
     } else if (a == "--help" || a == "-h") {
       std::cout << usage;
       std::exit(0);

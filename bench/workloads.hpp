@@ -1,5 +1,6 @@
 #pragma once
 // The workloads of ../shared/bench/WORKLOADS.md, each measurable for every contender.
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -10,6 +11,9 @@
 #include "user_dao.hpp"
 
 namespace bench {
+
+/// options::poll_before_sleep for every asyncdb database of the run (`--poll-us`); 0, the default, as users get it.
+inline std::chrono::microseconds asyncdb_poll{0};
 
 /// Who runs the DAO calls. `s_bulk` exists for W2 and W2f only (all inserts in one transaction).
 enum class contender { s, s_bulk, peer, asyncdb };

@@ -20,7 +20,10 @@ namespace asyncdb::detail {
 class engine {
  public:
   engine(const std::filesystem::path& path, options opts)
-      : opts_(std::move(opts)), counters_(make_counters(opts_)), writer_queue_(counters_), reader_queue_(counters_) {
+      : opts_(std::move(opts)),
+        counters_(make_counters(opts_)),
+        writer_queue_(counters_, opts_.poll_before_sleep),
+        reader_queue_(counters_, opts_.poll_before_sleep) {
     if (is_private_database(path)) throw std::system_error(errc::memory_database, "asyncdb: '" + path.string() + "'");
     writer_queue_.keep_open(opts_.readers > 0);  // until the readers, which may hand it writes, are gone
     try {
