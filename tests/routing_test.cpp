@@ -17,19 +17,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::int64_t rows_named(const std::filesystem::path& file, const std::string& name) {
-  SQLite::Database plain(file, SQLITE_OPEN_READONLY);
-  SQLite::Statement q(plain, "SELECT count(*) FROM users WHERE name = ?");
-  q.bind(1, name);
-  q.executeStep();
-  return q.getColumn(0).getInt64();
-}
-
-std::int64_t all_rows(const std::filesystem::path& file) {
-  SQLite::Database plain(file, SQLITE_OPEN_READONLY);
-  return plain.execAndGet("SELECT count(*) FROM users").getInt64();
-}
-
 // Where and on what kind of connection each execution of one DAO body ran (database threads write here).
 struct run_log {
   struct entry {
@@ -67,6 +54,67 @@ void insert_user(SQLite::Database& c, const std::string& name) {
   SQLite::Statement q(c, "INSERT INTO users(name, email) VALUES(?, 'r@x')");
   q.bind(1, name);
   q.exec();
+}
+
+// A DAO whose add() logs where it ran, then inserts `name` (SQL prepared during the call). One
+// instantiation per test, which may declare its add(): what routing learns is per member.
+template <run_log& Log>
+class logged_insert_dao {
+ public:
+  explicit logged_insert_dao(SQLite::Database& db) : db_(db) {}
+  void add(const std::string& name) {
+    Log.record(db_);
+    insert_user(db_, name);
+  }
+
+ private:
+  SQLite::Database& db_;
+};
+
+// The INSERT `Sql` is a member statement prepared when the DAO is built (as UserOper does); add() logs
+// where it ran, inserts `name` and returns its id. One instantiation per test.
+template <run_log& Log, const char* Sql>
+class logged_prepared_insert_dao {
+ public:
+  explicit logged_prepared_insert_dao(SQLite::Database& db) : db_(db), insert_(db, Sql) {}
+  std::int64_t add(const std::string& name) {
+    Log.record(db_);
+    insert_.reset();
+    insert_.bind(1, name);
+    insert_.exec();
+    return db_.getLastInsertRowid();
+  }
+
+ private:
+  SQLite::Database& db_;
+  SQLite::Statement insert_;
+};
+
+// Checks the runs of one call that was tried on a reader, then moved to the writer.
+void check_tried_then_moved(const std::vector<run_log::entry>& runs) {
+  REQUIRE(runs.size() == 2);
+  CHECK(runs[0].read_only == 1);
+  CHECK(runs[1].read_only == 0);
+}
+
+// Checks the runs of one call that ran once, directly on the writer, and that nothing was ever moved.
+void check_ran_once_on_writer(const std::vector<run_log::entry>& runs, std::thread::id writer,
+                              const asyncdb::database& db) {
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0].thread == writer);
+  CHECK(runs[0].read_only == 0);
+  CHECK(db.stats().rerouted == 0);
+}
+
+// Checks the runs of two calls of one undeclared write: the first tried on a reader then moved to the
+// writer, the second sent straight to the writer.
+void check_moved_once_for_good(const std::vector<run_log::entry>& runs, std::thread::id writer) {
+  REQUIRE(runs.size() == 3);
+  CHECK(runs[0].read_only == 1);
+  CHECK(runs[1].read_only == 0);
+  CHECK(runs[1].thread == writer);
+  CHECK(runs[2].read_only == 0);
+  CHECK(runs[2].thread == writer);
 }
 
 // Method 1 of the guide for any of the DAOs below.
@@ -140,22 +188,8 @@ namespace {
 run_log prepared_write_log;
 
 // As UserOper does: the INSERT is a member statement prepared when the DAO is built.
-class prepared_write_dao {
- public:
-  explicit prepared_write_dao(SQLite::Database& db)
-      : db_(db), insert_(db, "INSERT INTO users(name, email) VALUES(?, 'p@x')") {}
-  std::int64_t add(const std::string& name) {
-    prepared_write_log.record(db_);
-    insert_.reset();
-    insert_.bind(1, name);
-    insert_.exec();
-    return db_.getLastInsertRowid();
-  }
-
- private:
-  SQLite::Database& db_;
-  SQLite::Statement insert_;
-};
+constexpr char prepared_write_sql[] = "INSERT INTO users(name, email) VALUES(?, 'p@x')";
+using prepared_write_dao = logged_prepared_insert_dao<prepared_write_log, prepared_write_sql>;
 
 struct two_calls {
   std::thread::id writer;
@@ -191,15 +225,10 @@ TEST_CASE("an undeclared member writing through a prepared statement moves to th
   CHECK(r.rerouted_after_first == 1);
   CHECK(r.runs_after_first == 2);  // tried on a reader, then on the writer
   const auto runs = prepared_write_log.snapshot();
-  REQUIRE(runs.size() == 3);  // the second call ran once
-  CHECK(runs[0].read_only == 1);
-  CHECK(runs[1].read_only == 0);
-  CHECK(runs[1].thread == r.writer);
-  CHECK(runs[2].read_only == 0);
-  CHECK(runs[2].thread == r.writer);
+  check_moved_once_for_good(runs, r.writer);  // the second call ran once
   CHECK(db.stats().rerouted == 1);
-  CHECK(rows_named(dir.file(), "first") == 1);
-  CHECK(rows_named(dir.file(), "second") == 1);
+  CHECK(test::rows_named(dir.file(), "first") == 1);
+  CHECK(test::rows_named(dir.file(), "second") == 1);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -247,13 +276,11 @@ TEST_CASE("an undeclared member that reads then writes ends on the writer with t
 
   CHECK(r.count == 3);
   const auto runs = read_then_write_log.snapshot();
-  REQUIRE(runs.size() == 2);
-  CHECK(runs[0].read_only == 1);
-  CHECK(runs[1].read_only == 0);
+  check_tried_then_moved(runs);
   CHECK(runs[1].thread == r.writer);
   CHECK(db.stats().rerouted == 1);
-  CHECK(rows_named(dir.file(), "third") == 1);
-  CHECK(all_rows(dir.file()) == 3);
+  CHECK(test::rows_named(dir.file(), "third") == 1);
+  CHECK(test::count_rows(dir.file()) == 3);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -300,11 +327,9 @@ TEST_CASE("an undeclared member that swallows the exception of its prepared INSE
 
   CHECK(added);  // the writer's answer, not the reader's `false`
   const auto runs = swallowing_prepared_log.snapshot();
-  REQUIRE(runs.size() == 2);
-  CHECK(runs[0].read_only == 1);
-  CHECK(runs[1].read_only == 0);
+  check_tried_then_moved(runs);
   CHECK(db.stats().rerouted == 1);
-  CHECK(rows_named(dir.file(), "quiet") == 1);
+  CHECK(test::rows_named(dir.file(), "quiet") == 1);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -347,11 +372,9 @@ TEST_CASE("an undeclared member that swallows the exception of db.exec(INSERT) i
 
   CHECK(added);
   const auto runs = swallowing_exec_log.snapshot();
-  REQUIRE(runs.size() == 2);
-  CHECK(runs[0].read_only == 1);
-  CHECK(runs[1].read_only == 0);
+  check_tried_then_moved(runs);
   CHECK(db.stats().rerouted == 1);
-  CHECK(rows_named(dir.file(), "exec-quiet") == 1);
+  CHECK(test::rows_named(dir.file(), "exec-quiet") == 1);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -360,17 +383,7 @@ namespace {
 
 run_log declared_write_log;
 
-class declared_write_dao {
- public:
-  explicit declared_write_dao(SQLite::Database& db) : db_(db) {}
-  void add(const std::string& name) {
-    declared_write_log.record(db_);
-    insert_user(db_, name);
-  }
-
- private:
-  SQLite::Database& db_;
-};
+using declared_write_dao = logged_insert_dao<declared_write_log>;
 
 }  // namespace
 
@@ -396,11 +409,8 @@ TEST_CASE("a member declared is_write runs on the writer from its first call, on
   const std::thread::id writer = test::run(ctx, add_declared(db));
 
   const auto runs = declared_write_log.snapshot();
-  REQUIRE(runs.size() == 1);
-  CHECK(runs[0].thread == writer);
-  CHECK(runs[0].read_only == 0);
-  CHECK(db.stats().rerouted == 0);
-  CHECK(rows_named(dir.file(), "declared") == 1);
+  check_ran_once_on_writer(runs, writer, db);
+  CHECK(test::rows_named(dir.file(), "declared") == 1);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -410,17 +420,7 @@ namespace {
 run_log lying_read_only_log;
 
 // Declared read-only, but writes: a declaration is trusted, so this fails instead of moving.
-class lying_read_only_dao {
- public:
-  explicit lying_read_only_dao(SQLite::Database& db) : db_(db) {}
-  void add(const std::string& name) {
-    lying_read_only_log.record(db_);
-    insert_user(db_, name);
-  }
-
- private:
-  SQLite::Database& db_;
-};
+using lying_read_only_dao = logged_insert_dao<lying_read_only_log>;
 
 }  // namespace
 
@@ -464,7 +464,7 @@ TEST_CASE("a member declared is_read_only that writes fails with SQLITE_READONLY
   REQUIRE(runs.size() == 1);
   CHECK(runs[0].read_only == 1);
   CHECK(db.stats().rerouted == 0);
-  CHECK(rows_named(dir.file(), "lying") == 0);
+  CHECK(test::rows_named(dir.file(), "lying") == 0);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -512,15 +512,10 @@ TEST_CASE("async_db_operation of an undeclared free function that writes is rero
   CHECK(r.second > r.first);
   CHECK(r.rerouted_after_first == 1);
   const auto runs = free_function_log.snapshot();
-  REQUIRE(runs.size() == 3);
-  CHECK(runs[0].read_only == 1);
-  CHECK(runs[1].read_only == 0);
-  CHECK(runs[1].thread == r.writer);
-  CHECK(runs[2].read_only == 0);
-  CHECK(runs[2].thread == r.writer);
+  check_moved_once_for_good(runs, r.writer);
   CHECK(db.stats().rerouted == 1);
-  CHECK(rows_named(dir.file(), "note-a") == 1);
-  CHECK(rows_named(dir.file(), "note-b") == 1);
+  CHECK(test::rows_named(dir.file(), "note-a") == 1);
+  CHECK(test::rows_named(dir.file(), "note-b") == 1);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -529,17 +524,7 @@ namespace {
 
 run_log no_readers_log;
 
-class no_readers_dao {
- public:
-  explicit no_readers_dao(SQLite::Database& db) : db_(db) {}
-  void add(const std::string& name) {
-    no_readers_log.record(db_);
-    insert_user(db_, name);
-  }
-
- private:
-  SQLite::Database& db_;
-};
+using no_readers_dao = logged_insert_dao<no_readers_log>;
 
 asio::awaitable<std::thread::id> add_without_readers(asyncdb::database& db) {
   const std::thread::id writer = co_await writer_thread(db);
@@ -558,11 +543,8 @@ TEST_CASE("with no readers an undeclared write runs once, on the writer", "[rout
   const std::thread::id writer = test::run(ctx, add_without_readers(db));
 
   const auto runs = no_readers_log.snapshot();
-  REQUIRE(runs.size() == 1);
-  CHECK(runs[0].thread == writer);
-  CHECK(runs[0].read_only == 0);
-  CHECK(db.stats().rerouted == 0);
-  CHECK(rows_named(dir.file(), "no-readers") == 1);
+  check_ran_once_on_writer(runs, writer, db);
+  CHECK(test::rows_named(dir.file(), "no-readers") == 1);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -571,22 +553,8 @@ namespace {
 
 run_log concurrent_log;
 
-class concurrent_write_dao {
- public:
-  explicit concurrent_write_dao(SQLite::Database& db)
-      : db_(db), insert_(db, "INSERT INTO users(name, email) VALUES(?, 'c@x')") {}
-  std::int64_t add(const std::string& name) {
-    concurrent_log.record(db_);
-    insert_.reset();
-    insert_.bind(1, name);
-    insert_.exec();
-    return db_.getLastInsertRowid();
-  }
-
- private:
-  SQLite::Database& db_;
-  SQLite::Statement insert_;
-};
+constexpr char concurrent_write_sql[] = "INSERT INTO users(name, email) VALUES(?, 'c@x')";
+using concurrent_write_dao = logged_prepared_insert_dao<concurrent_log, concurrent_write_sql>;
 
 constexpr int concurrent_calls = 100;
 
@@ -622,7 +590,7 @@ TEST_CASE("100 concurrent first calls of an undeclared write each land exactly o
   CHECK(on_writer == concurrent_calls);
   CHECK(on_reader >= 1);
   CHECK(on_reader <= rerouted);
-  CHECK(all_rows(dir.file()) == concurrent_calls);
+  CHECK(test::count_rows(dir.file()) == concurrent_calls);
   SQLite::Database plain(dir.file(), SQLITE_OPEN_READONLY);
   CHECK(plain.execAndGet("SELECT count(DISTINCT name) FROM users").getInt() == concurrent_calls);
   // Each row's id is the one its caller got back.
@@ -733,8 +701,6 @@ TEST_CASE("an undeclared write caught on a reader while the database closes stil
   REQUIRE(r.done);
   CHECK(r.ok);
   const auto runs = closing_log.snapshot();
-  REQUIRE(runs.size() == 2);
-  CHECK(runs[0].read_only == 1);
-  CHECK(runs[1].read_only == 0);
-  CHECK(rows_named(dir.file(), "moved-during-close") == 1);
+  check_tried_then_moved(runs);
+  CHECK(test::rows_named(dir.file(), "moved-during-close") == 1);
 }
