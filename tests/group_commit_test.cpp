@@ -21,14 +21,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::int64_t rows_named(const std::filesystem::path& file, const std::string& name) {
-  SQLite::Database plain(file, SQLITE_OPEN_READONLY);
-  SQLite::Statement q(plain, "SELECT count(*) FROM users WHERE name = ?");
-  q.bind(1, name);
-  q.executeStep();
-  return q.getColumn(0).getInt64();
-}
-
 /// Options whose group never closes early on a slow machine (sanitizers): every queued write joins it.
 asyncdb::options grouping_options() {
   asyncdb::options o = test::default_options();
@@ -73,6 +65,21 @@ asio::awaitable<void> run_as_group(asyncdb::database& db, held_writer& w, std::v
   co_await test::poll_until(all_done, 60s);
 }
 
+// The operations of one group, in the order run_as_group starts them (each is lazy: nothing runs here).
+template <class... Ops>
+std::vector<asio::awaitable<void>> group_of(Ops... ops) {
+  std::vector<asio::awaitable<void>> group;
+  (group.push_back(std::move(ops)), ...);
+  return group;
+}
+
+// run_as_group on `ctx`, failing past `deadline`; returns db.stats() once the group and its holder finished.
+asyncdb::stats run_group(asio::io_context& ctx, asyncdb::database& db, held_writer& w,
+                         std::vector<asio::awaitable<void>> ops, std::chrono::seconds deadline = 60s) {
+  test::run(ctx, run_as_group(db, w, std::move(ops)), deadline);
+  return db.stats();
+}
+
 // What one operation's awaiter saw.
 struct outcome {
   bool done = false;
@@ -96,6 +103,30 @@ void record_failure(outcome& out, std::exception_ptr e) {
   }
 }
 
+// Awaits `op` and records in `out` how it ended: ok once it returned (and, when `expected` is given,
+// returned that), else why it failed; nothing escapes.
+template <class T>
+asio::awaitable<void> record_outcome(asio::awaitable<T> op, outcome& out,
+                                     std::type_identity_t<std::optional<T>> expected = std::nullopt) {
+  try {
+    const T result = co_await std::move(op);
+    out.ok = !expected || result == *expected;
+  } catch (...) {
+    record_failure(out, std::current_exception());
+  }
+  out.done = true;
+}
+
+asio::awaitable<void> record_outcome(asio::awaitable<void> op, outcome& out) {
+  try {
+    co_await std::move(op);
+    out.ok = true;
+  } catch (...) {
+    record_failure(out, std::current_exception());
+  }
+  out.done = true;
+}
+
 void insert_user(SQLite::Database& c, const std::string& name) {
   SQLite::Statement q(c, "INSERT INTO users(name, email) VALUES(?, 'g@x')");
   q.bind(1, name);
@@ -105,13 +136,7 @@ void insert_user(SQLite::Database& c, const std::string& name) {
 // A plain write through async_run: on the writer, groupable.
 asio::awaitable<void> insert_named(asyncdb::database& db, std::string name, outcome& out) {
   auto insert = [name](SQLite::Database& c) { insert_user(c, name); };
-  try {
-    co_await asyncdb::async_run(db, insert);
-    out.ok = true;
-  } catch (...) {
-    record_failure(out, std::current_exception());
-  }
-  out.done = true;
+  co_await record_outcome(asyncdb::async_run(db, insert), out);
 }
 
 // Writes its row, then throws: inside a group only its own row must vanish.
@@ -120,13 +145,7 @@ asio::awaitable<void> insert_then_throw(asyncdb::database& db, std::string name,
     insert_user(c, name);
     throw std::runtime_error("bad write refused by its DAO");
   };
-  try {
-    co_await asyncdb::async_run(db, insert);
-    out.ok = true;
-  } catch (...) {
-    record_failure(out, std::current_exception());
-  }
-  out.done = true;
+  co_await record_outcome(asyncdb::async_run(db, insert), out);
 }
 
 }  // namespace
@@ -143,12 +162,9 @@ TEST_CASE("a write that throws inside a group loses only its own changes and get
   {
     asyncdb::database db{dir.file(), grouping_options()};
     test::open_at_exit guard{w.gate};
-    std::vector<asio::awaitable<void>> ops;
-    ops.push_back(insert_named(db, "ok1", ok1));
-    ops.push_back(insert_then_throw(db, "bad", bad));
-    ops.push_back(insert_named(db, "ok2", ok2));
-    test::run(ctx, run_as_group(db, w, std::move(ops)), 60s);
-    after = db.stats();
+    after = run_group(
+        ctx, db, w,
+        group_of(insert_named(db, "ok1", ok1), insert_then_throw(db, "bad", bad), insert_named(db, "ok2", ok2)));
   }
 
   CHECK(w.unexpected == 0);
@@ -162,9 +178,9 @@ TEST_CASE("a write that throws inside a group loses only its own changes and get
   CHECK(after.grouped >= 2);    // ok1 and ok2 were committed by the shared transaction
   CHECK(after.completed == 3);  // the holder, ok1, ok2
   CHECK(after.failed == 1);
-  CHECK(rows_named(dir.file(), "ok1") == 1);
-  CHECK(rows_named(dir.file(), "ok2") == 1);
-  CHECK(rows_named(dir.file(), "bad") == 0);
+  CHECK(test::rows_named(dir.file(), "ok1") == 1);
+  CHECK(test::rows_named(dir.file(), "ok2") == 1);
+  CHECK(test::rows_named(dir.file(), "bad") == 0);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -182,7 +198,7 @@ asio::awaitable<void> insert_then_look(asyncdb::database& db, std::filesystem::p
                                        visibility& v) {
   co_await insert_named(db, name, v.write);
   if (!v.write.ok) co_return;
-  v.seen_by_plain_connection = rows_named(file, name);
+  v.seen_by_plain_connection = test::rows_named(file, name);
   auto count = [name](SQLite::Database& c) {
     SQLite::Statement q(c, "SELECT count(*) FROM users WHERE name = ?");
     q.bind(1, name);
@@ -207,8 +223,7 @@ TEST_CASE("every awaiter of a group resumes only after the shared commit, so its
     test::open_at_exit guard{w.gate};
     std::vector<asio::awaitable<void>> ops;
     for (int i = 0; i < n; ++i) ops.push_back(insert_then_look(db, dir.file(), "v" + std::to_string(i), seen[i]));
-    test::run(ctx, run_as_group(db, w, std::move(ops)), 60s);
-    after = db.stats();
+    after = run_group(ctx, db, w, std::move(ops));
   }
 
   CHECK(w.unexpected == 0);
@@ -253,13 +268,8 @@ inline constexpr bool asyncdb::is_write<&own_transaction_dao::add_pair> = true;
 namespace {
 
 asio::awaitable<void> add_pair(asyncdb::database& db, std::string prefix, outcome& out) {
-  try {
-    const int added = co_await asyncdb::async_db_operation<&own_transaction_dao::add_pair>{}(db, prefix);
-    out.ok = added == 2;
-  } catch (...) {
-    record_failure(out, std::current_exception());
-  }
-  out.done = true;
+  auto add = asyncdb::async_db_operation<&own_transaction_dao::add_pair>{}(db, prefix);
+  co_await record_outcome(std::move(add), out, 2);
 }
 
 }  // namespace
@@ -276,22 +286,15 @@ TEST_CASE("a DAO member opening its own transaction inside a group reruns alone 
     asyncdb::database db{dir.file(), grouping_options()};
     test::open_at_exit guard1{first_round.gate};
     test::open_at_exit guard2{second_round.gate};
-    std::vector<asio::awaitable<void>> ops;
-    ops.push_back(insert_named(db, "a1", a1));
-    ops.push_back(add_pair(db, "pair1", pair1));
-    ops.push_back(insert_named(db, "a2", a2));
-    test::run(ctx, run_as_group(db, first_round, std::move(ops)), 60s);
+    run_group(ctx, db, first_round,
+              group_of(insert_named(db, "a1", a1), add_pair(db, "pair1", pair1), insert_named(db, "a2", a2)));
     runs_after_first = own_transaction_runs.load();
     after_first = db.stats();
 
     // Now known to open its own transaction: it stops a group instead of joining it.
-    std::vector<asio::awaitable<void>> more;
-    more.push_back(insert_named(db, "b1", b1));
-    more.push_back(insert_named(db, "b2", b2));
-    more.push_back(add_pair(db, "pair2", pair2));
-    more.push_back(insert_named(db, "b3", b3));
-    test::run(ctx, run_as_group(db, second_round, std::move(more)), 60s);
-    after_second = db.stats();
+    after_second = run_group(ctx, db, second_round,
+                             group_of(insert_named(db, "b1", b1), insert_named(db, "b2", b2),
+                                      add_pair(db, "pair2", pair2), insert_named(db, "b3", b3)));
   }
 
   CHECK(first_round.unexpected == 0);
@@ -308,7 +311,7 @@ TEST_CASE("a DAO member opening its own transaction inside a group reruns alone 
   CHECK(after_second.grouped == 4);
   for (const char* name : {"a1", "a2", "pair1-a", "pair1-b", "b1", "b2", "b3", "pair2-a", "pair2-b"}) {
     INFO(name);
-    CHECK(rows_named(dir.file(), name) == 1);
+    CHECK(test::rows_named(dir.file(), name) == 1);
   }
 }
 
@@ -318,13 +321,8 @@ namespace {
 
 asio::awaitable<void> add_user(asyncdb::database& db, int i, outcome& out) {
   test::UserCreate u{"d" + std::to_string(i), "d@x"};
-  try {
-    co_await asyncdb::async_db_operation<&test::UserOper::add>{}(db, u);
-    out.ok = true;
-  } catch (...) {
-    record_failure(out, std::current_exception());
-  }
-  out.done = true;
+  auto add = asyncdb::async_db_operation<&test::UserOper::add>{}(db, u);
+  co_await record_outcome(std::move(add), out);
 }
 
 }  // namespace
@@ -349,8 +347,7 @@ TEST_CASE("200 grouped adds with synchronous=FULL are all in the file once the d
     synchronous = test::run(ctx, asyncdb::async_run(db, pragma), 60s);
     std::vector<asio::awaitable<void>> ops;
     for (int i = 0; i < n; ++i) ops.push_back(add_user(db, i, adds[i]));
-    test::run(ctx, run_as_group(db, w, std::move(ops)), 120s);
-    after = db.stats();
+    after = run_group(ctx, db, w, std::move(ops), 120s);
   }
 
   CHECK(synchronous == 2);  // FULL
@@ -379,12 +376,8 @@ TEST_CASE("with group commit disabled writes queued together each commit alone a
     opts.group_commit.enabled = false;
     asyncdb::database db{dir.file(), opts};
     test::open_at_exit guard{w.gate};
-    std::vector<asio::awaitable<void>> ops;
-    ops.push_back(insert_named(db, "x1", x1));
-    ops.push_back(insert_named(db, "x2", x2));
-    ops.push_back(insert_named(db, "x3", x3));
-    test::run(ctx, run_as_group(db, w, std::move(ops)), 60s);
-    after = db.stats();
+    after = run_group(ctx, db, w,
+                      group_of(insert_named(db, "x1", x1), insert_named(db, "x2", x2), insert_named(db, "x3", x3)));
   }
 
   CHECK(w.unexpected == 0);
@@ -452,17 +445,11 @@ TEST_CASE("write sessions are never grouped: their own BEGIN, COMMIT and ROLLBAC
   {
     asyncdb::database db{dir.file(), grouping_options()};
     test::open_at_exit guard{w.gate};
-    std::vector<asio::awaitable<void>> ops;
-    ops.push_back(insert_named(db, "w1", w1));
-    ops.push_back(insert_named(db, "w2", w2));
-    ops.push_back(session_write(db, "session-rolled-back", false, rolled_back));
-    ops.push_back(insert_named(db, "w3", w3));
-    ops.push_back(insert_named(db, "w4", w4));
-    ops.push_back(session_write(db, "session-committed", true, committed));
-    ops.push_back(insert_named(db, "w5", w5));
-    ops.push_back(insert_named(db, "w6", w6));
-    test::run(ctx, run_as_group(db, w, std::move(ops)), 60s);
-    after = db.stats();
+    after = run_group(ctx, db, w,
+                      group_of(insert_named(db, "w1", w1), insert_named(db, "w2", w2),
+                               session_write(db, "session-rolled-back", false, rolled_back), insert_named(db, "w3", w3),
+                               insert_named(db, "w4", w4), session_write(db, "session-committed", true, committed),
+                               insert_named(db, "w5", w5), insert_named(db, "w6", w6)));
   }
 
   CHECK(w.unexpected == 0);
@@ -483,8 +470,8 @@ TEST_CASE("write sessions are never grouped: their own BEGIN, COMMIT and ROLLBAC
   CHECK(committed.seen_after_end == 1);
   CHECK(after.group_commits == 3);  // {w1, w2}, {w3, w4}, {w5, w6}: the sessions stopped the groups
   CHECK(after.grouped == 6);
-  CHECK(rows_named(dir.file(), "session-rolled-back") == 0);
-  CHECK(rows_named(dir.file(), "session-committed") == 1);
+  CHECK(test::rows_named(dir.file(), "session-rolled-back") == 0);
+  CHECK(test::rows_named(dir.file(), "session-committed") == 1);
   CHECK(test::count_rows(dir.file(), "name LIKE 'w%'") == 6);
 }
 
@@ -500,6 +487,16 @@ struct victim_state {
   std::exception_ptr error;
   std::int64_t result = -1;
 };
+
+// Once the victim's code runs, cancels it through its signal, lets it go on, and waits until it completed.
+template <class Victim>
+asio::awaitable<void> cancel_once_entered(Victim& v) {
+  co_await test::until_set(v.entered);
+  v.signal.emit(asio::cancellation_type::terminal);
+  v.gate.open();
+  auto finished = [&v] { return v.done; };
+  co_await test::poll_until(finished, 60s);
+}
 
 // Runs second in the group: writes its row, waits until the test has cancelled it, then runs a statement
 // long enough for an interrupt to land (were it allowed: only the first of a group may be interrupted).
@@ -520,11 +517,7 @@ asio::awaitable<void> cancelled_in_group(asyncdb::database& db, victim_state& v)
     v.done = true;
   };
   asyncdb::async_run(db, work, asio::bind_cancellation_slot(v.signal.slot(), asio::bind_executor(ex, handler)));
-  co_await test::until_set(v.entered);
-  v.signal.emit(asio::cancellation_type::terminal);
-  v.gate.open();
-  auto finished = [&v] { return v.done; };
-  co_await test::poll_until(finished, 60s);
+  co_await cancel_once_entered(v);
 }
 
 }  // namespace
@@ -541,12 +534,9 @@ TEST_CASE("an operation cancelled while it runs inside a group never undoes the 
     asyncdb::database db{dir.file(), grouping_options()};
     test::open_at_exit guard{w.gate};
     test::open_at_exit victim_guard{victim.gate};
-    std::vector<asio::awaitable<void>> ops;
-    ops.push_back(insert_named(db, "first", first));
-    ops.push_back(cancelled_in_group(db, victim));
-    ops.push_back(insert_named(db, "last", last));
-    test::run(ctx, run_as_group(db, w, std::move(ops)), 60s);
-    after = db.stats();
+    after = run_group(
+        ctx, db, w,
+        group_of(insert_named(db, "first", first), cancelled_in_group(db, victim), insert_named(db, "last", last)));
   }
 
   CHECK(w.unexpected == 0);
@@ -564,9 +554,9 @@ TEST_CASE("an operation cancelled while it runs inside a group never undoes the 
     CHECK(victim_outcome.code == asio::error::operation_aborted);
   }
   CHECK(after.group_commits == 1);
-  CHECK(rows_named(dir.file(), "first") == 1);
-  CHECK(rows_named(dir.file(), "last") == 1);
-  CHECK(rows_named(dir.file(), "victim") == (victim_succeeded ? 1 : 0));
+  CHECK(test::rows_named(dir.file(), "first") == 1);
+  CHECK(test::rows_named(dir.file(), "last") == 1);
+  CHECK(test::rows_named(dir.file(), "victim") == (victim_succeeded ? 1 : 0));
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -598,11 +588,7 @@ asio::awaitable<void> cancelled_first_in_group(asyncdb::database& db, first_vict
     v.done = true;
   };
   asyncdb::async_run(db, work, asio::bind_cancellation_slot(v.signal.slot(), asio::bind_executor(ex, handler)));
-  co_await test::until_set(v.entered);
-  v.signal.emit(asio::cancellation_type::terminal);
-  v.gate.open();
-  auto finished = [&v] { return v.done; };
-  co_await test::poll_until(finished, 60s);
+  co_await cancel_once_entered(v);
 }
 
 }  // namespace
@@ -619,12 +605,9 @@ TEST_CASE("the first operation of a group cancelled while it runs is interrupted
     asyncdb::database db{dir.file(), grouping_options()};
     test::open_at_exit guard{w.gate};
     test::open_at_exit victim_guard{victim.gate};
-    std::vector<asio::awaitable<void>> ops;
-    ops.push_back(cancelled_first_in_group(db, victim));
-    ops.push_back(insert_named(db, "second", second));
-    ops.push_back(insert_named(db, "third", third));
-    test::run(ctx, run_as_group(db, w, std::move(ops)), 60s);
-    after = db.stats();
+    after = run_group(ctx, db, w,
+                      group_of(cancelled_first_in_group(db, victim), insert_named(db, "second", second),
+                               insert_named(db, "third", third)));
   }
 
   CHECK(w.unexpected == 0);
@@ -636,10 +619,10 @@ TEST_CASE("the first operation of a group cancelled while it runs is interrupted
   if (victim.error) record_failure(victim_outcome, victim.error);
   CHECK(victim_outcome.code == asio::error::operation_aborted);
   CHECK(after.cancelled == 1);
-  CHECK(rows_named(dir.file(), "first-victim") == 0);
+  CHECK(test::rows_named(dir.file(), "first-victim") == 0);
   CHECK(test::count_rows(dir.file(), "name LIKE 'bulk%'") == 0);
-  CHECK(rows_named(dir.file(), "second") == 1);
-  CHECK(rows_named(dir.file(), "third") == 1);
+  CHECK(test::rows_named(dir.file(), "second") == 1);
+  CHECK(test::rows_named(dir.file(), "third") == 1);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -659,13 +642,7 @@ void deferred_fk_schema(SQLite::Database& c) {
 // Each statement succeeds: a deferred foreign key is only checked when the transaction commits.
 asio::awaitable<void> orphan_note(asyncdb::database& db, outcome& out) {
   auto insert = [](SQLite::Database& c) { c.exec("INSERT INTO notes(user_id) VALUES(424242)"); };
-  try {
-    co_await asyncdb::async_run(db, insert);
-    out.ok = true;
-  } catch (...) {
-    record_failure(out, std::current_exception());
-  }
-  out.done = true;
+  co_await record_outcome(asyncdb::async_run(db, insert), out);
 }
 
 bool is_constraint_error(const outcome& o) {
@@ -686,12 +663,9 @@ TEST_CASE("when the shared COMMIT fails every write of the group fails with its 
     opts.on_open = deferred_fk_schema;
     asyncdb::database db{dir.file(), opts};
     test::open_at_exit guard{w.gate};
-    std::vector<asio::awaitable<void>> ops;
-    ops.push_back(insert_named(db, "before-orphan", before));
-    ops.push_back(orphan_note(db, orphan));
-    ops.push_back(insert_named(db, "behind-orphan", behind));
-    test::run(ctx, run_as_group(db, w, std::move(ops)), 60s);
-    after = db.stats();
+    after = run_group(ctx, db, w,
+                      group_of(insert_named(db, "before-orphan", before), orphan_note(db, orphan),
+                               insert_named(db, "behind-orphan", behind)));
     // The writer is clean again: the failed transaction is not left open under the next write.
     test::run(ctx, insert_named(db, "later", later), 60s);
   }
@@ -707,9 +681,9 @@ TEST_CASE("when the shared COMMIT fails every write of the group fails with its 
   CHECK(after.grouped == 0);
   CHECK(after.failed == 3);
   CHECK(later.ok);
-  CHECK(rows_named(dir.file(), "before-orphan") == 0);
-  CHECK(rows_named(dir.file(), "behind-orphan") == 0);
-  CHECK(rows_named(dir.file(), "later") == 1);
+  CHECK(test::rows_named(dir.file(), "before-orphan") == 0);
+  CHECK(test::rows_named(dir.file(), "behind-orphan") == 0);
+  CHECK(test::rows_named(dir.file(), "later") == 1);
   SQLite::Database plain(dir.file(), SQLITE_OPEN_READONLY);
   CHECK(plain.execAndGet("SELECT count(*) FROM notes").getInt() == 0);
 }
@@ -751,13 +725,8 @@ inline constexpr bool asyncdb::is_write<&defensive_transaction_dao::add_pair> = 
 namespace {
 
 asio::awaitable<void> add_pair_defensively(asyncdb::database& db, std::string prefix, outcome& out) {
-  try {
-    const int added = co_await asyncdb::async_db_operation<&defensive_transaction_dao::add_pair>{}(db, prefix);
-    out.ok = added == 2;
-  } catch (...) {
-    record_failure(out, std::current_exception());
-  }
-  out.done = true;
+  auto add = asyncdb::async_db_operation<&defensive_transaction_dao::add_pair>{}(db, prefix);
+  co_await record_outcome(std::move(add), out, 2);
 }
 
 }  // namespace
@@ -776,19 +745,14 @@ TEST_CASE(
     asyncdb::database db{dir.file(), grouping_options()};
     test::open_at_exit guard1{first_round.gate};
     test::open_at_exit guard2{second_round.gate};
-    std::vector<asio::awaitable<void>> ops;
-    ops.push_back(insert_named(db, "d1", d1));
-    ops.push_back(add_pair_defensively(db, "dpair1", pair1));
-    ops.push_back(insert_named(db, "d2", d2));
-    test::run(ctx, run_as_group(db, first_round, std::move(ops)), 60s);
-    after_first = db.stats();
+    after_first = run_group(
+        ctx, db, first_round,
+        group_of(insert_named(db, "d1", d1), add_pair_defensively(db, "dpair1", pair1), insert_named(db, "d2", d2)));
     runs_after_first = defensive_runs.load();
 
-    std::vector<asio::awaitable<void>> more;
-    more.push_back(insert_named(db, "e1", e1));
-    more.push_back(add_pair_defensively(db, "dpair2", pair2));
-    more.push_back(insert_named(db, "e2", e2));
-    test::run(ctx, run_as_group(db, second_round, std::move(more)), 60s);
+    run_group(
+        ctx, db, second_round,
+        group_of(insert_named(db, "e1", e1), add_pair_defensively(db, "dpair2", pair2), insert_named(db, "e2", e2)));
   }
 
   // The DAO works alone, so it must work with group commit on: as SQLite::Transaction does, it is
@@ -796,14 +760,14 @@ TEST_CASE(
   INFO("pair1: " << pair1.error << " / pair2: " << pair2.error);
   CHECK(pair1.ok);
   CHECK(pair2.ok);
-  CHECK(rows_named(dir.file(), "dpair1-a") == (pair1.ok ? 1 : 0));
-  CHECK(rows_named(dir.file(), "dpair2-a") == (pair2.ok ? 1 : 0));
+  CHECK(test::rows_named(dir.file(), "dpair1-a") == (pair1.ok ? 1 : 0));
+  CHECK(test::rows_named(dir.file(), "dpair2-a") == (pair2.ok ? 1 : 0));
   // d1's write was undone by the DAO's ROLLBACK of the shared transaction: it runs again, alone, and lands.
   INFO("d1: " << d1.error << " / d2: " << d2.error);
   CHECK(d1.ok);
-  CHECK(rows_named(dir.file(), "d1") == 1);
+  CHECK(test::rows_named(dir.file(), "d1") == 1);
   CHECK(d2.ok);
-  CHECK(rows_named(dir.file(), "d2") == 1);
+  CHECK(test::rows_named(dir.file(), "d2") == 1);
   // Second round: the kind is known, the others of the group are not touched.
   CHECK(e1.ok);
   CHECK(e2.ok);
