@@ -267,25 +267,38 @@ inline std::int64_t count_rows(const std::filesystem::path& file, const std::str
   return plain.execAndGet("SELECT count(*) FROM users WHERE " + where).getInt64();
 }
 
+/// Where run() and run_threads() keep a coroutine's result (an int placeholder for void).
+template <class T>
+using result_slot = std::optional<std::conditional_t<std::is_void_v<T>, int, T>>;
+
+/// Spawns `aw` on `ctx`; when it ends, stores what it threw in `error` and what it returned in `value`,
+/// then sets `done` (a bool, or an atomic when several threads run `ctx`).
+template <class T, class Done>
+void spawn_recorded(asio::io_context& ctx, asio::awaitable<T> aw, result_slot<T>& value, std::exception_ptr& error,
+                    Done& done) {
+  // Pointers, not references: the handler runs after this function returned.
+  if constexpr (std::is_void_v<T>) {
+    asio::co_spawn(ctx, std::move(aw), [err = &error, fin = &done](std::exception_ptr e) {
+      *err = e;
+      *fin = true;
+    });
+  } else {
+    asio::co_spawn(ctx, std::move(aw), [val = &value, err = &error, fin = &done](std::exception_ptr e, T v) {
+      *err = e;
+      if (!e) val->emplace(std::move(v));
+      *fin = true;
+    });
+  }
+}
+
 /// Runs `aw` on `ctx` until it and everything it started finish; fails the test past `deadline`
 /// (a hang), and rethrows what the coroutine threw. io_context::run returning proves no work is left.
 template <class T>
 T run(asio::io_context& ctx, asio::awaitable<T> aw, std::chrono::seconds deadline = std::chrono::seconds(60)) {
-  std::optional<std::conditional_t<std::is_void_v<T>, int, T>> value;
+  result_slot<T> value;
   std::exception_ptr error;
   bool done = false;
-  if constexpr (std::is_void_v<T>) {
-    asio::co_spawn(ctx, std::move(aw), [&](std::exception_ptr e) {
-      error = e;
-      done = true;
-    });
-  } else {
-    asio::co_spawn(ctx, std::move(aw), [&](std::exception_ptr e, T v) {
-      error = e;
-      if (!e) value.emplace(std::move(v));
-      done = true;
-    });
-  }
+  spawn_recorded(ctx, std::move(aw), value, error, done);
   ctx.restart();
   ctx.run_for(deadline);
   if (!done) throw std::runtime_error("test::run: deadline passed, the coroutine did not finish (hang)");
@@ -300,19 +313,8 @@ T run_threads(std::size_t threads, asio::awaitable<T> aw, std::chrono::seconds d
   asio::io_context ctx;
   std::atomic<bool> done{false};
   std::exception_ptr error;
-  std::optional<std::conditional_t<std::is_void_v<T>, int, T>> value;
-  if constexpr (std::is_void_v<T>) {
-    asio::co_spawn(ctx, std::move(aw), [&](std::exception_ptr e) {
-      error = e;
-      done = true;
-    });
-  } else {
-    asio::co_spawn(ctx, std::move(aw), [&](std::exception_ptr e, T v) {
-      error = e;
-      if (!e) value.emplace(std::move(v));
-      done = true;
-    });
-  }
+  result_slot<T> value;
+  spawn_recorded(ctx, std::move(aw), value, error, done);
   std::vector<std::thread> pool;
   for (std::size_t i = 0; i < threads; ++i) pool.emplace_back([&] { ctx.run_for(deadline); });
   for (auto& t : pool) t.join();
