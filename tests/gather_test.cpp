@@ -80,6 +80,20 @@ auto fails_early(gate& g) {
   };
 }
 
+// Awaits `all` (a gather of fails_late, then fails_early, in input order) and checks that it rethrew
+// fails_late's std::invalid_argument, the first failure in input order.
+template <class T>
+asio::awaitable<void> check_rethrows_first_in_input_order(asio::awaitable<T> all) {
+  try {
+    co_await std::move(all);
+    FAIL("gather did not throw");
+  } catch (const std::invalid_argument& e) {
+    CHECK(std::string(e.what()) == "first in input order");
+  } catch (const std::exception& e) {
+    FAIL("wrong failure rethrown: " << e.what());
+  }
+}
+
 }  // namespace
 
 TEST_CASE("gather of a vector returns each result at its input position, whatever the completion order", "[gather]") {
@@ -203,14 +217,8 @@ TEST_CASE("gather of a vector waits for every sibling, then rethrows the first f
     auto early = fails_early(g);
     tasks.push_back(asyncdb::async_run(d, asyncdb::read_only, late));
     tasks.push_back(asyncdb::async_run(d, early));
-    try {
-      co_await asyncdb::gather(std::move(tasks));
-      FAIL("gather did not throw");
-    } catch (const std::invalid_argument& e) {
-      CHECK(std::string(e.what()) == "first in input order");
-    } catch (const std::exception& e) {
-      FAIL("wrong failure rethrown: " << e.what());
-    }
+    auto all = asyncdb::gather(std::move(tasks));
+    co_await check_rethrows_first_in_input_order(std::move(all));
     CHECK(slow_finished);
     CHECK(test::count_rows(file, "name = 'slow'") == 1);
   };
@@ -227,15 +235,9 @@ TEST_CASE("variadic gather waits for every sibling, then rethrows the first fail
     std::atomic<bool> slow_finished{false};
     auto late = fails_late(g);
     auto early = fails_early(g);
-    try {
-      co_await asyncdb::gather(slow_void_sibling(d, g, slow_finished), asyncdb::async_run(d, asyncdb::read_only, late),
+    auto all = asyncdb::gather(slow_void_sibling(d, g, slow_finished), asyncdb::async_run(d, asyncdb::read_only, late),
                                asyncdb::async_run(d, early));
-      FAIL("gather did not throw");
-    } catch (const std::invalid_argument& e) {
-      CHECK(std::string(e.what()) == "first in input order");
-    } catch (const std::exception& e) {
-      FAIL("wrong failure rethrown: " << e.what());
-    }
+    co_await check_rethrows_first_in_input_order(std::move(all));
     CHECK(slow_finished);
     CHECK(test::count_rows(file, "name = 'slow'") == 1);
   };
