@@ -126,6 +126,22 @@ class lifted : public asyncdb::to_async_db_oper<lifted<Dao>, Dao> {
   using base::base;
 };
 
+// Learns the writer's thread, then calls Dao::add(name) once through lifted<Dao>; returns the writer's thread.
+template <class Dao>
+asio::awaitable<std::thread::id> writer_then_add(asyncdb::database& db, std::string name) {
+  const std::thread::id writer = co_await writer_thread(db);
+  lifted<Dao> dao{db};
+  co_await dao.template call<&Dao::add>(name);
+  co_return writer;
+}
+
+// Calls Dao::add_quietly(name) once through lifted<Dao> and returns its answer.
+template <class Dao>
+asio::awaitable<bool> add_quietly(asyncdb::database& db, std::string name) {
+  lifted<Dao> dao{db};
+  co_return co_await dao.template call<&Dao::add_quietly>(name);
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------------------------------------
@@ -311,19 +327,13 @@ class swallowing_prepared_dao {
   SQLite::Statement insert_;
 };
 
-asio::awaitable<bool> add_quietly(asyncdb::database& db) {
-  lifted<swallowing_prepared_dao> dao{db};
-  const std::string name = "quiet";
-  co_return co_await dao.call<&swallowing_prepared_dao::add_quietly>(name);
-}
-
 }  // namespace
 
 TEST_CASE("an undeclared member that swallows the exception of its prepared INSERT is still rerouted", "[routing]") {
   test::temp_dir dir;
   asio::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  const bool added = test::run(ctx, add_quietly(db));
+  const bool added = test::run(ctx, add_quietly<swallowing_prepared_dao>(db, "quiet"));
 
   CHECK(added);  // the writer's answer, not the reader's `false`
   const auto runs = swallowing_prepared_log.snapshot();
@@ -356,19 +366,13 @@ class swallowing_exec_dao {
   SQLite::Database& db_;
 };
 
-asio::awaitable<bool> exec_quietly(asyncdb::database& db) {
-  lifted<swallowing_exec_dao> dao{db};
-  const std::string name = "exec-quiet";
-  co_return co_await dao.call<&swallowing_exec_dao::add_quietly>(name);
-}
-
 }  // namespace
 
 TEST_CASE("an undeclared member that swallows the exception of db.exec(INSERT) is still rerouted", "[routing]") {
   test::temp_dir dir;
   asio::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  const bool added = test::run(ctx, exec_quietly(db));
+  const bool added = test::run(ctx, add_quietly<swallowing_exec_dao>(db, "exec-quiet"));
 
   CHECK(added);
   const auto runs = swallowing_exec_log.snapshot();
@@ -390,23 +394,11 @@ using declared_write_dao = logged_insert_dao<declared_write_log>;
 template <>
 inline constexpr bool asyncdb::is_write<&declared_write_dao::add> = true;
 
-namespace {
-
-asio::awaitable<std::thread::id> add_declared(asyncdb::database& db) {
-  const std::thread::id writer = co_await writer_thread(db);
-  lifted<declared_write_dao> dao{db};
-  const std::string name = "declared";
-  co_await dao.call<&declared_write_dao::add>(name);
-  co_return writer;
-}
-
-}  // namespace
-
 TEST_CASE("a member declared is_write runs on the writer from its first call, once", "[routing]") {
   test::temp_dir dir;
   asio::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  const std::thread::id writer = test::run(ctx, add_declared(db));
+  const std::thread::id writer = test::run(ctx, writer_then_add<declared_write_dao>(db, "declared"));
 
   const auto runs = declared_write_log.snapshot();
   check_ran_once_on_writer(runs, writer, db);
@@ -526,21 +518,13 @@ run_log no_readers_log;
 
 using no_readers_dao = logged_insert_dao<no_readers_log>;
 
-asio::awaitable<std::thread::id> add_without_readers(asyncdb::database& db) {
-  const std::thread::id writer = co_await writer_thread(db);
-  lifted<no_readers_dao> dao{db};
-  const std::string name = "no-readers";
-  co_await dao.call<&no_readers_dao::add>(name);
-  co_return writer;
-}
-
 }  // namespace
 
 TEST_CASE("with no readers an undeclared write runs once, on the writer", "[routing]") {
   test::temp_dir dir;
   asio::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(0)};
-  const std::thread::id writer = test::run(ctx, add_without_readers(db));
+  const std::thread::id writer = test::run(ctx, writer_then_add<no_readers_dao>(db, "no-readers"));
 
   const auto runs = no_readers_log.snapshot();
   check_ran_once_on_writer(runs, writer, db);
