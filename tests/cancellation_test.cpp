@@ -367,6 +367,20 @@ TEST_CASE("a late interrupt never reaches the next operation on the same connect
 
 // ------------------------------------------------------------------------------------------------
 
+// Starts `dao` with st.signal as its cancellation slot and st.op as its record; once the DAO code sets
+// st.between (then waits at st.g), emits the cancellation, opens st.g, and waits until the operation completed.
+template <class State, class Dao>
+asio::awaitable<void> cancel_between_statements_of(asyncdb::database& db, Dao& dao, State& st) {
+  auto ex = co_await asio::this_coro::executor;
+  asyncdb::async_run(db, dao,
+                     asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, test::record_into(st.op))));
+  co_await test::until_set(st.between);
+  st.signal.emit(asio::cancellation_type::terminal);
+  st.g.open();
+  auto done = [&st] { return st.op.done; };
+  co_await test::poll_until(done);
+}
+
 struct between_state {
   test::gate g;
   std::atomic<bool> between{false};
@@ -378,7 +392,6 @@ struct between_state {
 };
 
 asio::awaitable<void> cancel_between_statements(asyncdb::database& db, between_state& st) {
-  auto ex = co_await asio::this_coro::executor;
   auto dao = [&st](SQLite::Database& c) {
     c.exec("INSERT INTO users(name, email) VALUES('first', 'f@x')");
     st.between = true;
@@ -389,13 +402,7 @@ asio::awaitable<void> cancel_between_statements(asyncdb::database& db, between_s
     c.exec("INSERT INTO users(name, email) VALUES('third', 't@x')");
     st.third_statement_ran = true;
   };
-  asyncdb::async_run(db, dao,
-                     asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, test::record_into(st.op))));
-  co_await test::until_set(st.between);
-  st.signal.emit(asio::cancellation_type::terminal);
-  st.g.open();
-  auto done = [&st] { return st.op.done; };
-  co_await test::poll_until(done);
+  co_await cancel_between_statements_of(db, dao, st);
   st.next_result = co_await asyncdb::async_run(db, [](SQLite::Database& c) {
     return c
         .execAndGet(
@@ -432,7 +439,6 @@ struct short_between_state {
 };
 
 asio::awaitable<void> cancel_before_a_short_statement(asyncdb::database& db, short_between_state& st) {
-  auto ex = co_await asio::this_coro::executor;
   auto dao = [&st](SQLite::Database& c) {
     c.exec("INSERT INTO users(name, email) VALUES('first', 'f@x')");
     st.between = true;
@@ -440,13 +446,7 @@ asio::awaitable<void> cancel_before_a_short_statement(asyncdb::database& db, sho
     c.exec("INSERT INTO users(name, email) VALUES('short', 's@x')");  // one row: a few dozen VM steps
     st.second_statement_ran = true;
   };
-  asyncdb::async_run(db, dao,
-                     asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, test::record_into(st.op))));
-  co_await test::until_set(st.between);
-  st.signal.emit(asio::cancellation_type::terminal);
-  st.g.open();
-  auto done = [&st] { return st.op.done; };
-  co_await test::poll_until(done);
+  co_await cancel_between_statements_of(db, dao, st);
 }
 
 // The interrupt that lands between statements is lost by SQLite, and a one-row INSERT is too short for the
