@@ -302,9 +302,7 @@ TEST_CASE("a coroutine on a strand of a multi-threaded loop resumes on that stra
     strand_type s = asio::make_strand(ctx);
     asio::co_spawn(s, hop_on_strand(db, s, wrong, 10), [&](std::exception_ptr ep) { ++(ep ? wrong : ok); });
   }
-  std::vector<std::thread> loop;
-  for (int t = 0; t < 3; ++t) loop.emplace_back([&] { ctx.run_for(60s); });
-  for (auto& t : loop) t.join();
+  test::run_on_threads(ctx, 3, 60s);
   CHECK(ok == 4);
   CHECK(wrong == 0);
 }

@@ -293,9 +293,7 @@ TEST_CASE("no connection is ever used by two threads at once", "[database][threa
   for (int w = 0; w < workers; ++w) {
     asio::co_spawn(ctx, use_connections(db, usage, w, ops), [&](std::exception_ptr ep) { ++(ep ? failed : ok); });
   }
-  std::vector<std::thread> loop;
-  for (int t = 0; t < 3; ++t) loop.emplace_back([&] { ctx.run_for(60s); });
-  for (auto& t : loop) t.join();
+  test::run_on_threads(ctx, 3, 60s);
 
   REQUIRE(ok == workers);
   CHECK(failed == 0);

@@ -269,9 +269,7 @@ TEST_CASE("gather resumes the caller on its own strand of a multi-threaded loop"
     strand_type s = asio::make_strand(ctx);
     asio::co_spawn(s, body(db, s, wrong), [&](std::exception_ptr ep) { ++(ep ? wrong : ok); });
   }
-  std::vector<std::thread> loop;
-  for (int t = 0; t < 3; ++t) loop.emplace_back([&] { ctx.run_for(60s); });
-  for (auto& t : loop) t.join();
+  test::run_on_threads(ctx, 3, 60s);
   CHECK(ok == 3);
   CHECK(wrong == 0);
 }

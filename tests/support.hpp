@@ -267,6 +267,13 @@ inline std::int64_t count_rows(const std::filesystem::path& file, const std::str
   return plain.execAndGet("SELECT count(*) FROM users WHERE " + where).getInt64();
 }
 
+/// Runs `ctx` on `threads` threads at once, each for at most `deadline`, and returns once all have stopped.
+inline void run_on_threads(asio::io_context& ctx, std::size_t threads, std::chrono::seconds deadline) {
+  std::vector<std::thread> pool;
+  for (std::size_t i = 0; i < threads; ++i) pool.emplace_back([&] { ctx.run_for(deadline); });
+  for (auto& t : pool) t.join();
+}
+
 /// Where run() and run_threads() keep a coroutine's result (an int placeholder for void).
 template <class T>
 using result_slot = std::optional<std::conditional_t<std::is_void_v<T>, int, T>>;
@@ -315,9 +322,7 @@ T run_threads(std::size_t threads, asio::awaitable<T> aw, std::chrono::seconds d
   std::exception_ptr error;
   result_slot<T> value;
   spawn_recorded(ctx, std::move(aw), value, error, done);
-  std::vector<std::thread> pool;
-  for (std::size_t i = 0; i < threads; ++i) pool.emplace_back([&] { ctx.run_for(deadline); });
-  for (auto& t : pool) t.join();
+  run_on_threads(ctx, threads, deadline);
   if (!done) throw std::runtime_error("test::run_threads: deadline passed, the coroutine did not finish (hang)");
   if (error) std::rethrow_exception(error);
   if constexpr (!std::is_void_v<T>) return std::move(*value);
