@@ -133,6 +133,14 @@ void insert_user(SQLite::Database& c, const std::string& name) {
   q.exec();
 }
 
+// Calls the DAO member `AddPair` (which adds `prefix`-a and `prefix`-b and returns 2) through
+// async_db_operation; ok once it returned 2.
+template <auto AddPair>
+asio::awaitable<void> add_pair_with(asyncdb::database& db, std::string prefix, outcome& out) {
+  auto add = asyncdb::async_db_operation<AddPair>{}(db, prefix);
+  co_await record_outcome(std::move(add), out, 2);
+}
+
 // A plain write through async_run: on the writer, groupable.
 asio::awaitable<void> insert_named(asyncdb::database& db, std::string name, outcome& out) {
   auto insert = [name](SQLite::Database& c) { insert_user(c, name); };
@@ -265,15 +273,6 @@ class own_transaction_dao {
 template <>
 inline constexpr bool asyncdb::is_write<&own_transaction_dao::add_pair> = true;
 
-namespace {
-
-asio::awaitable<void> add_pair(asyncdb::database& db, std::string prefix, outcome& out) {
-  auto add = asyncdb::async_db_operation<&own_transaction_dao::add_pair>{}(db, prefix);
-  co_await record_outcome(std::move(add), out, 2);
-}
-
-}  // namespace
-
 TEST_CASE("a DAO member opening its own transaction inside a group reruns alone and is never grouped again",
           "[group_commit]") {
   test::temp_dir dir;
@@ -287,14 +286,16 @@ TEST_CASE("a DAO member opening its own transaction inside a group reruns alone 
     test::open_at_exit guard1{first_round.gate};
     test::open_at_exit guard2{second_round.gate};
     run_group(ctx, db, first_round,
-              group_of(insert_named(db, "a1", a1), add_pair(db, "pair1", pair1), insert_named(db, "a2", a2)));
+              group_of(insert_named(db, "a1", a1), add_pair_with<&own_transaction_dao::add_pair>(db, "pair1", pair1),
+                       insert_named(db, "a2", a2)));
     runs_after_first = own_transaction_runs.load();
     after_first = db.stats();
 
     // Now known to open its own transaction: it stops a group instead of joining it.
-    after_second = run_group(ctx, db, second_round,
-                             group_of(insert_named(db, "b1", b1), insert_named(db, "b2", b2),
-                                      add_pair(db, "pair2", pair2), insert_named(db, "b3", b3)));
+    after_second = run_group(
+        ctx, db, second_round,
+        group_of(insert_named(db, "b1", b1), insert_named(db, "b2", b2),
+                 add_pair_with<&own_transaction_dao::add_pair>(db, "pair2", pair2), insert_named(db, "b3", b3)));
   }
 
   CHECK(first_round.unexpected == 0);
@@ -722,15 +723,6 @@ class defensive_transaction_dao {
 template <>
 inline constexpr bool asyncdb::is_write<&defensive_transaction_dao::add_pair> = true;
 
-namespace {
-
-asio::awaitable<void> add_pair_defensively(asyncdb::database& db, std::string prefix, outcome& out) {
-  auto add = asyncdb::async_db_operation<&defensive_transaction_dao::add_pair>{}(db, prefix);
-  co_await record_outcome(std::move(add), out, 2);
-}
-
-}  // namespace
-
 TEST_CASE(
     "a DAO that rolls back after its own BEGIN failed inside a group still succeeds, and the writes it undid "
     "run again and land",
@@ -747,12 +739,14 @@ TEST_CASE(
     test::open_at_exit guard2{second_round.gate};
     after_first = run_group(
         ctx, db, first_round,
-        group_of(insert_named(db, "d1", d1), add_pair_defensively(db, "dpair1", pair1), insert_named(db, "d2", d2)));
+        group_of(insert_named(db, "d1", d1), add_pair_with<&defensive_transaction_dao::add_pair>(db, "dpair1", pair1),
+                 insert_named(db, "d2", d2)));
     runs_after_first = defensive_runs.load();
 
     run_group(
         ctx, db, second_round,
-        group_of(insert_named(db, "e1", e1), add_pair_defensively(db, "dpair2", pair2), insert_named(db, "e2", e2)));
+        group_of(insert_named(db, "e1", e1), add_pair_with<&defensive_transaction_dao::add_pair>(db, "dpair2", pair2),
+                 insert_named(db, "e2", e2)));
   }
 
   // The DAO works alone, so it must work with group commit on: as SQLite::Transaction does, it is
