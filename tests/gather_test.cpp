@@ -158,6 +158,43 @@ TEST_CASE("gather of an empty vector completes with no results", "[gather]") {
   test::run(ctx, check());
 }
 
+namespace {
+
+struct start_record {
+  int started = 0;
+  int started_when_probe_ran = -1;
+};
+
+// Counts its start; the first child also posts a probe, which records how many children had started by the
+// time the loop got to run it.
+asio::awaitable<int> counted_child(int i, start_record& r) {
+  ++r.started;
+  if (i == 0) {
+    auto probe = [&r] { r.started_when_probe_ran = r.started; };
+    asio::post(co_await asio::this_coro::executor, probe);
+  }
+  co_return i;
+}
+
+}  // namespace
+
+TEST_CASE("gather of many awaitables starts them in chunks, so other handlers on the loop run in between", "[gather]") {
+  asio::io_context ctx;
+  start_record r;
+  constexpr int n = 2000;
+  auto check = [&r]() -> asio::awaitable<void> {
+    std::vector<asio::awaitable<int>> children;
+    for (int i = 0; i < n; ++i) children.push_back(counted_child(i, r));
+    const std::vector<int> results = co_await asyncdb::gather(std::move(children));
+    REQUIRE(results.size() == static_cast<std::size_t>(n));
+    CHECK(results.back() == n - 1);
+  };
+  test::run(ctx, check());
+  CHECK(r.started == n);
+  CHECK(r.started_when_probe_ran > 0);
+  CHECK(r.started_when_probe_ran < n);  // the probe did not wait for all 2,000 starts
+}
+
 TEST_CASE("gather of void awaitables returns once every one of them has finished", "[gather]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};

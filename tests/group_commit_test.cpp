@@ -391,6 +391,29 @@ TEST_CASE("with group commit disabled writes queued together each commit alone a
   CHECK(test::count_rows(dir.file()) == 3);
 }
 
+TEST_CASE("max_operations bounds a group: the writes waiting behind a full group form the next one", "[group_commit]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  held_writer w;
+  outcome y1, y2, y3, y4, y5;
+  asyncdb::stats after;
+  {
+    asyncdb::options opts = grouping_options();
+    opts.group_commit.max_operations = 2;
+    asyncdb::database db{dir.file(), opts};
+    test::open_at_exit guard{w.gate};
+    after = run_group(ctx, db, w,
+                      group_of(insert_named(db, "y1", y1), insert_named(db, "y2", y2), insert_named(db, "y3", y3),
+                               insert_named(db, "y4", y4), insert_named(db, "y5", y5)));
+  }
+
+  CHECK(w.unexpected == 0);
+  CHECK((y1.ok && y2.ok && y3.ok && y4.ok && y5.ok));
+  CHECK(after.group_commits == 2);  // {y1, y2} and {y3, y4}; y5, alone in the queue by then, runs alone
+  CHECK(after.grouped == 4);
+  CHECK(test::count_rows(dir.file()) == 5);
+}
+
 // ------------------------------------------------------------------------------------------------
 
 namespace {
