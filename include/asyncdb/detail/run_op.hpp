@@ -68,30 +68,24 @@ class run_op final : public async_op_for<Handler, R>::type {
     }
     if (in_savepoint) run(l);
     reset_statements(db);
-    if (!in_transaction(db)) {
-      // It committed or rolled back the shared transaction itself, or SQLite rolled it back. A DAO
-      // that catches its failed BEGIN and answers with ROLLBACK lands here too: run it alone.
-      const bool own_begin = ep_ && in_savepoint && is_nested_transaction_error(ep_);
-      if (!ep_ || own_begin) route_.kind->own_transaction.store(true, std::memory_order_relaxed);
-      if (own_begin) {
-        ep_ = nullptr;
-        result_.reset();
-        if (step_back(l)) return grouped_run::ended_alone;
-        end(l, true);
-        return grouped_run::ended_transaction;
-      }
-      end(l, this->finish() && ep_);
-      l.clear_interrupt();
-      return grouped_run::ended_transaction;
-    }
+    const bool still_open = in_transaction(db);
     if (ep_ && in_savepoint && is_nested_transaction_error(ep_)) {
-      rollback_to_savepoint(l);
+      // Its own BEGIN failed: it runs alone once the group is over, and is never grouped again. A DAO
+      // that answered the failure with ROLLBACK has ended the shared transaction as well.
+      if (still_open) rollback_to_savepoint(l);
       route_.kind->own_transaction.store(true, std::memory_order_relaxed);
       ep_ = nullptr;
       result_.reset();
-      if (step_back(l)) return grouped_run::alone;
+      if (step_back(l)) return still_open ? grouped_run::alone : grouped_run::ended_alone;
       end(l, true);
-      return grouped_run::held;
+      return still_open ? grouped_run::held : grouped_run::ended_transaction;
+    }
+    if (!still_open) {
+      // It committed or rolled back the shared transaction itself, or SQLite rolled it back.
+      if (!ep_) route_.kind->own_transaction.store(true, std::memory_order_relaxed);
+      end(l, this->finish() && ep_);
+      l.clear_interrupt();
+      return grouped_run::ended_transaction;
     }
     const bool cancelled = this->finish() && ep_;
     l.clear_interrupt();
