@@ -1,4 +1,4 @@
-// asyncdb_bench: the workloads of ../shared/bench/WORKLOADS.md for S, the hand-rolled peer and asyncdb, in
+// asyncdb_bench: the workloads of bench/WORKLOADS.md for S, the hand-rolled peer and asyncdb, in
 // one process run on one database file; prints the table of issue 4 and writes it as JSON with --json.
 //
 //   asyncdb_bench [--quick] [--json FILE] [--runs N] [--only W1,W1c1,W2,W2f,W3,W4] [--contenders S,peer,asyncdb]

@@ -1,5 +1,5 @@
 #pragma once
-// The synchronous DAO every contender runs, and the database of ../shared/bench/WORKLOADS.md: its schema,
+// The synchronous DAO every contender runs, and the database of bench/WORKLOADS.md: its schema,
 // its pragmas and its seed rows. Plain SQLiteCpp, unaware of asyncdb and Asio.
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <sqlite3.h>

@@ -1,5 +1,5 @@
 #pragma once
-// The workloads of ../shared/bench/WORKLOADS.md, each measurable for every contender.
+// The workloads of bench/WORKLOADS.md, each measurable for every contender.
 #include <chrono>
 #include <cmath>
 #include <cstddef>
