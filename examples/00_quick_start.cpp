@@ -14,16 +14,15 @@ struct NoteOper {  // the existing synchronous DAO: plain SQLiteCpp, unaware of 
     insert.exec();
   }
   std::vector<std::string> list() {
-    std::vector<std::string> texts;
+    std::vector<std::string> all;
     for (SQLite::Statement s{db, "SELECT text FROM notes ORDER BY rowid"}; s.executeStep();)
-      texts.push_back(s.getColumn(0).getString());
-    return texts;
+      all.push_back(s.getColumn(0));
+    return all;
   }
   SQLite::Database& db;
 };
 
-class AsyncNoteOper : public asyncdb::to_async_db_oper<AsyncNoteOper, NoteOper> {
- public:
+struct AsyncNoteOper : asyncdb::to_async_db_oper<AsyncNoteOper, NoteOper> {
   using to_async_db_oper::to_async_db_oper;
   auto add(const std::string& text) { return call<&NoteOper::add>(text); }
   auto list() { return call<&NoteOper::list>(); }
