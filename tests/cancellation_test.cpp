@@ -392,8 +392,9 @@ struct between_state {
 };
 
 asio::awaitable<void> cancel_between_statements(asyncdb::database& db, between_state& st) {
+  // The first statement only reads: an operation that has committed something is no longer interrupted.
   auto dao = [&st](SQLite::Database& c) {
-    c.exec("INSERT INTO users(name, email) VALUES('first', 'f@x')");
+    c.execAndGet("SELECT count(*) FROM users");
     st.between = true;
     st.g.wait();  // the test emits the cancellation, then opens the gate
     st.second_statement_code = code_running(
@@ -440,7 +441,7 @@ struct short_between_state {
 
 asio::awaitable<void> cancel_before_a_short_statement(asyncdb::database& db, short_between_state& st) {
   auto dao = [&st](SQLite::Database& c) {
-    c.exec("INSERT INTO users(name, email) VALUES('first', 'f@x')");
+    c.execAndGet("SELECT count(*) FROM users");
     st.between = true;
     st.g.wait();  // the test emits the cancellation, then opens the gate
     c.exec("INSERT INTO users(name, email) VALUES('short', 's@x')");  // one row: a few dozen VM steps
@@ -462,6 +463,33 @@ TEST_CASE("an operation cancelled between two statements does not run even a sho
   CHECK_FALSE(st.second_statement_ran);
   CHECK(st.op.error == asio::error::operation_aborted);
   CHECK(test::rows_named(dir.file(), "short") == 0);
+}
+
+asio::awaitable<void> cancel_after_a_commit(asyncdb::database& db, short_between_state& st) {
+  auto dao = [&st](SQLite::Database& c) {
+    c.exec("INSERT INTO users(name, email) VALUES('committed', 'c@x')");  // autocommit: durable at once
+    st.between = true;
+    st.g.wait();  // the test emits the cancellation, then opens the gate
+    c.exec("INSERT INTO users(name, email) VALUES('after', 'a@x')");
+    st.second_statement_ran = true;
+  };
+  co_await cancel_between_statements_of(db, dao, st);
+}
+
+// operation_aborted must mean "nothing of it is in the database": one that already committed a statement
+// can no longer say that, so it runs to its end and reports what really happened.
+TEST_CASE("an operation cancelled after it committed a statement runs to its end and succeeds", "[cancellation]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  short_between_state st;
+  asyncdb::database db{dir.file(), test::default_options()};
+  test::open_at_exit guard{st.g};
+  test::run(ctx, cancel_after_a_commit(db, st), 30s);
+
+  CHECK(st.second_statement_ran);
+  CHECK_FALSE(st.op.error);
+  CHECK(test::rows_named(dir.file(), "committed") == 1);
+  CHECK(test::rows_named(dir.file(), "after") == 1);
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -2,9 +2,7 @@
 // Method 2 and 4 of the guide: one DAO member or one function, awaitable.
 #include <asyncdb/database.hpp>
 #include <asyncdb/detail/initiate.hpp>
-#include <asyncdb/detail/invoke.hpp>
-#include <asyncdb/detail/name_of.hpp>
-#include <asyncdb/read_only.hpp>
+#include <asyncdb/routing.hpp>
 
 #include <utility>
 
@@ -15,18 +13,14 @@ namespace asyncdb {
 template <auto Operation>
 struct async_db_operation {
   /// Runs the operation on a reader if `is_read_only<Operation>`, on the writer if `is_write<Operation>`,
-  /// else on a reader until it first tries to write (see README, "Routing"); arguments are copied.
+  /// else on a reader until it first tries to write (docs/reference.md, "Routing"); arguments are copied
+  /// into owning values.
   /// Completion: awaitable<R>. Resumes on the awaiting coroutine's executor. Thread-safe.
   /// Throws at the co_await what the operation threw, or errc::closed / queue_full / operation_aborted.
   template <class... Args>
   auto operator()(database& db, Args&&... args) const {
-    detail::refuse_coawait_temporaries<Args...>();
     using dao = typename detail::default_dao<Operation>::type;
-    using R = detail::invoke_result_t<Operation, dao, std::decay_t<Args>...>;
-    detail::engine& e = detail::database_access::of(db);
-    return detail::initiate<R>(
-        asio::use_awaitable, e, detail::declared_route<Operation>(), detail::kind_of<detail::operation_tag<Operation>>,
-        detail::bind_call<Operation, dao>(std::forward<Args>(args)...), detail::name_of<Operation>());
+    return detail::initiate_call<Operation, dao, void>(detail::database_access::of(db), std::forward<Args>(args)...);
   }
 };
 

@@ -2,7 +2,7 @@
 // The token-based primitive every other asyncdb operation is built on.
 #include <asyncdb/database.hpp>
 #include <asyncdb/detail/initiate.hpp>
-#include <asyncdb/read_only.hpp>
+#include <asyncdb/routing.hpp>
 
 #include <type_traits>
 #include <utility>
@@ -22,7 +22,7 @@ auto async_run_on(database& db, bool read_only, Fn&& fn, Token&& token) {
   engine& e = database_access::of(db);
   return initiate<R>(
       std::forward<Token>(token), e, read_only ? route::reader : route::writer, kind_of<std::decay_t<Fn>>,
-      [f = std::decay_t<Fn>(std::forward<Fn>(fn))](lane& l) mutable -> R { return f(l.connection()); }, "async_run");
+      [f = std::decay_t<Fn>(std::forward<Fn>(fn))](lane& l) mutable -> R { return f(l.conn().database()); }, "async_run");
 }
 }  // namespace detail
 

@@ -6,7 +6,7 @@
 #include <asyncdb/error.hpp>
 #include <asyncdb/gather.hpp>
 #include <asyncdb/options.hpp>
-#include <asyncdb/read_only.hpp>
+#include <asyncdb/routing.hpp>
 #include <asyncdb/session.hpp>
 #include <asyncdb/stats.hpp>
 #include <asyncdb/to_async_db_oper.hpp>

@@ -25,8 +25,11 @@ class database {
   database(const database&) = delete;  // operations and sessions refer to it
   database& operator=(const database&) = delete;
 
-  /// Closes as close() does.
-  ~database() = default;
+  /// Closes as close() does. On one of the database's own threads (its last owner captured by an
+  /// operation), it cannot wait for itself: intake stops at once and the database closes in the background.
+  ~database() {
+    if (engine_ && engine_->on_own_thread()) detail::engine::close_in_background(std::move(engine_));
+  }
 
   /// Stops intake (later operations fail with errc::closed), runs what is already queued, rolls back
   /// open sessions, closes each connection on its own thread and joins them. Blocks; idempotent.

@@ -20,4 +20,10 @@ inline constexpr bool is_read_only = false;
 template <auto Operation>
 inline constexpr bool is_write = false;
 
+/// A list of DAO members, for routing declared inside a to_async_db_oper class, where every translation
+/// unit that sees the class sees it: `using read_only_members = asyncdb::members<&Dao::list>;` and
+/// `using write_members = asyncdb::members<&Dao::add>;` (public).
+template <auto... Members>
+struct members {};
+
 }  // namespace asyncdb

@@ -5,7 +5,7 @@
 #include <asyncdb/detail/invoke.hpp>
 #include <asyncdb/detail/name_of.hpp>
 #include <asyncdb/detail/session_open_op.hpp>
-#include <asyncdb/read_only.hpp>
+#include <asyncdb/routing.hpp>
 
 #include <memory>
 #include <source_location>
@@ -66,7 +66,7 @@ class AsyncDbSession {
     return control(
         [](detail::lane& l, detail::session_state& s) {
           check_writable(s);
-          l.connection().exec("BEGIN IMMEDIATE");
+          l.conn().database().exec("BEGIN IMMEDIATE");
         },
         "AsyncDbSession::begin");
   }
@@ -76,7 +76,7 @@ class AsyncDbSession {
     return control(
         [](detail::lane& l, detail::session_state& s) {
           check_writable(s);
-          l.connection().exec("COMMIT");
+          l.conn().database().exec("COMMIT");
         },
         "AsyncDbSession::commit");
   }
@@ -87,7 +87,7 @@ class AsyncDbSession {
         [](detail::lane& l, detail::session_state& s) {
           if (s.read_only) throw std::system_error(errc::read_only_session);
           s.aborted = false;
-          detail::rollback_if_open(l.handle());
+          detail::rollback_if_open(l.conn().handle());
         },
         "AsyncDbSession::rollback", /*allowed_when_aborted=*/true);
   }
@@ -100,7 +100,7 @@ class AsyncDbSession {
     detail::refuse_coawait_temporary_callable<Fn>();
     using R = std::invoke_result_t<std::decay_t<Fn>&, SQLite::Database&>;
     return control([f = std::decay_t<Fn>(std::forward<Fn>(fn))](
-                       detail::lane& l, detail::session_state&) mutable -> R { return f(l.connection()); },
+                       detail::lane& l, detail::session_state&) mutable -> R { return f(l.conn().database()); },
                    "AsyncDbSession::run");
   }
 
@@ -111,7 +111,7 @@ class AsyncDbSession {
                   "asyncdb: AsyncDbSession::call<&Dao::member> needs a DAO member function");
     detail::refuse_coawait_temporaries<Args...>();
     using dao = detail::member_class_t<Member>;
-    using R = detail::invoke_result_t<Member, dao, std::decay_t<Args>...>;
+    using R = detail::call_result_t<Member, dao, Args...>;
     return control([bound = detail::bind_call<Member, dao>(std::forward<Args>(args)...)](
                        detail::lane& l, detail::session_state&) mutable -> R { return bound(l); },
                    detail::name_of<Member>());

@@ -2,9 +2,7 @@
 // Method 1 of the guide: lift a whole synchronous DAO class.
 #include <asyncdb/database.hpp>
 #include <asyncdb/detail/initiate.hpp>
-#include <asyncdb/detail/invoke.hpp>
-#include <asyncdb/detail/name_of.hpp>
-#include <asyncdb/read_only.hpp>
+#include <asyncdb/routing.hpp>
 
 #include <source_location>
 #include <type_traits>
@@ -14,14 +12,17 @@ namespace asyncdb {
 
 /// CRTP base giving `Derived` awaitable access to every member of the synchronous `Dao`. Each connection
 /// gets its own `Dao(SQLite::Database&)`, built on first use on that connection's thread and kept.
+/// `Derived` may declare the routing of Dao's members in itself (public `read_only_members` and
+/// `write_members`, lists of asyncdb::members), so every translation unit that sees it routes alike.
 template <class Derived, class Dao>
 class to_async_db_oper {
  public:
   /// Binds to `db`, which must outlive this object's operations. Cheap to copy; no connection is held.
   explicit to_async_db_oper(database& db) noexcept : db_(&db) {}
 
-  /// Calls `(dao.*Member)(args...)`: on a reader if `is_read_only<Member>`, on the writer if `is_write<Member>`,
-  /// else on a reader until it first tries to write (see README, "Routing"); args are copied.
+  /// Calls `(dao.*Member)(args...)`: on a reader if Derived lists it in `read_only_members` (or
+  /// `is_read_only<Member>`), on the writer if in `write_members` (or `is_write<Member>`), else on a reader
+  /// until it first tries to write (docs/reference.md, "Routing"); args are copied into owning values.
   /// Completion: awaitable<R>. Resumes on the awaiting coroutine's executor. Thread-safe.
   /// Throws at the co_await what the member threw, or errc::closed / queue_full / operation_aborted.
   template <auto Member, class... Args>
@@ -29,12 +30,7 @@ class to_async_db_oper {
     static_assert(
         std::is_member_function_pointer_v<decltype(Member)> && std::is_base_of_v<detail::member_class_t<Member>, Dao>,
         "asyncdb: call<&X::f> needs a member function of the DAO class (or of one of its bases)");
-    detail::refuse_coawait_temporaries<Args...>();
-    using R = detail::invoke_result_t<Member, Dao, std::decay_t<Args>...>;
-    detail::engine& e = detail::database_access::of(*db_);
-    return detail::initiate<R>(asio::use_awaitable, e, detail::declared_route<Member>(),
-                               detail::kind_of<detail::operation_tag<Member>>,
-                               detail::bind_call<Member, Dao>(std::forward<Args>(args)...), detail::name_of<Member>());
+    return detail::initiate_call<Member, Dao, Derived>(detail::database_access::of(*db_), std::forward<Args>(args)...);
   }
 
   /// Runs `fn(Dao&) -> R` on the writer: several DAO calls in one hop. Completion, executor, thread safety
@@ -65,7 +61,7 @@ class to_async_db_oper {
     return detail::initiate<R>(
         asio::use_awaitable, e, read_only ? detail::route::reader : detail::route::writer,
         detail::kind_of<std::decay_t<Fn>>,
-        [f = std::decay_t<Fn>(std::forward<Fn>(fn))](detail::lane& l) mutable -> R { return f(l.dao<Dao>()); },
+        [f = std::decay_t<Fn>(std::forward<Fn>(fn))](detail::lane& l) mutable -> R { return f(l.conn().dao<Dao>()); },
         where.function_name());
   }
 

@@ -1,5 +1,5 @@
 #pragma once
-#include <asyncdb/detail/connection.hpp>
+#include <asyncdb/detail/sqlite.hpp>
 #include <asyncdb/detail/group_commit.hpp>
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/lane.hpp>
@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 namespace asyncdb::detail {
@@ -29,11 +30,11 @@ class engine {
     try {
       // One at a time, writer first: it creates the file and switches it to WAL, which the
       // read-only connections cannot do, and on_open sees connections in a fixed order.
-      lanes_.push_back(std::make_unique<lane>(lane_role::writer, path, opts_, writer_queue_, counters_,
+      lanes_.push_back(std::make_unique<lane>(true, path, opts_, writer_queue_, counters_,
                                               &group_commit::serve, readers_closed_.get_future().share()));
       lanes_.back()->start();
       for (std::size_t i = 0; i < opts_.readers; ++i) {
-        lanes_.push_back(std::make_unique<lane>(lane_role::reader, path, opts_, reader_queue_, counters_));
+        lanes_.push_back(std::make_unique<lane>(false, path, opts_, reader_queue_, counters_));
         lanes_.back()->start();
       }
     } catch (...) {
@@ -47,14 +48,28 @@ class engine {
   ~engine() { stop(); }
 
   void close() {
-    for (auto& l : lanes_) {
-      if (l->on_this_thread()) {
-        throw std::logic_error(
-            "asyncdb: database::close() called from one of its own threads (inside an "
-            "operation); it would wait for itself");
-      }
+    if (on_own_thread()) {
+      throw std::logic_error(
+          "asyncdb: database::close() called from one of its own threads (inside an operation); it would wait "
+          "for itself");
     }
     stop();
+  }
+
+  bool on_own_thread() const noexcept {
+    for (const auto& l : lanes_) {
+      if (l->on_this_thread()) return true;
+    }
+    return false;
+  }
+
+  // For a database whose last owner dies on one of its own threads (a shared_ptr captured by an
+  // operation's function object): that thread cannot join itself, so intake stops now and a thread of
+  // its own closes the engine as close() would, once the calling lane is back in its loop.
+  static void close_in_background(std::unique_ptr<engine> e) {
+    e->writer_queue_.close(make_error_code(errc::closed));
+    e->reader_queue_.close(make_error_code(errc::closed));
+    std::thread([e = std::move(e)]() mutable { e.reset(); }).detach();
   }
 
   job_queue& queue(bool read_only) noexcept { return read_only && opts_.readers > 0 ? reader_queue_ : writer_queue_; }

@@ -1,124 +1,205 @@
 #pragma once
 #include <asyncdb/detail/lane.hpp>
+#include <asyncdb/detail/op_kind.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <exception>
 #include <memory>
+#include <utility>
 #include <vector>
 
 namespace asyncdb::detail {
 
 // The writer's loop when group commit is on. A write alone costs one commit, which is most of its
-// cost; when several independent writes are waiting, they share one transaction: each runs inside
-// its own savepoint (a failure rolls back only its own changes), and each completes only once the
-// shared COMMIT has returned, so an awaiter never resumes before its write is durable and visible.
+// cost; when several independent writes are waiting, they share one transaction: each runs inside its
+// own savepoint (a failure rolls back only its own changes), and each completes only once the shared
+// COMMIT has returned, so an awaiter never resumes before its write is durable and visible.
+//
+// Start order is kept: a write that turns out to need a transaction of its own ends the group before
+// it and runs alone next; if the shared transaction is lost under a write (SQLite rolls back the
+// whole transaction for an interrupted write, a full disk or an I/O error), the writes before it run
+// again alone, in order, before anything else.
 class group_commit {
  public:
   static void serve(lane& l, job_queue& q, const options& o) { group_commit(l, q, o.group_commit).run(); }
 
  private:
-  group_commit(lane& l, job_queue& q, const group_commit_options& o) : lane_(l), queue_(q), opts_(o) {}
+  group_commit(lane& l, job_queue& q, const group_commit_options& o) : lane_(l), conn_(l.conn()), queue_(q), opts_(o) {}
 
   // A job alone in the queue runs alone: a shared transaction only pays when a second one waits.
   void run() {
     std::shared_ptr<job> j = queue_.pop();
     while (j) {
-      std::shared_ptr<job> next;
-      if (opts_.enabled && opts_.max_operations > 1 && j->groupable() && queue_.next_is_groupable()) {
-        next = run_group(std::move(j));
+      group_member* g = opts_.enabled && opts_.max_operations > 1 ? j->group() : nullptr;
+      if (g != nullptr && queue_.next_is_groupable()) {
+        j = run_group(std::move(j), *g);
       } else {
         j->execute(lane_);
+        j = nullptr;
       }
-      j = next ? std::move(next) : queue_.pop();
+      if (!j) j = queue_.pop();
     }
   }
 
-  // Returns the job that stopped the group because it cannot join one, if any.
-  std::shared_ptr<job> run_group(std::shared_ptr<job> first) {
+  // How one write left the shared transaction.
+  enum class step : unsigned char { held, alone, ended };
+
+  // A write of the group. `m` is kept, not asked again: group() turns null once its kind is marked.
+  struct member {
+    std::shared_ptr<job> owner;
+    group_member* m;
+    std::exception_ptr undone;  // the RELEASE's failure, which undid a write that had succeeded
+  };
+
+  // Returns the job that ended the group and must run next, if any.
+  std::shared_ptr<job> run_group(std::shared_ptr<job> j, group_member& first) {
+    // Started before BEGIN, so that cancelling it wakes BEGIN's wait for another process's lock; a
+    // BEGIN that fails is its failure: it waited its busy_timeout, and does not wait again alone.
+    if (!first.begin(lane_)) return nullptr;
     try {
-      lane_.run_control(control_statements::begin);
+      conn_.run_control(control_statements::begin);
     } catch (...) {
-      first->execute(lane_);  // each alone then meets (and reports) the same lock
+      first.end(lane_, std::current_exception());
+      first.complete(lane_);
       return nullptr;
     }
     const auto deadline = std::chrono::steady_clock::now() + opts_.max_duration;
-    const std::uint64_t commits_before = lane_.commits();
-    held_.clear();
-    alone_.clear();
-    std::shared_ptr<job> j = std::move(first), stopper;
-    bool ended = false, ender_held = false;
+    const std::uint64_t commits_before = conn_.commits();
+    std::vector<member> held;
+    group_member* m = &first;
     for (std::size_t n = 1;; ++n) {
-      lane_.set_interruptible(held_.empty());
-      switch (j->run_grouped(lane_)) {
-        case grouped_run::skipped:
+      bool failed = false, saw_transaction = false;
+      std::exception_ptr undone;
+      switch (run_member(*m, failed, saw_transaction, undone)) {
+        case step::held:
+          held.push_back({std::move(j), m, std::move(undone)});
           break;
-        case grouped_run::held:
-          held_.push_back(j);
-          break;
-        case grouped_run::alone:
-          alone_.push_back(j);
-          break;
-        case grouped_run::ended_transaction:
-          held_.push_back(j);
-          ended = ender_held = true;
-          break;
-        case grouped_run::ended_alone:
-          alone_.push_back(j);
-          ended = true;
-          break;
+        case step::alone:
+          m->kind().own_transaction.store(true, std::memory_order_relaxed);
+          commit(held);
+          return m->take_back(lane_) ? std::move(j) : nullptr;
+        case step::ended:
+          ended(held, {std::move(j), m, nullptr}, failed, saw_transaction, commits_before);
+          return nullptr;
       }
-      if (ended || n >= opts_.max_operations || std::chrono::steady_clock::now() >= deadline) break;
-      j = queue_.try_pop();
+      if (n >= opts_.max_operations || std::chrono::steady_clock::now() >= deadline) break;
+      j = next_member(m);
       if (!j) break;
-      if (!j->groupable()) {
-        stopper = std::move(j);
-        break;
+      if (m == nullptr) {
+        commit(held);
+        return j;
       }
     }
-    lane_.set_interruptible(true);
-    finish(ended, ender_held, commits_before);
-    return stopper;
+    commit(held);
+    return nullptr;
   }
 
-  // Completes the group: every held outcome after the commit. If the shared transaction was lost
-  // instead (rolled back by one of its operations, or by SQLite), the writes it held run again,
-  // alone, rather than fail for a neighbour's doing; if the COMMIT fails, they fail with its error.
-  void finish(bool ended, bool ender_held, std::uint64_t commits_before) {
+  // The next queued job, started if it can join (`m` is then its member, else null); a cancelled one
+  // is skipped.
+  std::shared_ptr<job> next_member(group_member*& m) {
+    while (std::shared_ptr<job> j = queue_.try_pop()) {
+      m = j->group();
+      if (m == nullptr || m->begin(lane_)) return j;
+    }
+    return nullptr;
+  }
+
+  // Runs one started write in its savepoint, watching for transaction statements of its own.
+  step run_member(group_member& m, bool& failed, bool& saw_transaction, std::exception_ptr& undone) {
+    sqlite3* db = conn_.handle();
+    try {
+      conn_.run_control(control_statements::savepoint);
+    } catch (...) {
+      failed = m.end(lane_, std::current_exception());
+      return in_transaction(db) ? step::held : step::ended;
+    }
+    conn_.watch(watch_for::transactions);
+    m.run(lane_);
+    saw_transaction = conn_.stop_watching();
+    failed = m.end(lane_);
+    reset_statements(db);
+    if (!in_transaction(db)) return step::ended;
+    if (saw_transaction) {
+      rollback_to_savepoint();
+      return step::alone;
+    }
+    if (failed) {
+      rollback_to_savepoint();
+      return step::held;
+    }
+    try {
+      conn_.run_control(control_statements::release);
+    } catch (...) {
+      undone = std::current_exception();
+      rollback_to_savepoint();
+    }
+    return step::held;
+  }
+
+  // The shared transaction ended under `m`. If it committed (m ran COMMIT itself), everything so far is
+  // durable. If it was rolled back, the writes before m run again alone, in order, and so does m when
+  // the cause was its own transaction statement or it claims a success SQLite rolled back.
+  void ended(std::vector<member>& held, member last, bool failed, bool saw_transaction,
+             std::uint64_t commits_before) {
+    const bool committed = conn_.commits() != commits_before;
+    if (saw_transaction || committed) last.m->kind().own_transaction.store(true, std::memory_order_relaxed);
+    if (committed) {
+      complete(held, nullptr, true);
+      last.m->complete(lane_);
+      return;
+    }
+    std::vector<std::shared_ptr<job>> again;
+    for (member& h : held) {
+      if (h.m->take_back(lane_)) again.push_back(std::move(h.owner));
+    }
+    if (failed && !saw_transaction) {
+      last.m->complete(lane_);
+    } else if (last.m->take_back(lane_)) {
+      again.push_back(std::move(last.owner));
+    }
+    held.clear();
+    for (auto& a : again) a->execute(lane_);
+  }
+
+  void commit(std::vector<member>& held) {
+    if (held.empty()) return;
     std::exception_ptr undone;
-    if (!ended) {
-      try {
-        lane_.run_control(control_statements::commit);
-      } catch (...) {
-        undone = std::current_exception();
-        rollback_if_open(lane_.handle());
-      }
+    try {
+      conn_.run_control(control_statements::commit);
+    } catch (...) {
+      undone = std::current_exception();
+      rollback_if_open(conn_.handle());
     }
-    const bool lost = ended && lane_.commits() == commits_before;
-    std::size_t committed = 0;
-    for (std::size_t i = 0; i < held_.size(); ++i) {
-      const bool ender = ender_held && i + 1 == held_.size();
-      if (lost && !ender && held_[i]->take_back()) {
-        alone_.push_back(std::move(held_[i]));
-        continue;
-      }
-      const bool ok = held_[i]->complete_grouped(lane_, ender ? nullptr : undone);
-      if (ok && !undone && !lost && !ender) ++committed;
+    complete(held, undone, !undone);
+  }
+
+  void complete(std::vector<member>& held, const std::exception_ptr& undone, bool committed) {
+    std::size_t succeeded = 0;
+    for (member& h : held) {
+      if (h.m->complete(lane_, h.undone ? h.undone : undone)) ++succeeded;
     }
-    if (committed > 0) {
+    if (committed && succeeded > 0) {
       counters& c = lane_.stats_counters();
       c.group_commits.fetch_add(1, std::memory_order_relaxed);
-      c.grouped.fetch_add(committed, std::memory_order_relaxed);
+      c.grouped.fetch_add(succeeded, std::memory_order_relaxed);
     }
-    held_.clear();
-    for (auto& a : alone_) a->execute(lane_);
-    alone_.clear();
+    held.clear();
+  }
+
+  void rollback_to_savepoint() noexcept {
+    try {
+      conn_.run_control(control_statements::rollback_to);
+      conn_.run_control(control_statements::release);
+    } catch (...) {
+      // Fails only if the savepoint is gone, and then so is the shared transaction: the caller sees that.
+    }
   }
 
   lane& lane_;
+  connection& conn_;
   job_queue& queue_;
   const group_commit_options& opts_;
-  std::vector<std::shared_ptr<job>> held_;
-  std::vector<std::shared_ptr<job>> alone_;
 };
 
 }  // namespace asyncdb::detail

@@ -1,6 +1,8 @@
 #pragma once
 #include <asyncdb/detail/asio.hpp>
 #include <asyncdb/detail/engine.hpp>
+#include <asyncdb/detail/invoke.hpp>
+#include <asyncdb/detail/name_of.hpp>
 #include <asyncdb/detail/op_kind.hpp>
 #include <asyncdb/detail/run_op.hpp>
 #include <asyncdb/detail/type_checks.hpp>
@@ -23,25 +25,28 @@ struct signature_of<void> {
 template <class R>
 using signature_t = typename signature_of<R>::type;
 
-// Queues `fn(lane&)` and wires its completion to `handler`. The one submission path of the library.
-// Registers `op` with its handler's context, then queues it; a refusal completes it at once.
-// A null queue is a session that has ended or was moved from.
-inline void enqueue(const std::shared_ptr<operation_base>& op, bool attached, job_queue* queue, counters* stats) {
+// The one submission path of the library: `op` was registered with its handler's context (attached),
+// and is queued now; a refusal completes it at once. A null queue is a session that has ended or was
+// moved from. Refusals count in `rejected` only outside sessions.
+inline void enqueue(const std::shared_ptr<operation_base>& op, bool attached, job_queue* queue, counters* stats,
+                    bool count_rejection = true) {
   if (!attached) return;
+  op->queued_on(queue, stats);
   std::error_code ec = queue != nullptr ? queue->push(op) : make_error_code(errc::session_ended);
   if (ec && op->claim()) {
-    if (stats != nullptr) stats->rejected.fetch_add(1, std::memory_order_relaxed);
+    if (stats != nullptr && count_rejection) stats->rejected.fetch_add(1, std::memory_order_relaxed);
     op->fail(ec);
   }
 }
 
+// Queues `fn(lane&)` and wires its completion to `handler`.
 template <class R, class Handler, class Fn>
 void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, std::string_view name,
             session_state* session, op_route route) {
   using op_type = run_op<std::decay_t<Handler>, std::decay_t<Fn>, R>;
   auto op = std::make_shared<op_type>(std::forward<Handler>(handler), std::forward<Fn>(fn), name, session, route);
   const bool attached = op->attach();
-  enqueue(op, attached, queue, stats);
+  enqueue(op, attached, queue, stats, session == nullptr);
 }
 
 // Chosen when the operation starts, not when its awaitable is made: what was learned meanwhile counts.
@@ -72,6 +77,16 @@ auto initiate(Token&& token, engine& e, route r, op_kind& kind, Fn fn, std::stri
       token, &e, r, &kind, std::move(fn), name);
 }
 
+// The one recipe behind `call<&Dao::member>(args...)` and `async_db_operation<&f>{}(db, args...)`:
+// refuse what g++ 12 would corrupt, store the arguments, route as `Owner` (or a specialization) says.
+template <auto F, class Dao, class Owner, class... Args>
+auto initiate_call(engine& e, Args&&... args) {
+  refuse_coawait_temporaries<Args...>();
+  return initiate<call_result_t<F, Dao, Args...>>(asio::use_awaitable, e, declared_route<F, Owner>(),
+                                                   kind_of<operation_tag<F>>,
+                                                   bind_call<F, Dao>(std::forward<Args>(args)...), name_of<F>());
+}
+
 // A session operation holds its session's state until it is queued: an awaitable may be started
 // long after it was created.
 template <class R, class Token, class Fn>
@@ -79,7 +94,8 @@ auto initiate_in_session(Token&& token, std::shared_ptr<session_state> session, 
   check_result<R>();
   return asio::async_initiate<Token, signature_t<R>>(
       [](auto handler, std::shared_ptr<session_state> s, Fn f, std::string_view n) {
-        submit<R>(std::move(handler), s ? &s->queue : nullptr, nullptr, std::move(f), n, s.get(), op_route{});
+        submit<R>(std::move(handler), s ? &s->queue : nullptr, s ? s->stats.get() : nullptr, std::move(f), n, s.get(),
+                  op_route{});
       },
       token, std::move(session), std::move(fn), name);
 }

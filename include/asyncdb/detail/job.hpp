@@ -1,24 +1,41 @@
 #pragma once
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <system_error>
 
 namespace asyncdb::detail {
 
 class lane;
+class job_queue;
+struct op_kind;
 
-// How an operation ended inside the writer's shared transaction (group commit).
-enum class grouped_run : unsigned char {
-  skipped,            // cancelled while queued: already completed, nothing ran
-  held,               // ran inside its savepoint; its outcome waits for the shared commit
-  alone,              // opens its own transaction: rolled back to its savepoint, to be run alone later
-  ended_transaction,  // its work ended the shared transaction (COMMIT, ROLLBACK, or SQLite's own rollback)
-  ended_alone,        // as ended_transaction, after its own BEGIN failed: to be run alone later
+// What group commit needs of a write to run it inside the writer's shared transaction; the savepoint
+// protocol around it belongs to group_commit alone.
+class group_member {
+ public:
+  // queued -> running; false if a canceller completed it already.
+  virtual bool begin(lane& l) noexcept = 0;
+  // Runs the work and keeps its outcome.
+  virtual void run(lane& l) noexcept = 0;
+  // Ends the run (no interrupt reaches it from here on), with `instead` as its outcome if given.
+  // Returns whether it failed or was aborted by a cancellation.
+  virtual bool end(lane& l, std::exception_ptr instead = nullptr) noexcept = 0;
+  // Delivers the outcome once the shared transaction is over; `undone` (the COMMIT's error) replaces
+  // a success. Returns whether it delivered a success.
+  virtual bool complete(lane& l, std::exception_ptr undone = nullptr) noexcept = 0;
+  // Drops the outcome, to run again alone; false if a cancellation came first (it is then completed).
+  virtual bool take_back(lane& l) noexcept = 0;
+  // What is learned about its code (it opens its own transaction).
+  virtual op_kind& kind() noexcept = 0;
+
+ protected:
+  ~group_member() = default;
 };
 
-// A unit of work a lane executes. Every job ends in exactly one of execute() or fail(): a queue
-// that refuses or drops a job calls fail(), a lane that pops it calls execute(), or, on the writer,
-// run_grouped() then complete_grouped().
+// A unit of work a lane executes. Every job ends in exactly one of execute() or fail(): a queue that
+// refuses a job, or a canceller that withdraws it, calls fail(); a lane that pops it calls execute(),
+// or, for a write joining a group commit, drives it through its group_member().
 class job {
  public:
   job() = default;
@@ -29,21 +46,19 @@ class job {
   virtual void execute(lane& l) noexcept = 0;
   virtual void fail(std::error_code ec) noexcept = 0;
 
-  // Group commit, on the writer's thread only. A groupable job runs inside a savepoint of a shared
-  // transaction and holds its outcome until complete_grouped(), which the writer calls once that
-  // transaction is over: with null after a commit, or with the error that ended it in a rollback.
-  virtual bool groupable() const noexcept { return false; }
-  virtual grouped_run run_grouped(lane& l) noexcept {
-    execute(l);
-    return grouped_run::skipped;
-  }
-  // Returns whether it completed with success.
-  virtual bool complete_grouped(lane&, std::exception_ptr) noexcept { return false; }
-  // The shared transaction was rolled back under it: a job that had succeeded forgets its outcome and
-  // is queued again, to run alone (true); one that failed keeps its own error (false).
-  virtual bool take_back() noexcept { return false; }
+  // Non-null when the job may share the writer's transaction with others (see group_commit).
+  virtual group_member* group() noexcept { return nullptr; }
 
   std::chrono::steady_clock::time_point enqueued_at{};
+
+ private:
+  // The links of the one queue holding the job, guarded by that queue's mutex: a withdrawn job leaves
+  // its queue at once, so a cancelled job never holds a place in options::max_queued.
+  friend class job_queue;
+  std::shared_ptr<job> queued_self_;
+  job* prev_ = nullptr;
+  job* next_ = nullptr;
+  job_queue* queue_ = nullptr;
 };
 
 }  // namespace asyncdb::detail

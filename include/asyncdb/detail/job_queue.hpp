@@ -6,7 +6,6 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <system_error>
@@ -14,13 +13,20 @@
 
 namespace asyncdb::detail {
 
-// FIFO of jobs feeding one or more lanes. All queues of a database share one admission counter,
-// so options::max_queued bounds the whole database, sessions included.
+// FIFO of jobs feeding one or more lanes: an intrusive list, so a cancelled job leaves it in O(1). All
+// queues of a database share one admission counter, so options::max_queued bounds the whole database,
+// sessions included; `counters::queued` counts exactly the jobs linked in some queue.
 class job_queue {
  public:
   // `poll_for`: how long a consumer finding the queue empty keeps looking before it sleeps.
   explicit job_queue(std::shared_ptr<counters> c, std::chrono::microseconds poll_for = {})
       : counters_(std::move(c)), poll_for_(poll_for) {}
+  job_queue(const job_queue&) = delete;
+  job_queue& operator=(const job_queue&) = delete;
+  // Lanes drain their queues before they end; a job still linked here is dropped, never leaked.
+  ~job_queue() {
+    while (head_ != nullptr) unlink(*head_);
+  }
 
   // On error the job was not queued and the caller must fail it; the queue never fails it itself,
   // because the caller may still hold locks the job's completion must not run under.
@@ -33,22 +39,20 @@ class job_queue {
         return make_error_code(errc::queue_full);
       }
       j->enqueued_at = std::chrono::steady_clock::now();
-      jobs_.push_back(std::move(j));
-      size_.store(jobs_.size(), std::memory_order_relaxed);
+      link(std::move(j));
     }
     ready_.notify_one();
     return {};
   }
 
-  // Queues a job admitted once already, which a reader hands to the writer: no admission check,
-  // and accepted after close() while the queue is kept open. On error the caller fails the job.
+  // Queues a job admitted once already, which a reader hands to the writer: no admission check, and
+  // accepted after close() while the queue is kept open. On error the caller fails the job.
   std::error_code push_again(std::shared_ptr<job> j) {
     {
       std::lock_guard lock(mutex_);
       if (closed_ && !kept_open_) return close_reason_;
       counters_->queued.fetch_add(1, std::memory_order_relaxed);
-      jobs_.push_back(std::move(j));
-      size_.store(jobs_.size(), std::memory_order_relaxed);
+      link(std::move(j));
     }
     ready_.notify_one();
     return {};
@@ -58,20 +62,27 @@ class job_queue {
   std::shared_ptr<job> pop() {
     if (poll_for_.count() > 0) poll();
     std::unique_lock lock(mutex_);
-    ready_.wait(lock, [&] { return !jobs_.empty() || (closed_ && !kept_open_); });
-    return take(lock);
+    ready_.wait(lock, [&] { return head_ != nullptr || (closed_ && !kept_open_); });
+    return head_ != nullptr ? unlink(*head_) : nullptr;
   }
 
   // Returns the next job if one is waiting, else null at once.
   std::shared_ptr<job> try_pop() {
-    std::unique_lock lock(mutex_);
-    return take(lock);
+    std::lock_guard lock(mutex_);
+    return head_ != nullptr ? unlink(*head_) : nullptr;
   }
 
-  // Whether the next job exists and may join a group commit; it stays queued (and cancellable as such).
+  // Whether the next job may join a group commit; it stays queued (and cancellable as such).
   bool next_is_groupable() {
     std::lock_guard lock(mutex_);
-    return !jobs_.empty() && jobs_.front()->groupable();
+    return head_ != nullptr && head_->group() != nullptr;
+  }
+
+  // Takes `j` out if it is still queued here, giving its place back. The caller holds its own reference,
+  // so the returned one (null if `j` was not queued) is never the last.
+  std::shared_ptr<job> withdraw(job& j) {
+    std::lock_guard lock(mutex_);
+    return j.queue_ == this ? unlink(j) : nullptr;
   }
 
   // While kept open, a closed queue still takes push_again() and its consumer keeps waiting: the
@@ -107,21 +118,34 @@ class job_queue {
     }
   }
 
-  std::shared_ptr<job> take(std::unique_lock<std::mutex>&) {
-    if (jobs_.empty()) return nullptr;
-    auto j = std::move(jobs_.front());
-    jobs_.pop_front();
-    size_.store(jobs_.size(), std::memory_order_relaxed);
+  void link(std::shared_ptr<job> j) {
+    job& n = *j;
+    n.queued_self_ = std::move(j);
+    n.queue_ = this;
+    n.prev_ = tail_;
+    n.next_ = nullptr;
+    (tail_ != nullptr ? tail_->next_ : head_) = &n;
+    tail_ = &n;
+    size_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  std::shared_ptr<job> unlink(job& n) {
+    (n.prev_ != nullptr ? n.prev_->next_ : head_) = n.next_;
+    (n.next_ != nullptr ? n.next_->prev_ : tail_) = n.prev_;
+    n.prev_ = n.next_ = nullptr;
+    n.queue_ = nullptr;
+    size_.fetch_sub(1, std::memory_order_relaxed);
     counters_->queued.fetch_sub(1, std::memory_order_relaxed);
-    return j;
+    return std::move(n.queued_self_);
   }
 
   std::shared_ptr<counters> counters_;
   const std::chrono::microseconds poll_for_;
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<std::shared_ptr<job>> jobs_;
-  std::atomic<std::size_t> size_{0};  // jobs_.size(), readable without the mutex while polling
+  job* head_ = nullptr;
+  job* tail_ = nullptr;
+  std::atomic<std::size_t> size_{0};  // jobs linked, readable without the mutex while polling
   std::atomic<bool> closing_{false};
   bool closed_ = false;
   bool kept_open_ = false;

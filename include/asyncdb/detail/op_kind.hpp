@@ -1,7 +1,8 @@
 #pragma once
-#include <asyncdb/read_only.hpp>
+#include <asyncdb/routing.hpp>
 
 #include <atomic>
+#include <type_traits>
 
 namespace asyncdb::detail {
 
@@ -21,12 +22,42 @@ struct operation_tag {};
 
 enum class route : unsigned char { reader, writer, detect };
 
-// Where an operation goes before anything is learned about it.
-template <auto Operation>
+template <auto V>
+struct value_tag {};
+
+// Whether the asyncdb::members list `List` names `Operation`.
+template <class List, auto Operation>
+inline constexpr bool lists = false;
+template <auto... Listed, auto Operation>
+inline constexpr bool lists<members<Listed...>, Operation> =
+    (std::is_same_v<value_tag<Listed>, value_tag<Operation>> || ...);
+
+template <class Owner, auto Operation>
+constexpr bool owner_reads() noexcept {
+  if constexpr (requires { typename Owner::read_only_members; }) {
+    return lists<typename Owner::read_only_members, Operation>;
+  } else {
+    return false;
+  }
+}
+
+template <class Owner, auto Operation>
+constexpr bool owner_writes() noexcept {
+  if constexpr (requires { typename Owner::write_members; }) {
+    return lists<typename Owner::write_members, Operation>;
+  } else {
+    return false;
+  }
+}
+
+// Where an operation goes before anything is learned about it: as declared by the to_async_db_oper
+// class `Owner` (void for none) or by an is_read_only / is_write specialization, else detected.
+template <auto Operation, class Owner = void>
 constexpr route declared_route() noexcept {
-  static_assert(!(is_read_only<Operation> && is_write<Operation>),
-                "asyncdb: an operation is declared both is_read_only and is_write");
-  return is_read_only<Operation> ? route::reader : is_write<Operation> ? route::writer : route::detect;
+  constexpr bool reads = is_read_only<Operation> || owner_reads<Owner, Operation>();
+  constexpr bool writes = is_write<Operation> || owner_writes<Owner, Operation>();
+  static_assert(!(reads && writes), "asyncdb: an operation is declared both read-only and write");
+  return reads ? route::reader : writes ? route::writer : route::detect;
 }
 
 }  // namespace asyncdb::detail

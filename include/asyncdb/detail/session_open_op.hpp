@@ -1,5 +1,6 @@
 #pragma once
-#include <asyncdb/detail/operation.hpp>
+#include <asyncdb/detail/completion.hpp>
+#include <asyncdb/detail/lane.hpp>
 #include <asyncdb/detail/session_state.hpp>
 
 #include <memory>
@@ -17,11 +18,11 @@ class session_open_op final : public async_op<Handler, Session> {
 
   void execute(lane& l) noexcept override {
     counters& c = l.stats_counters();
-    if (!this->start(l)) {
-      c.cancelled.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    this->finish();  // granted: from here a cancellation is too late, the session is the result
+    if (!this->start(l.conn())) return;
+    // Granted: from here a cancellation is too late, the session is the result. An interrupt that
+    // landed meanwhile is cleared, so it cannot reach the session's first operation.
+    this->end_run();
+    l.conn().end_lease();
     c.queue_wait_ns.fetch_add((std::chrono::steady_clock::now() - this->enqueued_at).count(),
                               std::memory_order_relaxed);
     auto state = std::make_shared<session_state>(l.shared_counters(), read_only_);
@@ -47,13 +48,14 @@ class session_open_op final : public async_op<Handler, Session> {
   // A deferred BEGIN takes its snapshot at the first read, so read once now: every read of the
   // session then sees the database as it was when the session opened.
   static std::exception_ptr take_snapshot(lane& l) noexcept {
+    connection& c = l.conn();
     try {
-      l.connection().exec("BEGIN");
-      l.connection().execAndGet("SELECT count(*) FROM sqlite_schema");
-      reset_statements(l.handle());
+      c.database().exec("BEGIN");
+      c.database().execAndGet("SELECT count(*) FROM sqlite_schema");
+      reset_statements(c.handle());
       return nullptr;
     } catch (...) {
-      rollback_if_open(l.handle());
+      rollback_if_open(c.handle());
       return std::current_exception();
     }
   }

@@ -10,9 +10,10 @@ namespace asyncdb::detail {
 // protocol: the lane drains it, rolls back what is open and returns to its pool, so releasing a
 // session never needs a free worker and never blocks the releasing thread.
 struct session_state {
-  session_state(std::shared_ptr<counters> c, bool read_only) : queue(std::move(c)), read_only(read_only) {}
+  session_state(std::shared_ptr<counters> c, bool read_only) : queue(c), stats(std::move(c)), read_only(read_only) {}
 
   job_queue queue;
+  const std::shared_ptr<counters> stats;
   const bool read_only;
   bool aborted = false;  // only touched on the serving lane's thread
 };

@@ -1,10 +1,10 @@
 #pragma once
-// Connection hygiene shared by every lane: what "clean" means between two leases.
+// SQLite facts every connection relies on: what "clean" means between two leases, and the
+// transaction-control statements of group commit.
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Exception.h>
 #include <sqlite3.h>
 
-#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <string>
@@ -34,18 +34,6 @@ inline bool rollback_reset(sqlite3* db) noexcept {
 inline bool rollback_if_open(sqlite3* db) noexcept {
   reset_statements(db);
   return rollback_reset(db);
-}
-
-// Whether `ep` is SQLite refusing a BEGIN because a transaction is already open: how a DAO that
-// manages its own transaction shows itself inside a group commit.
-inline bool is_nested_transaction_error(const std::exception_ptr& ep) noexcept {
-  try {
-    std::rethrow_exception(ep);
-  } catch (const std::exception& e) {
-    return std::strstr(e.what(), "cannot start a transaction within a transaction") != nullptr;
-  } catch (...) {
-    return false;
-  }
 }
 
 // Whether `ep` is a write refused by a read-only connection.
