@@ -24,6 +24,8 @@ struct NoteOper {  // the existing synchronous DAO: plain SQLiteCpp, unaware of 
 
 struct AsyncNoteOper : asyncdb::to_async_db_oper<AsyncNoteOper, NoteOper> {
   using to_async_db_oper::to_async_db_oper;
+  using read_only_members = asyncdb::members<&NoteOper::list>;  // on the readers, in parallel
+  using write_members = asyncdb::members<&NoteOper::add>;       // straight to the one writer
   auto add(const std::string& text) { return call<&NoteOper::add>(text); }
   auto list() { return call<&NoteOper::list>(); }
 };

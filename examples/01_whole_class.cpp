@@ -2,8 +2,8 @@
 //
 // Python wrapped every method of the synchronous UserOper at once. Here AsyncUserOper (async_user_oper.hpp)
 // derives from asyncdb::to_async_db_oper<AsyncUserOper, UserOper>, and UserOper itself is unchanged.
-// asyncdb guarantees: writes run on the one writer connection, reads run on a reader (declared is_read_only,
-// or found out: add is tried on a reader once, then always sent to the writer),
+// asyncdb guarantees: writes run on the one writer connection, reads run on a reader (as AsyncUserOper
+// declares them in read_only_members and write_members; a member in neither list is found out),
 // the coroutine resumes on its own executor, and whatever the DAO throws is rethrown at the co_await.
 
 #include <asio/co_spawn.hpp>

@@ -6,16 +6,7 @@
 
 #include "user_oper.hpp"
 
-// Read-only operations run on the reader connections, in parallel. Undeclared ones (add, here) try a reader
-// first and move to the one writer, for good, the first time they write.
-template <>
-inline constexpr bool asyncdb::is_read_only<&UserOper::list> = true;
-template <>
-inline constexpr bool asyncdb::is_read_only<&UserOper::get_by_name> = true;
-template <>
-inline constexpr bool asyncdb::is_read_only<&UserOper::get_by_id> = true;
-template <>
-inline constexpr bool asyncdb::is_read_only<&UserOper::get_active_users> = true;
+// A free function used with async_db_operation declares its routing with a specialization.
 template <>
 inline constexpr bool asyncdb::is_read_only<&get_user_by_name_sync> = true;
 
@@ -25,6 +16,13 @@ inline constexpr bool asyncdb::is_read_only<&get_user_by_name_sync> = true;
 class AsyncUserOper : public asyncdb::to_async_db_oper<AsyncUserOper, UserOper> {
  public:
   using to_async_db_oper::to_async_db_oper;
+
+  // Read-only members run on the reader connections, in parallel; write members go straight to the one
+  // writer. A member in neither list tries a reader first and moves to the writer, for good, the first
+  // time it writes.
+  using read_only_members = asyncdb::members<&UserOper::list, &UserOper::get_by_name, &UserOper::get_by_id,
+                                             &UserOper::get_active_users>;
+  using write_members = asyncdb::members<&UserOper::add>;
 
   auto list() { return call<&UserOper::list>(); }
   auto add(const UserCreate& u) { return call<&UserOper::add>(u); }
