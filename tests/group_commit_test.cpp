@@ -793,3 +793,99 @@ TEST_CASE(
   CHECK(defensive_runs == 3);
   CHECK(after_first.grouped <= 2);
 }
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+// Legacy code that answers every failure itself, its own transaction's included. Alone it works; inside
+// a group its BEGIN fails ("cannot start a transaction within a transaction"), it catches that and
+// returns false: nothing is thrown, so nothing tells asyncdb that it manages its own transaction. Two
+// members with one body, because what asyncdb learns is per member and process-wide: one declared
+// is_write, one left to routing; no other test calls them.
+class catching_transaction_dao {
+ public:
+  explicit catching_transaction_dao(SQLite::Database& db) : db_(db) {}
+  bool open_declared(const std::string& name) { return open(name); }
+  bool open_undeclared(const std::string& name) { return open(name); }
+
+ private:
+  bool open(const std::string& name) {
+    try {
+      SQLite::Transaction t(db_);
+      insert_user(db_, name);
+      t.commit();
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+
+  SQLite::Database& db_;
+};
+
+// Calls the DAO member `Open` through async_db_operation; ok once it returned true.
+template <auto Open>
+asio::awaitable<void> open_with(asyncdb::database& db, std::string name, outcome& out) {
+  auto open = asyncdb::async_db_operation<Open>{}(db, name);
+  co_await record_outcome(std::move(open), out, true);
+}
+
+// One plain write, then `n` calls of `Open`, all queued together behind the held writer.
+template <auto Open>
+asyncdb::stats catching_round(asio::io_context& ctx, asyncdb::database& db, held_writer& w, const std::string& prefix,
+                              outcome& plain, std::vector<outcome>& calls) {
+  std::vector<asio::awaitable<void>> ops;
+  ops.push_back(insert_named(db, prefix + "-plain", plain));
+  for (std::size_t i = 0; i < calls.size(); ++i)
+    ops.push_back(open_with<Open>(db, prefix + std::to_string(i), calls[i]));
+  return run_group(ctx, db, w, std::move(ops));
+}
+
+int count_ok(const std::vector<outcome>& calls) {
+  int ok = 0;
+  for (const outcome& o : calls) ok += o.ok ? 1 : 0;
+  return ok;
+}
+
+}  // namespace
+
+template <>
+inline constexpr bool asyncdb::is_write<&catching_transaction_dao::open_declared> = true;
+
+TEST_CASE("a DAO that catches the failure of its own BEGIN inside a group still writes and every call returns true",
+          "[group_commit]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  constexpr std::size_t n = 50;
+  held_writer declared_round, undeclared_round;
+  outcome declared_plain, undeclared_plain;
+  std::vector<outcome> declared(n), undeclared(n);
+  asyncdb::stats after_declared, after_undeclared;
+  {
+    asyncdb::database db{dir.file(), grouping_options()};
+    test::open_at_exit guard1{declared_round.gate};
+    test::open_at_exit guard2{undeclared_round.gate};
+    after_declared = catching_round<&catching_transaction_dao::open_declared>(ctx, db, declared_round, "declared",
+                                                                              declared_plain, declared);
+    // Undeclared: each call first runs on a reader, is caught writing there, and moves to the writer.
+    after_undeclared = catching_round<&catching_transaction_dao::open_undeclared>(
+        ctx, db, undeclared_round, "undeclared", undeclared_plain, undeclared);
+  }
+
+  CHECK(declared_round.unexpected == 0);
+  CHECK(undeclared_round.unexpected == 0);
+  INFO("plain writes: " << declared_plain.error << " / " << undeclared_plain.error);
+  CHECK(declared_plain.ok);
+  CHECK(undeclared_plain.ok);
+  // Alone each call returns true and writes its row, so it must with group commit on too.
+  CHECK(count_ok(declared) == static_cast<int>(n));
+  CHECK(test::count_rows(dir.file(), "name LIKE 'declared%' AND name != 'declared-plain'") == n);
+  CHECK(count_ok(undeclared) == static_cast<int>(n));
+  CHECK(test::count_rows(dir.file(), "name LIKE 'undeclared%' AND name != 'undeclared-plain'") == n);
+  // Their own transactions committed them, not the shared one: only the plain write of each round was grouped.
+  CHECK(after_declared.grouped <= 1);
+  CHECK(after_undeclared.grouped - after_declared.grouped <= 1);
+  CHECK(test::rows_named(dir.file(), "declared-plain") == 1);
+  CHECK(test::rows_named(dir.file(), "undeclared-plain") == 1);
+}
