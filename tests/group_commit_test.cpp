@@ -889,3 +889,83 @@ TEST_CASE("a DAO that catches the failure of its own BEGIN inside a group still 
   CHECK(test::rows_named(dir.file(), "declared-plain") == 1);
   CHECK(test::rows_named(dir.file(), "undeclared-plain") == 1);
 }
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+void ledger_schema(SQLite::Database& c) {
+  test::create_schema(c);
+  if (!c.tableExists("accounts")) c.exec("CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)");
+}
+
+// Two declared writes: one with a transaction of its own, one plain UPDATE that changes nothing (returns 0)
+// when the account does not exist yet. No other test uses open_account, so this test uses it first.
+class ledger_dao {
+ public:
+  explicit ledger_dao(SQLite::Database& db) : db_(db) {}
+  int open_account(std::int64_t id) {
+    SQLite::Transaction t(db_);
+    SQLite::Statement q(db_, "INSERT INTO accounts(id, balance) VALUES(?, 0)");
+    q.bind(1, id);
+    q.exec();
+    t.commit();
+    return 1;
+  }
+  int deposit(std::int64_t id, std::int64_t amount) {
+    SQLite::Statement q(db_, "UPDATE accounts SET balance = balance + ? WHERE id = ?");
+    q.bind(1, amount);
+    q.bind(2, id);
+    return q.exec();
+  }
+
+ private:
+  SQLite::Database& db_;
+};
+
+// Ok once it returned 1: the account was opened, or the deposit found it.
+template <auto Member, class... Args>
+asio::awaitable<void> ledger_call(asyncdb::database& db, outcome& out, Args... args) {
+  auto call = asyncdb::async_db_operation<Member>{}(db, args...);
+  co_await record_outcome(std::move(call), out, 1);
+}
+
+std::int64_t balance_of(const std::filesystem::path& file, std::int64_t id) {
+  SQLite::Database plain(file, SQLite::OPEN_READONLY);
+  SQLite::Statement q(plain, "SELECT balance FROM accounts WHERE id = ?");
+  q.bind(1, id);
+  return q.executeStep() ? q.getColumn(0).getInt64() : -1;
+}
+
+}  // namespace
+
+template <>
+inline constexpr bool asyncdb::is_write<&ledger_dao::open_account> = true;
+template <>
+inline constexpr bool asyncdb::is_write<&ledger_dao::deposit> = true;
+
+TEST_CASE(
+    "declared writes take effect in the order they were started even when the first opens its own transaction "
+    "inside a group",
+    "[group_commit]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  held_writer w;
+  outcome opened, deposited;
+  {
+    asyncdb::options opts = grouping_options();
+    opts.on_open = ledger_schema;
+    asyncdb::database db{dir.file(), opts};
+    test::open_at_exit guard{w.gate};
+    const std::int64_t id = 1, amount = 10;
+    run_group(ctx, db, w,
+              group_of(ledger_call<&ledger_dao::open_account>(db, opened, id),
+                       ledger_call<&ledger_dao::deposit>(db, deposited, id, amount)));
+  }
+
+  CHECK(w.unexpected == 0);
+  INFO("open_account: " << opened.error << " / deposit: " << deposited.error);
+  CHECK(opened.ok);
+  CHECK(deposited.ok);  // the deposit, started after open_account, found the account
+  CHECK(balance_of(dir.file(), 1) == 10);
+}
