@@ -13,6 +13,7 @@
 #include <asio/detached.hpp>
 #include <asio/this_coro.hpp>
 
+#include <sqlite3.h>
 #include <typeinfo>
 
 #include "support.hpp"
@@ -968,4 +969,70 @@ TEST_CASE(
   CHECK(opened.ok);
   CHECK(deposited.ok);  // the deposit, started after open_account, found the account
   CHECK(balance_of(dir.file(), 1) == 10);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+// SQLite's primary error code at a write's co_await (SQLITE_OK when it succeeded, -1 for another exception).
+asio::awaitable<void> insert_recording_code(asyncdb::database& db, std::string name, int& code) {
+  auto insert = [name](SQLite::Database& c) { insert_user(c, name); };
+  try {
+    co_await asyncdb::async_run(db, insert);
+    code = SQLITE_OK;
+  } catch (const SQLite::Exception& e) {
+    code = e.getErrorCode() & 0xff;
+  } catch (...) {
+    code = -1;
+  }
+}
+
+// Four writes queued together behind a held writer while another connection (another process, as far as
+// SQLite's locking goes) holds the write lock; returns how long they took, from their start to the last
+// one's failure.
+std::chrono::steady_clock::duration writes_behind_foreign_lock(const std::filesystem::path& file, bool group_commit,
+                                                               std::vector<int>& codes) {
+  asio::io_context ctx;
+  held_writer w;
+  asyncdb::options opts = grouping_options();
+  opts.busy_timeout = 300ms;
+  opts.group_commit.enabled = group_commit;
+  asyncdb::database db{file, opts};
+  test::open_at_exit guard{w.gate};
+  SQLite::Database other(file, SQLite::OPEN_READWRITE);
+  other.exec("BEGIN IMMEDIATE");
+  struct release_at_exit {  // before the database closes, even when the test fails half-way
+    SQLite::Database& c;
+    ~release_at_exit() { c.exec("ROLLBACK"); }
+  } release{other};
+  std::vector<asio::awaitable<void>> ops;
+  for (std::size_t i = 0; i < codes.size(); ++i) {
+    ops.push_back(insert_recording_code(db, "locked" + std::to_string(i), codes[i]));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  run_group(ctx, db, w, std::move(ops));
+  return std::chrono::steady_clock::now() - start;
+}
+
+}  // namespace
+
+TEST_CASE("with another process holding the lock group commit makes no write wait busy_timeout twice",
+          "[group_commit]") {
+  test::temp_dir dir;
+  std::vector<int> codes_off(4, -2), codes_on(4, -2);
+  const auto off = writes_behind_foreign_lock(dir.file("off.db"), false, codes_off);
+  const auto on = writes_behind_foreign_lock(dir.file("on.db"), true, codes_on);
+
+  using ms = std::chrono::milliseconds;
+  INFO("group commit off: " << std::chrono::duration_cast<ms>(off).count()
+                            << " ms, on: " << std::chrono::duration_cast<ms>(on).count() << " ms");
+  for (std::size_t i = 0; i < codes_on.size(); ++i) {
+    INFO("write " << i);
+    CHECK(codes_off[i] == SQLITE_BUSY);
+    CHECK(codes_on[i] == SQLITE_BUSY);
+  }
+  // Each write waits at most busy_timeout for the other process's lock, with or without group commit.
+  CHECK(std::chrono::duration<double>(on).count() <= 1.3 * std::chrono::duration<double>(off).count());
+  CHECK(test::count_rows(dir.file("on.db")) == 0);
 }
