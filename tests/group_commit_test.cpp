@@ -14,6 +14,8 @@
 #include <asio/this_coro.hpp>
 
 #include <sqlite3.h>
+#include <future>
+#include <thread>
 #include <typeinfo>
 
 #include "support.hpp"
@@ -1035,4 +1037,163 @@ TEST_CASE("with another process holding the lock group commit makes no write wai
   // Each write waits at most busy_timeout for the other process's lock, with or without group commit.
   CHECK(std::chrono::duration<double>(on).count() <= 1.3 * std::chrono::duration<double>(off).count());
   CHECK(test::count_rows(dir.file("on.db")) == 0);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+// The second write of a group runs a statement that never ends: its recursive CTE goes on while
+// keep_going() says 1, which it does until `give_up`, set only to end a test that failed instead of
+// hanging it (the statement is asyncdb's to stop, by the cancellation).
+struct endless_write_state {
+  held_writer w;
+  std::atomic<bool> stepping{false};  // keep_going() was called: the endless statement is running
+  std::atomic<bool> give_up{false};
+  asio::cancellation_signal signal;
+  bool first_done = false;
+  std::exception_ptr first_error;
+  std::int64_t first_id = -1;
+  bool victim_done = false;
+  std::error_code victim_code;
+  bool first_in_time = false;
+  bool victim_in_time = false;
+};
+
+void keep_going(sqlite3_context* ctx, int, sqlite3_value**) {
+  auto* st = static_cast<endless_write_state*>(sqlite3_user_data(ctx));
+  st->stepping = true;
+  sqlite3_result_int(ctx, st->give_up ? 0 : 1);
+}
+
+// A write statement (so SQLite answers its interruption by rolling back the whole transaction) that
+// never inserts anything and never ends.
+constexpr const char* endless_insert =
+    "INSERT INTO users(name, email) SELECT 'endless' || i, 'e@x' FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+    "SELECT i + 1 FROM n WHERE keep_going()) SELECT i FROM n) WHERE i < 0";
+
+// As test::poll_until, but reports a passed deadline instead of throwing, so the test can still unblock a hang.
+template <class Pred>
+asio::awaitable<bool> done_within(Pred& done, std::chrono::milliseconds deadline) {
+  asio::steady_timer timer{co_await asio::this_coro::executor};
+  const auto give_up = std::chrono::steady_clock::now() + deadline;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) co_return false;
+    timer.expires_after(1ms);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  co_return true;
+}
+
+// Queues a plain write and the endless one behind the held writer, releases it, cancels the endless write
+// once its statement runs (second in the group), and waits (5 s at most) for both to complete.
+asio::awaitable<void> cancel_endless_second(asyncdb::database& db, endless_write_state& st) {
+  auto ex = co_await asio::this_coro::executor;
+  endless_write_state* s = &st;  // handlers hold pointers, never the frame's references
+  auto count = [s](std::exception_ptr e) {
+    if (e) ++s->w.unexpected;
+    ++s->w.finished;
+  };
+  asio::co_spawn(ex, hold(db, st.w), count);
+  co_await test::until_set(st.w.entered);
+
+  auto first = [](SQLite::Database& c) {
+    insert_user(c, "first");
+    return c.getLastInsertRowid();
+  };
+  auto first_done = [s](std::exception_ptr e, std::int64_t id) {
+    s->first_error = e;
+    s->first_id = id;
+    s->first_done = true;
+  };
+  asyncdb::async_run(db, first, asio::bind_executor(ex, first_done));
+  auto one_queued = [&db] { return db.stats().queued == 1; };
+  co_await test::poll_until(one_queued);
+
+  auto endless = [](SQLite::Database& c) {
+    insert_user(c, "victim");
+    c.exec(endless_insert);
+  };
+  auto victim_done = [s](std::exception_ptr e) {
+    s->victim_code = test::code_of(e);
+    s->victim_done = true;
+  };
+  asyncdb::async_run(db, endless, asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, victim_done)));
+  auto two_queued = [&db] { return db.stats().queued == 2; };
+  co_await test::poll_until(two_queued);
+
+  st.w.gate.open();
+  co_await test::until_set(st.stepping);
+  st.signal.emit(asio::cancellation_type::terminal);
+  auto both_done = [s] { return s->first_done && s->victim_done; };
+  co_await done_within(both_done, 5s);
+  st.first_in_time = st.first_done;
+  st.victim_in_time = st.victim_done;
+}
+
+std::int64_t id_named(const std::filesystem::path& file, const std::string& name) {
+  SQLite::Database plain(file, SQLite::OPEN_READONLY);
+  SQLite::Statement q(plain, "SELECT id FROM users WHERE name = ?");
+  q.bind(1, name);
+  return q.executeStep() ? q.getColumn(0).getInt64() : -1;
+}
+
+}  // namespace
+
+TEST_CASE("a never-ending write second in a group can be cancelled and the first still lands and close() returns",
+          "[group_commit][cancellation]") {
+  test::temp_dir dir;
+  endless_write_state st;  // outlives the database: its connections call keep_going()
+  asio::io_context ctx;
+  bool scenario_done = false;
+  std::exception_ptr scenario_error;
+  bool closed_in_time = false;
+  {
+    asyncdb::options opts = grouping_options();
+    endless_write_state* s = &st;
+    opts.on_open = [s](SQLite::Database& c) {
+      test::create_schema(c);
+      c.createFunction("keep_going", 0, false, s, &keep_going);
+    };
+    asyncdb::database db{dir.file(), opts};
+    test::open_at_exit guard{st.w.gate};
+    struct give_up_at_exit {  // before the database joins its threads, even when the test fails half-way
+      std::atomic<bool>& give_up;
+      ~give_up_at_exit() { give_up = true; }
+    } unblock{st.give_up};
+
+    asio::co_spawn(ctx, cancel_endless_second(db, st), [&](std::exception_ptr e) {
+      scenario_error = e;
+      scenario_done = true;
+      ctx.stop();  // operations a failing library never completed keep the context busy
+    });
+    ctx.run_for(60s);
+
+    std::promise<void> closed;
+    std::future<void> closing = closed.get_future();
+    std::thread closer([&db, &closed] {
+      db.close();
+      closed.set_value();
+    });
+    closed_in_time = closing.wait_for(5s) == std::future_status::ready;
+    st.give_up = true;  // a write still running ends now, so that close() returns and the test fails, not hangs
+    closer.join();
+    ctx.restart();
+    ctx.run_for(10s);  // completions that came too late
+  }
+
+  REQUIRE(scenario_done);
+  if (scenario_error) std::rethrow_exception(scenario_error);
+  CHECK(st.w.unexpected == 0);
+  CHECK(st.victim_in_time);
+  CHECK(st.victim_code == asio::error::operation_aborted);
+  CHECK(st.first_in_time);
+  outcome first;
+  if (st.first_error) record_failure(first, st.first_error);
+  INFO("first: " << first.error);
+  CHECK_FALSE(st.first_error);
+  CHECK(closed_in_time);
+  CHECK(test::rows_named(dir.file(), "victim") == 0);  // its first statement ran inside the shared transaction
+  CHECK(test::rows_named(dir.file(), "first") == 1);
+  CHECK(st.first_id == id_named(dir.file(), "first"));  // the first write's own result, from its final run
 }
