@@ -10,9 +10,12 @@
 #include <asio/this_coro.hpp>
 
 #include <sqlite3.h>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
+#include <random>
 
 #include "support.hpp"
 
@@ -672,6 +675,100 @@ TEST_CASE("a session operation interrupted inside a transaction rolls it back an
   CHECK(test::rows_named(dir.file(), "t1") == 0);
   CHECK(test::rows_named(dir.file(), "u2") == 0);
   CHECK(test::rows_named(dir.file(), "t2") == 1);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+void sums_schema(SQLite::Database& c) {
+  test::create_schema(c);
+  if (!c.tableExists("sums")) c.exec("CREATE TABLE sums(k INTEGER, v INTEGER)");
+}
+
+// One autocommit INSERT of about 4,000 VM steps, shaped so that its last progress-handler call (one every
+// 1,000 steps) comes at the very end of the statement, after its COMMIT. A cancellation landing while that
+// commit is written (an fsync: most of the operation's time) meets a write that is already durable.
+constexpr const char* summed_insert =
+    "INSERT INTO sums(k, v) SELECT ?, sum(x) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+    "LIMIT 234) SELECT x FROM c)";
+
+auto summed_insert_of(std::int64_t key) {
+  return [key](SQLite::Database& c) {
+    SQLite::Statement q(c, summed_insert);
+    q.bind(1, key);
+    q.exec();
+  };
+}
+
+struct commit_race_state {
+  std::vector<std::optional<std::error_code>> outcomes;  // per attempt, whose key is its index
+  unsigned seed = 0;
+};
+
+// Awaits `aw` and stores how it ended: no error, or code_of() its exception; nothing escapes.
+asio::awaitable<void> outcome_into(asio::awaitable<void> aw, std::optional<std::error_code>& out) {
+  try {
+    co_await std::move(aw);
+    out = std::error_code{};
+  } catch (...) {
+    out = test::code_of(std::current_exception());
+  }
+}
+
+// One attempt after another, each with its own key, each raced against a timer whose delay is drawn
+// log-uniformly from 1 us to 20 ms, so that whatever this machine's fsync costs right now, the cancellation
+// lands at every point of an attempt's life: queued, running, committing, done.
+asio::awaitable<void> cancel_writes_at_random(asyncdb::database& db, commit_race_state& st) {
+  auto ex = co_await asio::this_coro::executor;
+  std::mt19937 random{st.seed};
+  std::uniform_real_distribution<double> log_delay(0.0, std::log(20000.0));
+  for (std::size_t key = 0; key < st.outcomes.size(); ++key) {
+    auto insert = summed_insert_of(static_cast<std::int64_t>(key));
+    const auto delay = std::chrono::microseconds(static_cast<std::int64_t>(std::exp(log_delay(random))));
+    asio::steady_timer timer{ex, delay};
+    co_await (outcome_into(asyncdb::async_run(db, insert), st.outcomes[key]) || timer.async_wait(asio::use_awaitable));
+  }
+}
+
+TEST_CASE("a write cancelled at a random moment is either aborted and absent or successful and present once",
+          "[cancellation]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  commit_race_state st;
+  st.outcomes.resize(200);
+  st.seed = std::random_device{}();
+  {
+    asyncdb::options opts = test::default_options();
+    opts.on_open = sums_schema;
+    asyncdb::database db{dir.file(), opts};
+    test::run(ctx, cancel_writes_at_random(db, st), 60s);
+  }
+
+  SQLite::Database plain(dir.file(), SQLite::OPEN_READONLY);
+  SQLite::Statement rows(plain, "SELECT count(*) FROM sums WHERE k = ?");
+  int aborted = 0, succeeded = 0, other = 0, aborted_but_committed = 0, succeeded_but_not_once = 0;
+  for (std::size_t key = 0; key < st.outcomes.size(); ++key) {
+    rows.reset();
+    rows.bind(1, static_cast<std::int64_t>(key));
+    rows.executeStep();
+    const int found = rows.getColumn(0).getInt();
+    const std::optional<std::error_code>& o = st.outcomes[key];
+    if (o && *o == asio::error::operation_aborted) {
+      ++aborted;
+      if (found != 0) ++aborted_but_committed;
+    } else if (o && !*o) {
+      ++succeeded;
+      if (found != 1) ++succeeded_but_not_once;
+    } else {
+      ++other;
+    }
+  }
+  INFO("seed " << st.seed << "; of " << st.outcomes.size() << ": " << aborted << " aborted, " << succeeded
+               << " succeeded, " << other << " other");
+  CHECK(other == 0);
+  CHECK(aborted_but_committed == 0);  // operation_aborted means nothing of it happened
+  CHECK(succeeded_but_not_once == 0);
+  CHECK(aborted > 0);  // the delays spanned both outcomes
+  CHECK(succeeded > 0);
 }
 
 }  // namespace
