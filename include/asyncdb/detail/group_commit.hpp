@@ -162,8 +162,8 @@ class group_commit {
     for (auto& a : again) a->execute(lane_);
   }
 
+  // Ends the shared transaction, which is open even when no member is held (the first one may have left).
   void commit(std::vector<member>& held) {
-    if (held.empty()) return;
     std::exception_ptr undone;
     try {
       conn_.run_control(control_statements::commit);
