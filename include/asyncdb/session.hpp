@@ -121,35 +121,20 @@ class AsyncDbSession {
   std::shared_ptr<detail::session_state> state_;
 };
 
-namespace detail {
-template <class Token>
-auto open_session(database& db, bool read_only, Token&& token, const std::source_location& where) {
-  engine& e = database_access::of(db);
-  return asio::async_initiate<Token, void(std::exception_ptr, AsyncDbSession)>(
-      [](auto handler, job_queue* q, counters* c, bool ro, std::string_view name) {
-        using op_type = session_open_op<decltype(handler), AsyncDbSession>;
-        auto op = std::make_shared<op_type>(std::move(handler), ro, name);
-        const bool attached = op->attach();
-        enqueue(op, attached, q, c);
-      },
-      token, &e.queue(read_only), &e.stats_counters(), read_only, std::string_view(where.function_name()));
-}
-}  // namespace detail
-
 /// Opens a write session: waits (asynchronously) for the writer, then holds it until the session ends.
 /// Completion: void(std::exception_ptr, AsyncDbSession). Resumes on the handler's executor. Thread-safe.
 /// Errors: errc::closed, errc::queue_full, operation_aborted.
 template <class Token = const asio::use_awaitable_t<>&>
 auto async_db_session(database& db, Token&& token = asio::use_awaitable,
                       std::source_location where = std::source_location::current()) {
-  return detail::open_session(db, false, std::forward<Token>(token), where);
+  return detail::open_session<AsyncDbSession>(detail::database_access::of(db), false, std::forward<Token>(token), where);
 }
 
 /// Opens a read session on a reader: one snapshot, taken at open, for all its reads. As above otherwise.
 template <class Token = const asio::use_awaitable_t<>&>
 auto async_db_session(database& db, read_only_t, Token&& token = asio::use_awaitable,
                       std::source_location where = std::source_location::current()) {
-  return detail::open_session(db, true, std::forward<Token>(token), where);
+  return detail::open_session<AsyncDbSession>(detail::database_access::of(db), true, std::forward<Token>(token), where);
 }
 
 }  // namespace asyncdb

@@ -69,7 +69,12 @@ class engine {
   static void close_in_background(std::unique_ptr<engine> e) {
     e->writer_queue_.close(make_error_code(errc::closed));
     e->reader_queue_.close(make_error_code(errc::closed));
-    std::thread([e = std::move(e)]() mutable { e.reset(); }).detach();
+    engine* raw = e.release();
+    try {
+      std::thread([raw] { delete raw; }).detach();
+    } catch (...) {
+      // No thread to close it on: leaking the connections beats terminating inside a destructor.
+    }
   }
 
   job_queue& queue(bool read_only) noexcept { return read_only && opts_.readers > 0 ? reader_queue_ : writer_queue_; }

@@ -1,9 +1,13 @@
 #pragma once
 #include <asyncdb/detail/completion.hpp>
+#include <asyncdb/detail/engine.hpp>
+#include <asyncdb/detail/initiate.hpp>
 #include <asyncdb/detail/lane.hpp>
 #include <asyncdb/detail/session_state.hpp>
 
+#include <exception>
 #include <memory>
+#include <source_location>
 #include <string_view>
 
 namespace asyncdb::detail {
@@ -63,5 +67,19 @@ class session_open_op final : public async_op<Handler, Session> {
   bool read_only_;
   std::string_view name_;
 };
+
+// Queues a session_open_op on the writer's (or the readers') queue. `Session` is AsyncDbSession.
+template <class Session, class Token>
+auto open_session(engine& e, bool read_only, Token&& token, const std::source_location& where) {
+  return asio::async_initiate<Token, void(std::exception_ptr, Session)>(
+      [](auto handler, job_queue* q, counters* c, bool ro, std::string_view name) {
+        using op_type = session_open_op<decltype(handler), Session>;
+        auto op = std::make_shared<op_type>(std::move(handler), ro, name);
+        const bool attached = op->attach();
+        enqueue(op, attached, q, c);
+      },
+      token, &e.queue(read_only), &e.stats_counters(), read_only, std::string_view(where.function_name()));
+}
+
 
 }  // namespace asyncdb::detail
