@@ -20,8 +20,8 @@ class AsyncUserOper : public asyncdb::to_async_db_oper<AsyncUserOper, UserOper> 
   // Read-only members run on the reader connections, in parallel; write members go straight to the one
   // writer. A member in neither list tries a reader first and moves to the writer, for good, the first
   // time it writes.
-  using read_only_members = asyncdb::members<&UserOper::list, &UserOper::get_by_name, &UserOper::get_by_id,
-                                             &UserOper::get_active_users>;
+  using read_only_members =
+      asyncdb::members<&UserOper::list, &UserOper::get_by_name, &UserOper::get_by_id, &UserOper::get_active_users>;
   using write_members = asyncdb::members<&UserOper::add>;
 
   auto list() { return call<&UserOper::list>(); }

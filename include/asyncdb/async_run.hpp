@@ -9,23 +9,6 @@
 
 namespace asyncdb {
 
-namespace detail {
-template <class T>
-inline constexpr bool is_use_awaitable = false;
-template <class Executor>
-inline constexpr bool is_use_awaitable<asio::use_awaitable_t<Executor>> = true;
-
-template <class Token, class Fn>
-auto async_run_on(database& db, bool read_only, Fn&& fn, Token&& token) {
-  if constexpr (is_use_awaitable<std::decay_t<Token>>) refuse_coawait_temporary_callable<Fn>();
-  using R = std::invoke_result_t<std::decay_t<Fn>&, SQLite::Database&>;
-  engine& e = database_access::of(db);
-  return initiate<R>(
-      std::forward<Token>(token), e, read_only ? route::reader : route::writer, kind_of<std::decay_t<Fn>>,
-      [f = std::decay_t<Fn>(std::forward<Fn>(fn))](lane& l) mutable -> R { return f(l.conn().database()); }, "async_run");
-}
-}  // namespace detail
-
 /// Runs `fn(SQLite::Database&) -> R` on the writer connection.
 /// Completion: void(std::exception_ptr, R), or void(std::exception_ptr) when R is void.
 /// Resumes on the handler's associated executor (the coroutine's, for use_awaitable), never a database thread.
@@ -33,14 +16,14 @@ auto async_run_on(database& db, bool read_only, Fn&& fn, Token&& token) {
 template <class Fn, class Token = const asio::use_awaitable_t<>&>
 requires(!std::is_same_v<std::decay_t<Fn>, read_only_t>) auto async_run(database& db, Fn&& fn,
                                                                         Token&& token = asio::use_awaitable) {
-  return detail::async_run_on(db, false, std::forward<Fn>(fn), std::forward<Token>(token));
+  return detail::async_run_on(detail::database_access::of(db), false, std::forward<Fn>(fn), std::forward<Token>(token));
 }
 
 /// Runs `fn(SQLite::Database&) -> R` on a read-only connection (the writer when options::readers is 0).
 /// Completion, executor, thread safety and errors as for the writer overload; writes fail with SQLITE_READONLY.
 template <class Fn, class Token = const asio::use_awaitable_t<>&>
 auto async_run(database& db, read_only_t, Fn&& fn, Token&& token = asio::use_awaitable) {
-  return detail::async_run_on(db, true, std::forward<Fn>(fn), std::forward<Token>(token));
+  return detail::async_run_on(detail::database_access::of(db), true, std::forward<Fn>(fn), std::forward<Token>(token));
 }
 
 }  // namespace asyncdb

@@ -127,7 +127,8 @@ class AsyncDbSession {
 template <class Token = const asio::use_awaitable_t<>&>
 auto async_db_session(database& db, Token&& token = asio::use_awaitable,
                       std::source_location where = std::source_location::current()) {
-  return detail::open_session<AsyncDbSession>(detail::database_access::of(db), false, std::forward<Token>(token), where);
+  return detail::open_session<AsyncDbSession>(detail::database_access::of(db), false, std::forward<Token>(token),
+                                              where);
 }
 
 /// Opens a read session on a reader: one snapshot, taken at open, for all its reads. As above otherwise.

@@ -135,7 +135,7 @@ class async_op : public operation_base {
   std::optional<asio::executor_work_guard<asio::associated_executor_t<Handler>>> work_;
   asio::cancellation_slot slot_;
   std::optional<std::tuple<std::exception_ptr, Results...>> outcome_;  // stored for the drain
-  std::shared_ptr<completion_registry> registry_;                     // set once, by attach()
+  std::shared_ptr<completion_registry> registry_;                      // set once, by attach()
   bool drains_ = false;  // completes_on_its_context(), decided before any other thread can abandon us
 };
 

@@ -140,8 +140,7 @@ class group_commit {
   // The shared transaction ended under `m`. If it committed (m ran COMMIT itself), everything so far is
   // durable. If it was rolled back, the writes before m run again alone, in order, and so does m when
   // the cause was its own transaction statement or it claims a success SQLite rolled back.
-  void ended(std::vector<member>& held, member last, bool failed, bool saw_transaction,
-             std::uint64_t commits_before) {
+  void ended(std::vector<member>& held, member last, bool failed, bool saw_transaction, std::uint64_t commits_before) {
     const bool committed = conn_.commits() != commits_before;
     if (saw_transaction || committed) last.m->kind().own_transaction.store(true, std::memory_order_relaxed);
     if (committed) {

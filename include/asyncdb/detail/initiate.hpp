@@ -83,8 +83,8 @@ template <auto F, class Dao, class Owner, class... Args>
 auto initiate_call(engine& e, Args&&... args) {
   refuse_coawait_temporaries<Args...>();
   return initiate<call_result_t<F, Dao, Args...>>(asio::use_awaitable, e, declared_route<F, Owner>(),
-                                                   kind_of<operation_tag<F>>,
-                                                   bind_call<F, Dao>(std::forward<Args>(args)...), name_of<F>());
+                                                  kind_of<operation_tag<F>>,
+                                                  bind_call<F, Dao>(std::forward<Args>(args)...), name_of<F>());
 }
 
 // A session operation holds its session's state until it is queued: an awaitable may be started
@@ -98,6 +98,22 @@ auto initiate_in_session(Token&& token, std::shared_ptr<session_state> session, 
                   op_route{});
       },
       token, std::move(session), std::move(fn), name);
+}
+
+template <class T>
+inline constexpr bool is_use_awaitable = false;
+template <class Executor>
+inline constexpr bool is_use_awaitable<asio::use_awaitable_t<Executor>> = true;
+
+// The recipe behind async_run: `fn(SQLite::Database&)` on the writer, or a reader when `read_only`.
+template <class Token, class Fn>
+auto async_run_on(engine& e, bool read_only, Fn&& fn, Token&& token) {
+  if constexpr (is_use_awaitable<std::decay_t<Token>>) refuse_coawait_temporary_callable<Fn>();
+  using R = std::invoke_result_t<std::decay_t<Fn>&, SQLite::Database&>;
+  return initiate<R>(
+      std::forward<Token>(token), e, read_only ? route::reader : route::writer, kind_of<std::decay_t<Fn>>,
+      [f = std::decay_t<Fn>(std::forward<Fn>(fn))](lane& l) mutable -> R { return f(l.conn().database()); },
+      "async_run");
 }
 
 }  // namespace asyncdb::detail

@@ -29,8 +29,8 @@ struct value_tag {};
 template <class List, auto Operation>
 inline constexpr bool lists = false;
 template <auto... Listed, auto Operation>
-inline constexpr bool lists<members<Listed...>, Operation> =
-    (std::is_same_v<value_tag<Listed>, value_tag<Operation>> || ...);
+inline constexpr bool lists<members<Listed...>, Operation> = (std::is_same_v<value_tag<Listed>, value_tag<Operation>> ||
+                                                              ...);
 
 template <class Owner, auto Operation>
 constexpr bool owner_reads() noexcept {

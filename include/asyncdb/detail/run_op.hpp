@@ -53,8 +53,8 @@ class run_op final : public async_op_for<Handler, R>::type, public group_member 
   }
 
   group_member* group() noexcept override {
-    const bool may = session_ == nullptr && route_.kind != nullptr &&
-                     !route_.kind->own_transaction.load(std::memory_order_relaxed);
+    const bool may =
+        session_ == nullptr && route_.kind != nullptr && !route_.kind->own_transaction.load(std::memory_order_relaxed);
     return may ? this : nullptr;
   }
 

@@ -81,5 +81,4 @@ auto open_session(engine& e, bool read_only, Token&& token, const std::source_lo
       token, &e.queue(read_only), &e.stats_counters(), read_only, std::string_view(where.function_name()));
 }
 
-
 }  // namespace asyncdb::detail
