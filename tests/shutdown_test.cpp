@@ -4,12 +4,14 @@
 #include <asio/bind_executor.hpp>
 #include <asio/detached.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
 #include <asio/this_coro.hpp>
 
 #include <condition_variable>
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <random>
 
 #include "support.hpp"
 
@@ -437,6 +439,126 @@ TEST_CASE("a session alive in a coroutine frame survives the database and the io
     db.reset();
   }
   CHECK(test::rows_named(dir.file(), "parked") == 0);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+// Set by the test thread while it destroys an io_context. Relaxed on both sides: the hook below must
+// not give the database threads an ordering with the destruction that the library does not provide,
+// or TSan would stop seeing the library's own missing synchronisation.
+std::atomic<bool> destroying_context{false};
+std::thread::id destroying_thread;  // written before the database's threads start
+
+// A read's result whose every move on a database thread takes a while (20 us), and lasts while an
+// io_context is being destroyed until the destruction is over (20 ms at most). Delivering a completion moves
+// the result into the operation, so an io_context destroyed at a random moment often finds a completion
+// half-delivered, and the hook then holds that moment open while the context frees its services.
+struct slow_moving_rows {
+  std::vector<test::User> rows;
+
+  slow_moving_rows() = default;
+  explicit slow_moving_rows(std::vector<test::User> r) : rows(std::move(r)) {}
+  slow_moving_rows(slow_moving_rows&& other) noexcept : rows(std::move(other.rows)) { take_a_while(); }
+  slow_moving_rows& operator=(slow_moving_rows&& other) noexcept {
+    rows = std::move(other.rows);
+    take_a_while();
+    return *this;
+  }
+
+ private:
+  static void take_a_while() noexcept {
+    if (std::this_thread::get_id() == destroying_thread) return;
+    using clock = std::chrono::steady_clock;
+    const auto moving_until = clock::now() + 20us;
+    while (clock::now() < moving_until) std::this_thread::yield();
+    const auto give_up = clock::now() + 20ms;
+    while (destroying_context.load(std::memory_order_relaxed) && clock::now() < give_up) std::this_thread::yield();
+  }
+};
+
+constexpr int coroutines_per_context = 64;
+constexpr int seeded_users = 3;
+
+asio::awaitable<void> seed_users(asyncdb::database& db) {
+  test::AsyncUsers users{db};
+  for (int i = 0; i < seeded_users; ++i) {
+    UserCreate u{"seeded" + std::to_string(i), "s@x"};
+    co_await users.call<&UserOper::add>(u);
+  }
+}
+
+// Reads until its io_context is destroyed under it.
+asio::awaitable<void> read_until_destroyed(asyncdb::database& db, std::uint64_t& reads) {
+  test::AsyncUsers users{db};
+  auto list = [](UserOper& o) { return slow_moving_rows(o.list()); };
+  for (;;) {
+    const slow_moving_rows r = co_await users.run(asyncdb::read_only, list);
+    if (r.rows.size() == seeded_users) ++reads;
+  }
+}
+
+// Waits until the operations of the io_contexts destroyed so far have run.
+void wait_until_idle(asyncdb::database& db) {
+  asio::io_context ctx;
+  auto idle = [&db] {
+    const asyncdb::stats s = db.stats();
+    return s.queued == 0 && s.running == 0;
+  };
+  test::run(ctx, test::poll_until(idle));
+}
+
+asio::awaitable<std::pair<std::size_t, std::int64_t>> read_and_write(asyncdb::database& db) {
+  test::AsyncUsers users{db};
+  const std::vector<test::User> all = co_await users.call<&UserOper::list>();
+  UserCreate u{"after-the-contexts", "a@x"};
+  const std::int64_t id = co_await users.call<&UserOper::add>(u);
+  co_return std::make_pair(all.size(), id);
+}
+
+TEST_CASE(
+    "an io_context destroyed at any moment while completions are delivered to it is safe, and the database "
+    "serves a new io_context afterwards",
+    "[shutdown][io_context][race]") {
+  constexpr int iterations = 200;
+  test::temp_dir dir;
+  destroying_thread = std::this_thread::get_id();
+  asyncdb::database db{dir.file(), test::default_options()};
+  {
+    asio::io_context ctx;
+    test::run(ctx, seed_users(db));
+  }
+  const auto seed = std::random_device{}();
+  INFO("random seed " << seed);
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> run_for_us(50, 2000);
+  std::uint64_t reads = 0;  // completed reads, counted on this thread, which runs the io_contexts
+
+  for (int i = 0; i < iterations; ++i) {
+    wait_until_idle(db);  // the readers then deliver into this iteration's context, not into a dead one's
+    auto ctx = std::make_unique<asio::io_context>();
+    {
+      // Half resume on a strand, half on the io_context itself: completions to both kinds of executor race.
+      auto strand = asio::make_strand(*ctx);
+      for (int c = 0; c < coroutines_per_context; ++c) {
+        if (c % 2 == 0) {
+          asio::co_spawn(*ctx, read_until_destroyed(db, reads), asio::detached);
+        } else {
+          asio::co_spawn(strand, read_until_destroyed(db, reads), asio::detached);
+        }
+      }
+    }
+    ctx->run_for(std::chrono::microseconds(run_for_us(rng)));
+    destroying_context.store(true, std::memory_order_relaxed);
+    ctx.reset();  // the readers are still delivering into it
+    destroying_context.store(false, std::memory_order_relaxed);
+  }
+  CHECK(reads > 0);
+
+  asio::io_context fresh;
+  const auto [listed, id] = test::run(fresh, read_and_write(db), 30s);
+  CHECK(listed == seeded_users);
+  CHECK(id > 0);
+  CHECK(test::rows_named(dir.file(), "after-the-contexts") == 1);
 }
 
 }  // namespace
