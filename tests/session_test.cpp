@@ -2,6 +2,7 @@
 // BEGIN IMMEDIATE, asynchronous opening, release without a free worker, rollback on scope exit, one
 // snapshot per read session, move-only handles.
 #include <asio/detached.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <mutex>
 #include <type_traits>
+#include <variant>
 
 #include "support.hpp"
 
@@ -551,6 +553,84 @@ TEST_CASE("begin, commit and rollback on a read session fail with read_only_sess
   CHECK(st.rollback_error == asyncdb::errc::read_only_session);
   CHECK(st.write_error == SQLITE_READONLY);
   CHECK(st.count_after == 0);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+// A read that runs for minutes unless interrupted.
+constexpr const char* endless_read =
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n";
+
+struct cancelled_read_state {
+  std::atomic<bool> started{false};
+  std::size_t winner = 99;
+  std::error_code cancelled_error;
+  std::error_code next_error;
+  std::int64_t next_count = -1;
+  std::error_code list_error;
+  std::vector<std::string> listed;
+  std::int64_t outside_count = -1;
+};
+
+// Awaits `aw` and stores the code of the std::system_error it threw (none if it completed), then rethrows:
+// shows what `||` swallows.
+asio::awaitable<std::int64_t> ended_with(asio::awaitable<std::int64_t> aw, std::error_code& out) {
+  try {
+    const std::int64_t v = co_await std::move(aw);
+    out = {};
+    co_return v;
+  } catch (const std::system_error& e) {
+    out = e.code();
+    throw;
+  }
+}
+
+asio::awaitable<void> time_out_a_read_in_a_read_session(asyncdb::database& db, cancelled_read_state& st) {
+  using namespace asio::experimental::awaitable_operators;
+  test::AsyncUsers users{db};
+  UserCreate before{"before", "b@x"};
+  co_await users.call<&UserOper::add>(before);
+  asyncdb::AsyncDbSession r = co_await asyncdb::async_db_session(db, asyncdb::read_only);
+  UserCreate after{"after", "a@x"};
+  co_await users.call<&UserOper::add>(after);  // committed once the session's snapshot was taken
+
+  auto endless = [&st](SQLite::Database& c) {
+    st.started = true;
+    return c.execAndGet(endless_read).getInt64();
+  };
+  const std::variant<std::int64_t, std::monostate> v =
+      co_await (ended_with(r.run(endless), st.cancelled_error) || test::timer_after_start(st.started));
+  st.winner = v.index();
+
+  try {
+    st.next_count = co_await r.call<&UserOper::count>();
+  } catch (const std::system_error& e) {
+    st.next_error = e.code();
+  }
+  try {
+    const std::vector<test::User> rows = co_await r.call<&UserOper::list>();
+    for (const test::User& u : rows) st.listed.push_back(u.name);
+  } catch (const std::system_error& e) {
+    st.list_error = e.code();
+  }
+  st.outside_count = co_await users.call<&UserOper::count>();
+}
+
+TEST_CASE("a read session whose running read timed out still serves its next reads from the snapshot it opened with",
+          "[session][cancellation]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  asyncdb::database db{dir.file(), test::default_options(2)};
+  cancelled_read_state st;
+  test::run(ctx, time_out_a_read_in_a_read_session(db, st), 30s);
+
+  CHECK(st.winner == 1);
+  CHECK(st.cancelled_error == asio::error::operation_aborted);
+  CHECK_FALSE(st.next_error);
+  CHECK(st.next_count == 1);  // "after" was committed after the session opened
+  CHECK_FALSE(st.list_error);
+  CHECK(st.listed == std::vector<std::string>{"before"});
+  CHECK(st.outside_count == 2);
 }
 
 }  // namespace
