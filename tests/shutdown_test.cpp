@@ -7,7 +7,13 @@
 #include <asio/strand.hpp>
 #include <asio/this_coro.hpp>
 
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -559,6 +565,143 @@ TEST_CASE(
   CHECK(listed == seeded_users);
   CHECK(id > 0);
   CHECK(test::rows_named(dir.file(), "after-the-contexts") == 1);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+// Not a coroutine: the named `fn` dies when this returns, so the operation's own copy of it ends up the
+// database's last owner, released on the writer's thread once the call has run.
+asio::awaitable<int> async_run_owning_the_database(std::shared_ptr<asyncdb::database> db) {
+  asyncdb::database& d = *db;
+  auto fn = [keep = std::move(db)](SQLite::Database& c) {
+    (void)keep;
+    return c.execAndGet("SELECT 42").getInt();
+  };
+  return asyncdb::async_run(d, fn);
+}
+
+// As above, on a reader: released on a reader's thread.
+asio::awaitable<int> read_owning_the_database(std::shared_ptr<asyncdb::database> db) {
+  asyncdb::database& d = *db;
+  auto fn = [keep = std::move(db)](SQLite::Database& c) {
+    (void)keep;
+    return c.execAndGet("SELECT 42").getInt();
+  };
+  return asyncdb::async_run(d, asyncdb::read_only, fn);
+}
+
+// As above, on the writer through to_async_db_oper::run(fn).
+asio::awaitable<std::int64_t> dao_run_owning_the_database(std::shared_ptr<asyncdb::database> db) {
+  test::AsyncUsers users{*db};
+  auto fn = [keep = std::move(db)](UserOper& o) {
+    (void)keep;
+    return o.count() + 42;
+  };
+  return users.run(fn);
+}
+
+// Builds a UserOper on the writer and on a reader: their destruction tells that the connections closed.
+asio::awaitable<void> build_daos(asyncdb::database& db) {
+  test::AsyncUsers users{db};
+  co_await users.call<&UserOper::where>();
+  co_await users.call<&UserOper::count>();
+}
+
+// How the child process reports; anything else is a crash.
+enum child_exit : int { passed = 0, wrong_result = 10, never_closed = 11, threw = 12 };
+
+// Runs the operation `owning_op(db)` returns, whose callable holds the database's only owner, then waits for
+// the database to close by itself: its DAOs destroyed and the -wal file removed (the writer closes last).
+template <class OwningOp>
+int last_owner_scenario(const std::filesystem::path& file, OwningOp owning_op) {
+  const int daos_before = test::user_dao_log().alive;
+  auto db = std::make_shared<asyncdb::database>(file, test::default_options());
+  asio::io_context ctx;
+  test::run(ctx, build_daos(*db));
+  auto op = owning_op(std::move(db));
+  if (test::run(ctx, std::move(op)) != 42) return wrong_result;
+  const std::filesystem::path wal = file.string() + "-wal";
+  auto closed = [&] { return test::user_dao_log().alive == daos_before && !std::filesystem::exists(wal); };
+  try {
+    test::run(ctx, test::poll_until(closed, 10s));
+  } catch (const std::runtime_error&) {
+    return never_closed;
+  }
+  return passed;
+}
+
+// Runs `scenario` in a child process, so that a crash there fails this test instead of ending the test
+// binary; returns the child's wait status, or -1 if it had not ended after 60 s (it is then killed).
+template <class Scenario>
+int status_of_child(Scenario scenario) {
+  int ends[2];
+  REQUIRE(::pipe(ends) == 0);
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(ends[0]);
+    // Catch's handlers would report a crash of the child as the parent's own test run.
+    for (int sig : {SIGABRT, SIGILL, SIGFPE, SIGTERM, SIGINT}) std::signal(sig, SIG_DFL);
+    int code = threw;
+    try {
+      code = scenario();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "child: %s\n", e.what());
+    }
+    std::_Exit(code);  // never back into Catch: the parent reports
+  }
+  ::close(ends[1]);
+  // The write end closes when the child ends, however it ends.
+  pollfd end_of_child{ends[0], POLLIN, 0};
+  const int ended = ::poll(&end_of_child, 1, 60'000);
+  if (ended == 0) ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::close(ends[0]);
+  return ended == 0 ? -1 : status;
+}
+
+std::string describe_status(int status) {
+  if (status == -1) return "the child hung and was killed";
+  if (WIFSIGNALED(status)) {
+    return "the child was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) +
+           ")";
+  }
+  if (!WIFEXITED(status)) return "the child ended with wait status " + std::to_string(status);
+  switch (WEXITSTATUS(status)) {
+    case passed:
+      return "the child passed";
+    case wrong_result:
+      return "the operation completed with a wrong result";
+    case never_closed:
+      return "the database did not close within 10 s";
+    case threw:
+      return "the child threw (see its stderr)";
+  }
+  return "the child exited with " + std::to_string(WEXITSTATUS(status));
+}
+
+TEST_CASE(
+    "an operation holding the database's last owner completes, and the database then closes by itself "
+    "instead of terminating the process",
+    "[shutdown][lifetime]") {
+  test::temp_dir dir;
+  SECTION("through async_run on the writer") {
+    const int status = status_of_child([&] { return last_owner_scenario(dir.file(), &async_run_owning_the_database); });
+    INFO(describe_status(status));
+    CHECK(status == 0);
+  }
+  SECTION("through async_run on a reader") {
+    const int status = status_of_child([&] { return last_owner_scenario(dir.file(), &read_owning_the_database); });
+    INFO(describe_status(status));
+    CHECK(status == 0);
+  }
+  SECTION("through to_async_db_oper::run") {
+    const int status = status_of_child([&] { return last_owner_scenario(dir.file(), &dao_run_owning_the_database); });
+    INFO(describe_status(status));
+    CHECK(status == 0);
+  }
 }
 
 }  // namespace
