@@ -1,6 +1,7 @@
 // Back-pressure (options::max_queued): past the bound, new operations fail at once with
 // errc::queue_full; what was accepted still runs, nothing is lost, and stats() counts the refusals.
 #include <asio/bind_executor.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 
@@ -160,6 +161,88 @@ TEST_CASE("the bound covers every queue: sessions, reads and awaited operations 
   CHECK_FALSE(st.queued[1].error);
   CHECK(st.read_while_full == 0);
   CHECK(db.stats().rejected == 3);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+constexpr std::size_t small_bound = 8;
+constexpr std::size_t timeouts = 3 * small_bound;  // far more than the bound: each must give its place back
+
+struct timed_out_state {
+  std::error_code timeout_errors[timeouts];
+  std::size_t queued_after_timeouts = 99;
+  std::size_t queued_with_one_live = 99;
+  test::completion live;
+  std::error_code read_error;
+  std::int64_t read_count = -1;
+  bool live_done_before_release = true;
+};
+
+// Awaits `aw` and stores how it ended: what `||` would otherwise swallow.
+asio::awaitable<void> store_error(asio::awaitable<std::int64_t> aw, std::error_code& out) {
+  try {
+    co_await std::move(aw);
+    out = {};
+  } catch (const std::system_error& e) {
+    out = e.code();
+  }
+}
+
+// A write that cannot run (the writer is held) under a 1 ms timeout; returns how the write itself ended.
+asio::awaitable<std::error_code> timed_out_add(asyncdb::database& db, std::size_t i) {
+  using namespace asio::experimental::awaitable_operators;
+  test::AsyncUsers users{db};
+  UserCreate u{"timed-out" + std::to_string(i), "t@x"};
+  asio::awaitable<std::int64_t> add = users.call<&UserOper::add>(u);
+  std::error_code add_error = make_error_code(std::errc::state_not_recoverable);  // "never completed"
+  asio::steady_timer timer{co_await asio::this_coro::executor, 1ms};
+  co_await (store_error(std::move(add), add_error) || timer.async_wait(asio::use_awaitable));
+  co_return add_error;
+}
+
+asio::awaitable<void> time_out_writes_behind_a_session(asyncdb::database& db, timed_out_state& st) {
+  auto ex = co_await asio::this_coro::executor;
+  test::AsyncUsers users{db};
+  {
+    asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);  // holds the writer
+    for (std::size_t i = 0; i < timeouts; ++i) st.timeout_errors[i] = co_await timed_out_add(db, i);
+    st.queued_after_timeouts = db.stats().queued;
+    auto insert = [](SQLite::Database& c) { c.exec("INSERT INTO users(name, email) VALUES('live', 'l@x')"); };
+    asyncdb::async_run(db, insert, asio::bind_executor(ex, test::record_into(st.live)));
+    st.queued_with_one_live = db.stats().queued;
+    try {
+      st.read_count = co_await users.call<&UserOper::count>();  // a reader is idle
+    } catch (const std::system_error& e) {
+      st.read_error = e.code();
+    }
+    st.live_done_before_release = st.live.done;
+  }
+  auto live_done = [&st] { return st.live.done; };
+  co_await test::poll_until(live_done);
+}
+
+TEST_CASE("an operation cancelled while queued gives its place in options.max_queued back at once",
+          "[backpressure][cancellation]") {
+  test::temp_dir dir;
+  asio::io_context ctx;
+  asyncdb::options opts = test::default_options();
+  opts.max_queued = small_bound;
+  asyncdb::database db{dir.file(), opts};
+  timed_out_state st;
+  test::run(ctx, time_out_writes_behind_a_session(db, st), 30s);
+
+  for (std::size_t i = 0; i < timeouts; ++i) {
+    INFO("timed-out write " << i);
+    CHECK(st.timeout_errors[i] == asio::error::operation_aborted);
+  }
+  CHECK(st.queued_after_timeouts == 0);  // only live operations count
+  CHECK(st.queued_with_one_live == 1);
+  CHECK_FALSE(st.read_error);
+  CHECK(st.read_count == 0);
+  CHECK_FALSE(st.live_done_before_release);
+  CHECK_FALSE(st.live.error);
+  CHECK(test::count_rows(dir.file(), "name = 'live'") == 1);
+  CHECK(test::count_rows(dir.file(), "name LIKE 'timed-out%'") == 0);
 }
 
 }  // namespace
