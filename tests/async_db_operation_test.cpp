@@ -2,16 +2,23 @@
 // connection kept with its prepared statements, arguments copied at the call, failures rethrown as they are.
 #include "support.hpp"
 
+#include <asio/bind_executor.hpp>
 #include <asio/io_context.hpp>
 #include <asio/strand.hpp>
+#include <asio/this_coro.hpp>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -329,4 +336,110 @@ TEST_CASE("a DAO member's exception reaches the co_await with its own type and m
     }
   };
   test::run(ctx, check(db));
+}
+
+namespace {
+
+// Functions that take views of the caller's data.
+std::string copy_view_fn(SQLite::Database&, std::string_view s) { return std::string(s); }
+std::string copy_c_string_fn(SQLite::Database&, const char* s) { return s; }
+std::vector<int> copy_span_fn(SQLite::Database&, std::span<const int> v) { return {v.begin(), v.end()}; }
+
+constexpr asyncdb::async_db_operation<&copy_view_fn> copy_view{};
+constexpr asyncdb::async_db_operation<&copy_c_string_fn> copy_c_string{};
+constexpr asyncdb::async_db_operation<&copy_span_fn> copy_span{};
+
+// The writer, held at a gate while an operation waits behind it. Declared before the database.
+struct held_writer {
+  test::gate g;
+  std::atomic<bool> entered{false};
+  test::completion blocker;
+};
+
+// Starts the operation `start()` returns while the writer is held, so that it waits in the queue; once it
+// is queued, calls `spoil()` (which overwrites and frees the caller's buffer), then lets the writer go and
+// returns what the operation returned.
+template <class T, class Start, class Spoil>
+asio::awaitable<T> queued_while_spoiled(asyncdb::database& db, held_writer& w, Start& start, Spoil& spoil) {
+  auto ex = co_await asio::this_coro::executor;
+  auto block = [&w](SQLite::Database&) {
+    w.entered = true;
+    w.g.wait();
+  };
+  asyncdb::async_run(db, block, asio::bind_executor(ex, test::record_into(w.blocker)));
+  co_await test::until_set(w.entered);
+  std::optional<T> result;
+  std::exception_ptr error;
+  bool done = false;
+  asio::co_spawn(ex, start(), [&](std::exception_ptr e, T v) {
+    error = e;
+    if (!e) result.emplace(std::move(v));
+    done = true;
+  });
+  auto queued = [&db] { return db.stats().queued == 1; };
+  co_await test::poll_until(queued);
+  spoil();
+  w.g.open();
+  auto finished = [&] { return done && w.blocker.done; };
+  co_await test::poll_until(finished);
+  if (error) std::rethrow_exception(error);
+  co_return std::move(*result);
+}
+
+const std::string original = "the caller's own text, long enough to live on the heap";
+
+// What the DAO received, with bytes that are not printable shown as '?': a failure prints readably.
+std::string printable(std::string s) {
+  for (char& c : s) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "async_db_operation hands a function its own copy of string_view, C string and span arguments, whatever "
+    "the caller does to its buffer meanwhile",
+    "[async_db_operation][arguments]") {
+  test::temp_dir dir;
+  held_writer w;
+  asyncdb::database db{dir.file(), test::default_options(0)};  // no readers: every call queues behind the writer
+  test::open_at_exit guard{w.g};
+  asio::io_context ctx;
+
+  SECTION("a std::string_view") {
+    auto buffer = std::make_unique<char[]>(original.size());
+    std::memcpy(buffer.get(), original.data(), original.size());
+    const std::string_view view(buffer.get(), original.size());
+    auto start = [&] { return copy_view(db, view); };
+    auto spoil = [&] {
+      std::memset(buffer.get(), 'X', original.size());
+      buffer.reset();
+    };
+    CHECK(printable(test::run(ctx, queued_while_spoiled<std::string>(db, w, start, spoil))) == original);
+  }
+  SECTION("a const char*") {
+    auto buffer = std::make_unique<char[]>(original.size() + 1);
+    std::memcpy(buffer.get(), original.c_str(), original.size() + 1);
+    const char* text = buffer.get();
+    auto start = [&] { return copy_c_string(db, text); };
+    auto spoil = [&] {
+      std::memset(buffer.get(), 'X', original.size());
+      buffer.reset();
+    };
+    CHECK(printable(test::run(ctx, queued_while_spoiled<std::string>(db, w, start, spoil))) == original);
+  }
+  SECTION("a std::span<const int>") {
+    const std::vector<int> numbers{1, 2, 3, 5, 8, 13, 21, 34};
+    auto buffer = std::make_unique<std::vector<int>>(numbers);
+    const std::span<const int> span(*buffer);
+    auto start = [&] { return copy_span(db, span); };
+    auto spoil = [&] {
+      std::fill(buffer->begin(), buffer->end(), -1);
+      buffer.reset();
+    };
+    CHECK(test::run(ctx, queued_while_spoiled<std::vector<int>>(db, w, start, spoil)) == numbers);
+  }
+  CHECK_FALSE(w.blocker.error);
 }
