@@ -33,6 +33,10 @@ class UserOper {
   std::string name_value() { return name_; }
   std::int64_t row_count() { return db_.execAndGet("SELECT count(*) FROM users").getInt64(); }
 
+  // Takes a pointer: asyncdb refuses to carry one across threads; a std::cref says who keeps it alive.
+  std::int64_t count_matching(const UserCreate* u) { return u != nullptr ? row_count() : 0; }
+  std::int64_t count_matching_ref(const UserCreate& u) { return u.name.empty() ? 0 : row_count(); }
+
   // The refused forms: results bound to the connection or to the DAO object.
   SQLite::Statement& by_name_statement() { return by_name_; }
   const std::string& name_ref() { return name_; }
