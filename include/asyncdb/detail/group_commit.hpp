@@ -57,10 +57,16 @@ class group_commit {
     // Started before BEGIN, so that cancelling it wakes BEGIN's wait for another process's lock; a
     // BEGIN that fails is its failure: it waited its busy_timeout, and does not wait again alone.
     if (!first.begin(lane_)) return nullptr;
+    std::exception_ptr begin_failed;
     try {
       conn_.run_control(control_statements::begin);
     } catch (...) {
-      first.end(lane_, std::current_exception());
+      begin_failed = std::current_exception();
+    }
+    if (begin_failed) {
+      // Completed outside the catch block: the exception it still holds there would otherwise be released on
+      // this thread while the caller reads it.
+      first.end(lane_, std::move(begin_failed));
       first.complete(lane_);
       return nullptr;
     }

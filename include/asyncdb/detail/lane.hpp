@@ -119,11 +119,15 @@ class lane {
     // Visible in top, perf and gdb; the name is best effort (15 characters at most).
     pthread_setname_np(pthread_self(), writer_ ? "asyncdb-writer" : "asyncdb-reader");
 #endif
+    std::exception_ptr failed;
     try {
       conn_.emplace(writer_, path_, opts_);
     } catch (...) {
+      failed = std::current_exception();
+    }
+    if (failed) {  // handed over outside the catch block, which would release its reference late
       conn_.reset();
-      opened.set_exception(std::current_exception());
+      opened.set_exception(std::move(failed));
       return;
     }
     opened.set_value();
