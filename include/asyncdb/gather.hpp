@@ -17,22 +17,22 @@ namespace asyncdb {
 /// Resumes on the caller's executor. Cancelling the gather cancels every child.
 /// Throws, once all have finished, the first exception in input order.
 template <class T, class Executor>
-asio::awaitable<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>, Executor> gather(
-    std::vector<asio::awaitable<T, Executor>> tasks) {
+net::awaitable<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>, Executor> gather(
+    std::vector<net::awaitable<T, Executor>> tasks) {
   using traits = detail::gather_vector_traits<T>;
   using signature = std::conditional_t<std::is_void_v<T>, void(std::exception_ptr),
                                        void(std::exception_ptr, std::vector<detail::gathered_t<T>>)>;
-  return asio::async_initiate<const asio::use_awaitable_t<Executor>&, signature>(
-      [](auto handler, std::vector<asio::awaitable<T, Executor>> tasks) {
+  return net::async_initiate<const net::use_awaitable_t<Executor>&, signature>(
+      [](auto handler, std::vector<net::awaitable<T, Executor>> tasks) {
         using state_type = detail::gather_state<decltype(handler), traits>;
         auto state = std::make_shared<state_type>(std::move(handler), tasks.size());
         if constexpr (!std::is_void_v<T>) state->values().resize(tasks.size());
         if (tasks.empty()) return state->finish();
         state->connect_cancellation();
         detail::spawn_from(std::move(state),
-                           std::make_shared<std::vector<asio::awaitable<T, Executor>>>(std::move(tasks)), 0);
+                           std::make_shared<std::vector<net::awaitable<T, Executor>>>(std::move(tasks)), 0);
       },
-      asio::use_awaitable_t<Executor>{}, std::move(tasks));
+      net::use_awaitable_t<Executor>{}, std::move(tasks));
 }
 
 /// Runs the awaitables concurrently and waits for all: `auto [a, b] = co_await gather(f(), g());`.
@@ -40,17 +40,17 @@ asio::awaitable<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>, Exe
 /// Resumes on the caller's executor. Cancelling the gather cancels every child.
 /// Throws, once all have finished, the first exception in argument order.
 template <class Executor, class... Ts>
-asio::awaitable<std::tuple<detail::gathered_t<Ts>...>, Executor> gather(asio::awaitable<Ts, Executor>... tasks) {
+net::awaitable<std::tuple<detail::gathered_t<Ts>...>, Executor> gather(net::awaitable<Ts, Executor>... tasks) {
   using traits = detail::gather_tuple_traits<Ts...>;
-  return asio::async_initiate<const asio::use_awaitable_t<Executor>&,
-                              void(std::exception_ptr, std::tuple<detail::gathered_t<Ts>...>)>(
-      [](auto handler, asio::awaitable<Ts, Executor>... tasks) {
+  return net::async_initiate<const net::use_awaitable_t<Executor>&,
+                             void(std::exception_ptr, std::tuple<detail::gathered_t<Ts>...>)>(
+      [](auto handler, net::awaitable<Ts, Executor>... tasks) {
         using state_type = detail::gather_state<decltype(handler), traits>;
         auto state = std::make_shared<state_type>(std::move(handler), sizeof...(Ts));
         state->connect_cancellation();
         detail::spawn_children<state_type, Ts...>(state, std::index_sequence_for<Ts...>{}, std::move(tasks)...);
       },
-      asio::use_awaitable_t<Executor>{}, std::move(tasks)...);
+      net::use_awaitable_t<Executor>{}, std::move(tasks)...);
 }
 
 }  // namespace asyncdb

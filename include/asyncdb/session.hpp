@@ -28,7 +28,7 @@ class AsyncDbSession {
     using R = std::invoke_result_t<Fn&, detail::lane&, detail::session_state&>;
     detail::session_state* s = state_.get();
     return detail::initiate_in_session<R>(
-        asio::use_awaitable, state_,
+        net::use_awaitable, state_,
         [fn = std::move(fn), s, allowed_when_aborted](detail::lane& l) mutable -> R {
           if (s->aborted && !allowed_when_aborted) throw std::system_error(errc::transaction_aborted);
           return fn(l, *s);
@@ -62,7 +62,7 @@ class AsyncDbSession {
 
   /// Starts a write transaction with BEGIN IMMEDIATE. Completion: awaitable<void>; resumes on the caller's
   /// executor. Throws errc::read_only_session on a read session, errc::transaction_aborted after a cancelled one.
-  asio::awaitable<void> begin() {
+  net::awaitable<void> begin() {
     return control(
         [](detail::lane& l, detail::session_state& s) {
           check_writable(s);
@@ -72,7 +72,7 @@ class AsyncDbSession {
   }
 
   /// Commits the open transaction; as begin() otherwise (SQLite's error if none is open).
-  asio::awaitable<void> commit() {
+  net::awaitable<void> commit() {
     return control(
         [](detail::lane& l, detail::session_state& s) {
           check_writable(s);
@@ -82,7 +82,7 @@ class AsyncDbSession {
   }
 
   /// Rolls back the open transaction, if any, and clears errc::transaction_aborted.
-  asio::awaitable<void> rollback() {
+  net::awaitable<void> rollback() {
     return control(
         [](detail::lane& l, detail::session_state& s) {
           if (s.read_only) throw std::system_error(errc::read_only_session);
@@ -124,16 +124,16 @@ class AsyncDbSession {
 /// Opens a write session: waits (asynchronously) for the writer, then holds it until the session ends.
 /// Completion: void(std::exception_ptr, AsyncDbSession). Resumes on the handler's executor. Thread-safe.
 /// Errors: errc::closed, errc::queue_full, operation_aborted.
-template <class Token = const asio::use_awaitable_t<>&>
-auto async_db_session(database& db, Token&& token = asio::use_awaitable,
+template <class Token = const net::use_awaitable_t<>&>
+auto async_db_session(database& db, Token&& token = net::use_awaitable,
                       std::source_location where = std::source_location::current()) {
   return detail::open_session<AsyncDbSession>(detail::database_access::of(db), false, std::forward<Token>(token),
                                               where);
 }
 
 /// Opens a read session on a reader: one snapshot, taken at open, for all its reads. As above otherwise.
-template <class Token = const asio::use_awaitable_t<>&>
-auto async_db_session(database& db, read_only_t, Token&& token = asio::use_awaitable,
+template <class Token = const net::use_awaitable_t<>&>
+auto async_db_session(database& db, read_only_t, Token&& token = net::use_awaitable,
                       std::source_location where = std::source_location::current()) {
   return detail::open_session<AsyncDbSession>(detail::database_access::of(db), true, std::forward<Token>(token), where);
 }

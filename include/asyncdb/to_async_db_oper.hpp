@@ -59,7 +59,7 @@ class to_async_db_oper {
     using R = std::invoke_result_t<std::decay_t<Fn>&, Dao&>;
     detail::engine& e = detail::database_access::of(*db_);
     return detail::initiate<R>(
-        asio::use_awaitable, e, read_only ? detail::route::reader : detail::route::writer,
+        net::use_awaitable, e, read_only ? detail::route::reader : detail::route::writer,
         detail::kind_of<std::decay_t<Fn>>,
         [f = std::decay_t<Fn>(std::forward<Fn>(fn))](detail::lane& l) mutable -> R { return f(l.conn().dao<Dao>()); },
         where.function_name());

@@ -23,3 +23,8 @@
     "asyncdb needs Asio's C++20 coroutine support. With clang and libstdc++, Asio 1.22 does not detect it: \
 define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (linking asyncdb::asyncdb does this for you)."
 #endif
+
+namespace asyncdb {
+/// The Asio flavour asyncdb is built on; every other header names Asio only through this alias.
+namespace net = ::asio;
+}  // namespace asyncdb

@@ -17,9 +17,9 @@ namespace asyncdb::detail {
 // The execution context behind a handler's executor: standard executors answer the query, older ones
 // (use_future's promise executor among them) have context().
 template <class Executor>
-asio::execution_context& context_of(const Executor& ex) {
-  if constexpr (asio::can_query<const Executor&, asio::execution::context_t>::value) {
-    return asio::query(ex, asio::execution::context);
+net::execution_context& context_of(const Executor& ex) {
+  if constexpr (net::can_query<const Executor&, net::execution::context_t>::value) {
+    return net::query(ex, net::execution::context);
   } else {
     return ex.context();
   }
@@ -34,7 +34,7 @@ template <class Handler, class... Results>
 class async_op : public operation_base {
  public:
   explicit async_op(Handler handler) : handler_(std::move(handler)) {
-    work_.emplace(asio::get_associated_executor(*handler_));
+    work_.emplace(net::get_associated_executor(*handler_));
   }
 
   ~async_op() override {
@@ -46,9 +46,9 @@ class async_op : public operation_base {
   // context is already shutting down: the handler has then been dropped.
   bool attach() {
     drains_ = completes_on_its_context();
-    slot_ = asio::get_associated_cancellation_slot(*handler_);
+    slot_ = net::get_associated_cancellation_slot(*handler_);
     if (slot_.is_connected()) slot_.template emplace<cancel_handler>(weak_from_this());
-    registry_ = asio::use_service<context_registry>(context_of(work_->get_executor())).registry();
+    registry_ = net::use_service<context_registry>(context_of(work_->get_executor())).registry();
     if (!registry_->add(*this)) {
       abandon();
       return false;
@@ -93,8 +93,8 @@ class async_op : public operation_base {
     registry_->remove_and(*this, [&] {
       // `ep` moves too: the last reference to an exception must not be dropped on this thread while the
       // caller reads it (a real free-vs-read race as far as TSan can see into libstdc++).
-      asio::post(work_->get_executor(), [handler = std::move(*handler_), slot = slot_, ep = std::move(ep),
-                                         args = std::make_tuple(std::move(results)...)]() mutable {
+      net::post(work_->get_executor(), [handler = std::move(*handler_), slot = slot_, ep = std::move(ep),
+                                        args = std::make_tuple(std::move(results)...)]() mutable {
         slot.clear();  // here, on the handler's executor, where the slot's owner emits
         std::apply([&](auto&... a) { std::move(handler)(ep, std::move(a)...); }, args);
       });
@@ -109,9 +109,9 @@ class async_op : public operation_base {
   // Weak: the slot belongs to the handler this operation owns, and a strong reference would be a cycle.
   struct cancel_handler {
     std::weak_ptr<operation_base> op;
-    void operator()(asio::cancellation_type type) const noexcept {
-      if ((type & (asio::cancellation_type::terminal | asio::cancellation_type::partial |
-                   asio::cancellation_type::total)) == asio::cancellation_type::none) {
+    void operator()(net::cancellation_type type) const noexcept {
+      if ((type & (net::cancellation_type::terminal | net::cancellation_type::partial |
+                   net::cancellation_type::total)) == net::cancellation_type::none) {
         return;
       }
       if (auto self = op.lock()) self->cancel();
@@ -120,20 +120,20 @@ class async_op : public operation_base {
 
   // Whether the handler may run on any thread running its io_context, i.e. inside the registry's drain.
   bool completes_on_its_context() const noexcept {
-    using executor = asio::associated_executor_t<Handler>;
-    if constexpr (std::is_same_v<executor, asio::io_context::executor_type>) {
+    using executor = net::associated_executor_t<Handler>;
+    if constexpr (std::is_same_v<executor, net::io_context::executor_type>) {
       return true;
-    } else if constexpr (std::is_same_v<executor, asio::any_io_executor>) {
+    } else if constexpr (std::is_same_v<executor, net::any_io_executor>) {
       // Not target<T>() != nullptr: Asio 1.22's target<T>() returns its pointer whatever T is.
-      return work_->get_executor().target_type() == typeid(asio::io_context::executor_type);
+      return work_->get_executor().target_type() == typeid(net::io_context::executor_type);
     } else {
       return false;
     }
   }
 
   std::optional<Handler> handler_;
-  std::optional<asio::executor_work_guard<asio::associated_executor_t<Handler>>> work_;
-  asio::cancellation_slot slot_;
+  std::optional<net::executor_work_guard<net::associated_executor_t<Handler>>> work_;
+  net::cancellation_slot slot_;
   std::optional<std::tuple<std::exception_ptr, Results...>> outcome_;  // stored for the drain
   std::shared_ptr<completion_registry> registry_;                      // set once, by attach()
   bool drains_ = false;  // completes_on_its_context(), decided before any other thread can abandon us

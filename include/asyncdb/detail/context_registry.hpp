@@ -35,7 +35,7 @@ class pending_completion {
 // memory, whenever the context dies.
 class completion_registry {
  public:
-  explicit completion_registry(asio::execution_context& ctx) : context_(&ctx) {}
+  explicit completion_registry(net::execution_context& ctx) : context_(&ctx) {}
 
   // Registers `p`. False when the context is already shutting down: the caller must abandon it.
   bool add(pending_completion& p) {
@@ -95,7 +95,7 @@ class completion_registry {
  private:
   // Only queue_ready() posts a drain, for completions whose executor is this io_context's.
   void post_drain() {
-    asio::post(static_cast<asio::io_context&>(*context_).get_executor(), [self = this] { self->drain(); });
+    net::post(static_cast<net::io_context&>(*context_).get_executor(), [self = this] { self->drain(); });
   }
 
   void drain() {
@@ -133,7 +133,7 @@ class completion_registry {
     p.registered_ = false;
   }
 
-  asio::execution_context* context_;  // alive while !shut_down_
+  net::execution_context* context_;  // alive while !shut_down_
   std::mutex mutex_;
   pending_completion* head_ = nullptr;
   std::vector<std::shared_ptr<pending_completion>> ready_;  // delivered, waiting for the drain
@@ -145,12 +145,12 @@ class completion_registry {
 // Registered in each execution context that receives asyncdb completions, as Asio's own I/O services
 // are: when the context is shut down or destroyed before a database operation finishes, shutdown()
 // runs while the context is still alive, and from then on nothing is posted there.
-class context_registry final : public asio::execution_context::service {
+class context_registry final : public net::execution_context::service {
  public:
-  static inline asio::execution_context::id id;
+  static inline net::execution_context::id id;
 
-  explicit context_registry(asio::execution_context& ctx)
-      : asio::execution_context::service(ctx), registry_(std::make_shared<completion_registry>(ctx)) {}
+  explicit context_registry(net::execution_context& ctx)
+      : net::execution_context::service(ctx), registry_(std::make_shared<completion_registry>(ctx)) {}
 
   const std::shared_ptr<completion_registry>& registry() const noexcept { return registry_; }
 

@@ -26,18 +26,18 @@ class gather_state : public std::enable_shared_from_this<gather_state<Handler, T
  public:
   gather_state(Handler handler, std::size_t n) : handler_(std::move(handler)), errors_(n), signals_(n), remaining_(n) {}
 
-  auto get_executor() const { return asio::get_associated_executor(handler_); }
+  auto get_executor() const { return net::get_associated_executor(handler_); }
   typename Traits::values_type& values() noexcept { return values_; }
-  asio::cancellation_slot child_slot(std::size_t i) { return signals_[i].slot(); }
+  net::cancellation_slot child_slot(std::size_t i) { return signals_[i].slot(); }
 
   // For a child spawned after the gather was cancelled: it is cancelled as it starts.
   void cancel_if_cancelled(std::size_t i) {
     const auto type = cancelled_.load(std::memory_order_relaxed);
-    if (type != asio::cancellation_type::none) signals_[i].emit(type);
+    if (type != net::cancellation_type::none) signals_[i].emit(type);
   }
 
   void connect_cancellation() {
-    slot_ = asio::get_associated_cancellation_slot(handler_);
+    slot_ = net::get_associated_cancellation_slot(handler_);
     if (slot_.is_connected()) slot_.template emplace<forward_cancellation>(this->weak_from_this());
   }
 
@@ -58,7 +58,7 @@ class gather_state : public std::enable_shared_from_this<gather_state<Handler, T
       }
     }
     auto ex = get_executor();  // before the handler moves out
-    asio::post(ex, [h = std::move(handler_), first, v = std::move(values_)]() mutable {
+    net::post(ex, [h = std::move(handler_), first, v = std::move(values_)]() mutable {
       Traits::complete(std::move(h), first, std::move(v));
     });
   }
@@ -66,7 +66,7 @@ class gather_state : public std::enable_shared_from_this<gather_state<Handler, T
  private:
   struct forward_cancellation {
     std::weak_ptr<gather_state> state;
-    void operator()(asio::cancellation_type type) const {
+    void operator()(net::cancellation_type type) const {
       if (auto s = state.lock()) {
         s->cancelled_.store(type, std::memory_order_relaxed);
         for (auto& sig : s->signals_) sig.emit(type);
@@ -77,12 +77,12 @@ class gather_state : public std::enable_shared_from_this<gather_state<Handler, T
   Handler handler_;
   typename Traits::values_type values_{};
   std::vector<std::exception_ptr> errors_;
-  std::vector<asio::cancellation_signal> signals_;
+  std::vector<net::cancellation_signal> signals_;
   std::atomic<std::size_t> remaining_;
-  asio::cancellation_slot slot_;
+  net::cancellation_slot slot_;
   // Written by the canceller, read by the chunk spawner: both on the parent's executor, but that may be
   // an io_context run by several threads.
-  std::atomic<asio::cancellation_type> cancelled_{asio::cancellation_type::none};
+  std::atomic<net::cancellation_type> cancelled_{net::cancellation_type::none};
 };
 
 template <class T>
@@ -141,13 +141,13 @@ auto child_completion(std::shared_ptr<State> state, std::size_t i, Store store) 
 
 template <class State, class... Ts, std::size_t... I, class Executor>
 void spawn_children(const std::shared_ptr<State>& state, std::index_sequence<I...>,
-                    asio::awaitable<Ts, Executor>... tasks) {
+                    net::awaitable<Ts, Executor>... tasks) {
   auto ex = state->get_executor();
-  (asio::co_spawn(ex, std::move(tasks),
-                  asio::bind_cancellation_slot(
-                      state->child_slot(I),
-                      child_completion<State, Ts>(
-                          state, I, [](auto& values, auto&& v) { std::get<I>(values).emplace(std::move(v)); }))),
+  (net::co_spawn(ex, std::move(tasks),
+                 net::bind_cancellation_slot(
+                     state->child_slot(I),
+                     child_completion<State, Ts>(
+                         state, I, [](auto& values, auto&& v) { std::get<I>(values).emplace(std::move(v)); }))),
    ...);
 }
 
@@ -156,7 +156,7 @@ void spawn_children(const std::shared_ptr<State>& state, std::index_sequence<I..
 inline constexpr std::size_t gather_chunk = 128;
 
 template <class State, class T, class Executor>
-void spawn_from(std::shared_ptr<State> state, std::shared_ptr<std::vector<asio::awaitable<T, Executor>>> tasks,
+void spawn_from(std::shared_ptr<State> state, std::shared_ptr<std::vector<net::awaitable<T, Executor>>> tasks,
                 std::size_t from) {
   const std::size_t to = std::min(tasks->size(), from + gather_chunk);
   auto ex = state->get_executor();
@@ -168,12 +168,12 @@ void spawn_from(std::shared_ptr<State> state, std::shared_ptr<std::vector<asio::
         values[i].emplace(std::move(v));
       }
     };
-    asio::co_spawn(ex, std::move((*tasks)[i]),
-                   asio::bind_cancellation_slot(state->child_slot(i), child_completion<State, T>(state, i, store)));
+    net::co_spawn(ex, std::move((*tasks)[i]),
+                  net::bind_cancellation_slot(state->child_slot(i), child_completion<State, T>(state, i, store)));
     state->cancel_if_cancelled(i);
   }
   if (to < tasks->size()) {
-    asio::post(ex, [state = std::move(state), tasks = std::move(tasks), to]() mutable {
+    net::post(ex, [state = std::move(state), tasks = std::move(tasks), to]() mutable {
       spawn_from(std::move(state), std::move(tasks), to);
     });
   }

@@ -68,7 +68,7 @@ inline job_queue& pick_queue(engine& e, route r, op_route& where) {
 template <class R, class Token, class Fn>
 auto initiate(Token&& token, engine& e, route r, op_kind& kind, Fn fn, std::string_view name) {
   check_result<R>();
-  return asio::async_initiate<Token, signature_t<R>>(
+  return net::async_initiate<Token, signature_t<R>>(
       [](auto handler, engine* e, route r, op_kind* k, Fn f, std::string_view n) {
         op_route where{k};
         job_queue& q = pick_queue(*e, r, where);
@@ -82,7 +82,7 @@ auto initiate(Token&& token, engine& e, route r, op_kind& kind, Fn fn, std::stri
 template <auto F, class Dao, class Owner, class... Args>
 auto initiate_call(engine& e, Args&&... args) {
   refuse_coawait_temporaries<Args...>();
-  return initiate<call_result_t<F, Dao, Args...>>(asio::use_awaitable, e, declared_route<F, Owner>(),
+  return initiate<call_result_t<F, Dao, Args...>>(net::use_awaitable, e, declared_route<F, Owner>(),
                                                   kind_of<operation_tag<F>>,
                                                   bind_call<F, Dao>(std::forward<Args>(args)...), name_of<F>());
 }
@@ -92,7 +92,7 @@ auto initiate_call(engine& e, Args&&... args) {
 template <class R, class Token, class Fn>
 auto initiate_in_session(Token&& token, std::shared_ptr<session_state> session, Fn fn, std::string_view name) {
   check_result<R>();
-  return asio::async_initiate<Token, signature_t<R>>(
+  return net::async_initiate<Token, signature_t<R>>(
       [](auto handler, std::shared_ptr<session_state> s, Fn f, std::string_view n) {
         submit<R>(std::move(handler), s ? &s->queue : nullptr, s ? s->stats.get() : nullptr, std::move(f), n, s.get(),
                   op_route{});
@@ -103,7 +103,7 @@ auto initiate_in_session(Token&& token, std::shared_ptr<session_state> session, 
 template <class T>
 inline constexpr bool is_use_awaitable = false;
 template <class Executor>
-inline constexpr bool is_use_awaitable<asio::use_awaitable_t<Executor>> = true;
+inline constexpr bool is_use_awaitable<net::use_awaitable_t<Executor>> = true;
 
 // The recipe behind async_run: `fn(SQLite::Database&)` on the writer, or a reader when `read_only`.
 template <class Token, class Fn>

@@ -40,7 +40,7 @@ class operation_base : public job, public pending_completion, public std::enable
       std::shared_ptr<job> withdrawn = queue_ != nullptr ? queue_->withdraw(*this) : nullptr;
       lock.unlock();
       if (counters_ != nullptr) counters_->cancelled.fetch_add(1, std::memory_order_relaxed);
-      fail(asio::error::operation_aborted);
+      fail(net::error::operation_aborted);
     } else if (state_ == op_state::running) {
       conn_->interrupt();
     }

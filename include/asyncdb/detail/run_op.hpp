@@ -95,7 +95,7 @@ class run_op final : public async_op_for<Handler, R>::type, public group_member 
 
   bool complete(lane& l, std::exception_ptr undone = nullptr) noexcept override {
     if (aborted_) {
-      ep_ = std::make_exception_ptr(std::system_error(asio::error::operation_aborted));
+      ep_ = std::make_exception_ptr(std::system_error(net::error::operation_aborted));
     } else if (undone && !ep_) {
       ep_ = std::move(undone);
     }

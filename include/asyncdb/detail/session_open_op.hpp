@@ -71,7 +71,7 @@ class session_open_op final : public async_op<Handler, Session> {
 // Queues a session_open_op on the writer's (or the readers') queue. `Session` is AsyncDbSession.
 template <class Session, class Token>
 auto open_session(engine& e, bool read_only, Token&& token, const std::source_location& where) {
-  return asio::async_initiate<Token, void(std::exception_ptr, Session)>(
+  return net::async_initiate<Token, void(std::exception_ptr, Session)>(
       [](auto handler, job_queue* q, counters* c, bool ro, std::string_view name) {
         using op_type = session_open_op<decltype(handler), Session>;
         auto op = std::make_shared<op_type>(std::move(handler), ro, name);
