@@ -126,10 +126,11 @@ class connection {
   }
 
   // Called as an operation starts running: commits before it (on_open's, a previous lease's) do not
-  // make it uninterruptible.
-  void begin_lease() noexcept {
+  // make it uninterruptible. `queued_at` is when the operation was queued (see on_busy).
+  void begin_lease(std::chrono::steady_clock::time_point queued_at) noexcept {
     std::lock_guard lock(guard_mutex_);
     committed_ = commit_refused_ = false;
+    lease_queued_at_ = queued_at;
   }
 
   // Called once the operation can no longer be interrupted (operation_base left `running`), so no
@@ -138,6 +139,8 @@ class connection {
     std::lock_guard lock(guard_mutex_);
     const lease_end e{interrupted_.load(std::memory_order_relaxed), commit_refused_};
     interrupted_.store(false, std::memory_order_relaxed);
+    if (!gave_up_) blocked_since_ = {};
+    gave_up_ = false;
     committed_ = commit_refused_ = false;
     return e;
   }
@@ -172,9 +175,19 @@ class connection {
     static constexpr int delays_ms[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
     auto& c = *static_cast<connection*>(self);
     const auto now = steady_clock::now();
-    if (count == 0) c.busy_since_ = now;
+    if (count == 0) {
+      // An operation queued while an earlier one was already waiting for this lock has been waiting as
+      // long: its budget starts then, so that writes queued together fail one busy_timeout after they
+      // were queued, not one busy_timeout after another (and close() waits no longer).
+      const bool blocked = c.blocked_since_ != steady_clock::time_point{};
+      c.busy_since_ = blocked ? std::max(c.blocked_since_, c.lease_queued_at_) : now;
+      if (!blocked) c.blocked_since_ = now;
+    }
     const auto left = c.opts_.busy_timeout - duration_cast<milliseconds>(now - c.busy_since_);
-    if (left <= milliseconds::zero()) return 0;
+    if (left <= milliseconds::zero()) {
+      c.gave_up_ = true;
+      return 0;
+    }
     const auto delay = std::min(milliseconds(delays_ms[std::min(count, 11)]), left);
     std::unique_lock lock(c.guard_mutex_);
     c.guard_cv_.wait_for(lock, delay, [&] { return c.interrupted_.load(std::memory_order_relaxed); });
@@ -235,6 +248,11 @@ class connection {
   bool committed_ = false;
   bool commit_refused_ = false;
   std::chrono::steady_clock::time_point busy_since_{};
+  // Since when this connection has been waiting for another process's lock without getting it: set by
+  // the first wait, kept while operations give up on it, cleared by the first one that does not.
+  std::chrono::steady_clock::time_point blocked_since_{};
+  std::chrono::steady_clock::time_point lease_queued_at_{};
+  bool gave_up_ = false;
 };
 
 }  // namespace asyncdb::detail

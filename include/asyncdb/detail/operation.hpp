@@ -60,7 +60,7 @@ class operation_base : public job, public pending_completion, public std::enable
     if (state_ != op_state::queued) return false;
     state_ = op_state::running;
     conn_ = &c;
-    c.begin_lease();
+    c.begin_lease(enqueued_at);
     return true;
   }
 
