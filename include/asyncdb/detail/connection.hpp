@@ -39,28 +39,29 @@ class connection {
   connection(bool writer, const std::filesystem::path& path, const options& opts) : writer_(writer), opts_(opts) {
     const int flags = (writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY) |
                       SQLITE_OPEN_NOMUTEX;  // one thread per connection: SQLite's own mutex is waste
+    std::string mode;
+    // SQLite opens lazily: a file that is not a database, or that the writer may not write, fails at the
+    // WAL pragma, the first statement; that error names the path too.
     try {
       db_.emplace(path, flags);
+      sqlite3* h = handle();
+      // The busy handler goes first, before any statement: even the WAL pragma can meet a lock. The
+      // authorizer is set once: setting it expires every prepared statement.
+      sqlite3_busy_handler(h, &connection::on_busy, this);
+      sqlite3_progress_handler(h, 1000, &connection::on_progress, this);
+      sqlite3_commit_hook(h, &connection::on_commit, this);
+      sqlite3_set_authorizer(h, &connection::on_authorize, this);
+      if (writer) mode = db_->execAndGet("PRAGMA journal_mode=WAL").getString();
     } catch (const SQLite::Exception& e) {
       throw SQLite::Exception("asyncdb: cannot open '" + path.string() + "': " + e.what(), e.getErrorCode());
     }
-    sqlite3* h = handle();
-    // The busy handler goes first, before any statement: even the WAL pragma can meet a lock. The
-    // authorizer is set once: setting it expires every prepared statement.
-    sqlite3_busy_handler(h, &connection::on_busy, this);
-    sqlite3_progress_handler(h, 1000, &connection::on_progress, this);
-    sqlite3_commit_hook(h, &connection::on_commit, this);
-    sqlite3_set_authorizer(h, &connection::on_authorize, this);
-    if (writer) {
-      const std::string mode = db_->execAndGet("PRAGMA journal_mode=WAL").getString();
-      if (mode != "wal") {
-        throw SQLite::Exception("asyncdb: cannot use WAL on '" + path.string() + "' (journal_mode is " + mode +
-                                    "); readers would block the writer",
-                                SQLITE_ERROR);
-      }
+    if (writer && mode != "wal") {
+      throw SQLite::Exception("asyncdb: cannot use WAL on '" + path.string() + "' (journal_mode is " + mode +
+                                  "); readers would block the writer",
+                              SQLITE_ERROR);
     }
     if (opts_.on_open) opts_.on_open(*db_);
-    if (rollback_if_open(h)) throw std::system_error(errc::transaction_left_open, "asyncdb: on_open");
+    if (rollback_if_open(handle())) throw std::system_error(errc::transaction_left_open, "asyncdb: on_open");
   }
 
   connection(const connection&) = delete;
