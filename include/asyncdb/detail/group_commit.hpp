@@ -122,25 +122,32 @@ class group_commit {
     }
     conn_.watch(watch_for::transactions);
     m.run(lane_);
+    const bool poisoned = poisons_transaction(sqlite3_errcode(db));  // before anything else runs on db
     saw_transaction = conn_.stop_watching();
     failed = m.end(lane_);
     reset_statements(db);
     if (!in_transaction(db)) return step::ended;
-    if (saw_transaction) {
-      rollback_to_savepoint();
-      return step::alone;
+    if (saw_transaction) return undo_member() ? step::alone : step::ended;
+    if (failed && poisoned) {
+      rollback_if_open(db);
+      return step::ended;
     }
-    if (failed) {
-      rollback_to_savepoint();
-      return step::held;
-    }
+    if (failed) return undo_member() ? step::held : step::ended;
     try {
       conn_.run_control(control_statements::release);
     } catch (...) {
       undone = std::current_exception();
-      rollback_to_savepoint();
+      if (!undo_member()) return step::ended;
     }
     return step::held;
+  }
+
+  // Rolls the member's savepoint back; false, with the shared transaction rolled back, if that fails (the
+  // group then ends as if SQLite had rolled it back: the writes before this one run again alone).
+  bool undo_member() noexcept {
+    if (rollback_to_savepoint()) return true;
+    rollback_if_open(conn_.handle());
+    return false;
   }
 
   // The shared transaction ended under `m`. If it committed (m ran COMMIT itself), everything so far is
@@ -192,12 +199,14 @@ class group_commit {
     held.clear();
   }
 
-  void rollback_to_savepoint() noexcept {
+  // False if the savepoint could not be rolled back (the shared transaction is gone or unusable).
+  bool rollback_to_savepoint() noexcept {
     try {
       conn_.run_control(control_statements::rollback_to);
       conn_.run_control(control_statements::release);
+      return true;
     } catch (...) {
-      // Fails only if the savepoint is gone, and then so is the shared transaction: the caller sees that.
+      return false;
     }
   }
 

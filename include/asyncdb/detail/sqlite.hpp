@@ -36,6 +36,22 @@ inline bool rollback_if_open(sqlite3* db) noexcept {
   return rollback_reset(db);
 }
 
+// Whether a statement that failed with `rc` may have left its transaction unusable. After a corrupt page
+// or an I/O error SQLite may keep the transaction open yet refuse every later statement of it, even
+// after ROLLBACK TO succeeded, so a group commit must not go on in it (SQLite asks for a ROLLBACK).
+inline bool poisons_transaction(int rc) noexcept {
+  switch (rc & 0xff) {
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // Whether `ep` is a write refused by a read-only connection.
 inline bool is_read_only_error(const std::exception_ptr& ep) noexcept {
   if (!ep) return false;
