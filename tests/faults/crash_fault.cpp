@@ -79,11 +79,18 @@ void kill_during(const std::string& mode, const std::string& synchronous) {
   const auto file = dir.file("crash.db");
   const auto t0 = std::chrono::steady_clock::now();
 
-  long long window_ms = 0;
+  long long window_ms = 0, first_ack_ms = -1;
   {
     faults::child_process c({ASYNCDB_FAULT_CHILD, mode, file.string(), synchronous, "0", std::to_string(burst)});
     auto lines = until(c, marker);
-    for (auto& l : c.rest()) lines.push_back(std::move(l));
+    const auto said = std::chrono::steady_clock::now();
+    while (auto l = c.read_line()) {
+      if (first_ack_ms < 0 && l->rfind("ack ", 0) == 0) {
+        first_ack_ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - said).count();
+      }
+      lines.push_back(std::move(*l));
+    }
     const int status = c.wait();
     REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
     REQUIRE(acks_in(lines).size() == static_cast<std::size_t>(burst));
@@ -94,7 +101,9 @@ void kill_during(const std::string& mode, const std::string& synchronous) {
   }
 
   std::mt19937_64 rng(s);
-  std::uniform_int_distribution<long long> delay_us(0, window_ms * 1000);
+  // From a little before the first acknowledgement (the burst's first commit) to its end.
+  const long long from_ms = std::min(std::max(0LL, first_ack_ms) * 3 / 4, window_ms);
+  std::uniform_int_distribution<long long> delay_us(from_ms * 1000, window_ms * 1000);
   tally t;
   for (int k = 1; k <= kills; ++k) {
     const std::int64_t first = burst * k;
@@ -123,10 +132,10 @@ void kill_during(const std::string& mode, const std::string& synchronous) {
   }
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
   std::printf(
-      "crash %s synchronous=%s: %d kills (%d before the first acknowledgement, %d mid-way), window %lld ms, %zu "
+      "crash %s synchronous=%s: %d kills (%d before the first acknowledgement, %d mid-way), window %lld-%lld ms, %zu "
       "acknowledged ids checked, 0 lost, 0 torn, "
       "%lld rows, seed %llu, %lld ms\n",
-      mode.c_str(), synchronous.c_str(), t.kills, t.before, t.mid_way, window_ms, t.acked,
+      mode.c_str(), synchronous.c_str(), t.kills, t.before, t.mid_way, from_ms, window_ms, t.acked,
       static_cast<long long>(t.rows), static_cast<unsigned long long>(s), static_cast<long long>(ms));
   std::fflush(stdout);
 }
