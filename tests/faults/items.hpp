@@ -4,6 +4,7 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <asyncdb/asyncdb.hpp>
 
+#include <climits>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -78,18 +79,26 @@ struct file_check {
   std::int64_t torn = 0;
 };
 
-inline file_check check_file(const std::filesystem::path& file) {
+/// Checks the whole file's integrity, and the rows with ids in [first, last) for being whole.
+inline file_check check_file(const std::filesystem::path& file, std::int64_t first = INT64_MIN,
+                             std::int64_t last = INT64_MAX) {
   SQLite::Database c(file, SQLite::OPEN_READWRITE);  // read-write: recovers a WAL left by a killed process
   file_check r;
   r.integrity = c.execAndGet("PRAGMA integrity_check").getString();
   r.items = c.execAndGet("SELECT count(*) FROM items").getInt64();
-  r.torn = c.execAndGet(
-                "SELECT (SELECT count(*) FROM items i LEFT JOIN checks k USING(id) WHERE k.id IS NULL OR "
-                "k.length != length(i.payload)) + (SELECT count(*) FROM checks k LEFT JOIN items i USING(id) "
-                "WHERE i.id IS NULL)")
-               .getInt64();
-  for (SQLite::Statement s(c, "SELECT id, payload FROM items"); s.executeStep();) {
-    if (s.getColumn(1).getString() != payload_of(s.getColumn(0).getInt64())) ++r.torn;
+  SQLite::Statement torn(c,
+                         "SELECT (SELECT count(*) FROM items i LEFT JOIN checks k USING(id) WHERE i.id >= ?1 AND "
+                         "i.id < ?2 AND (k.id IS NULL OR k.length != length(i.payload))) + (SELECT count(*) FROM "
+                         "checks k LEFT JOIN items i USING(id) WHERE k.id >= ?1 AND k.id < ?2 AND i.id IS NULL)");
+  torn.bind(1, first);
+  torn.bind(2, last);
+  torn.executeStep();
+  r.torn = torn.getColumn(0).getInt64();
+  SQLite::Statement rows(c, "SELECT id, payload FROM items WHERE id >= ? AND id < ?");
+  rows.bind(1, first);
+  rows.bind(2, last);
+  while (rows.executeStep()) {
+    if (rows.getColumn(1).getString() != payload_of(rows.getColumn(0).getInt64())) ++r.torn;
   }
   return r;
 }
