@@ -21,7 +21,8 @@ class AsyncUserOper : public asyncdb::to_async_db_oper<AsyncUserOper, UserOper> 
   // writer. A member in neither list tries a reader first and moves to the writer, for good, the first
   // time it writes.
   using read_only_members =
-      asyncdb::members<&UserOper::list, &UserOper::get_by_name, &UserOper::get_by_id, &UserOper::get_active_users>;
+      asyncdb::members<&UserOper::list, &UserOper::get_by_name, &UserOper::get_by_id, &UserOper::get_active_users,
+                       &UserOper::list_page, &UserOper::count_by_activity>;
   using write_members = asyncdb::members<&UserOper::add>;
 
   auto list() { return call<&UserOper::list>(); }
@@ -33,4 +34,7 @@ class AsyncUserOper : public asyncdb::to_async_db_oper<AsyncUserOper, UserOper> 
 #endif
   auto get_by_name(const std::string& name) { return call<&UserOper::get_by_name>(name); }
   auto get_active_users() { return call<&UserOper::get_active_users>(); }
+  auto get_by_id(std::int64_t id) { return call<&UserOper::get_by_id>(id); }
+  auto list_page(std::int64_t skip, std::int64_t limit) { return call<&UserOper::list_page>(skip, limit); }
+  auto count_by_activity(bool active) { return call<&UserOper::count_by_activity>(active); }
 };

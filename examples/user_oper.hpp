@@ -41,7 +41,9 @@ class UserOper {
         add_{db, "INSERT INTO users(name, email, is_active) VALUES (?, ?, ?)"},
         by_name_{db, "SELECT id, name, email, is_active FROM users WHERE name = ?"},
         by_id_{db, "SELECT id, name, email, is_active FROM users WHERE id = ?"},
-        active_{db, "SELECT id, name, email, is_active FROM users WHERE is_active = 1 ORDER BY id"} {}
+        active_{db, "SELECT id, name, email, is_active FROM users WHERE is_active = 1 ORDER BY id"},
+        page_{db, "SELECT id, name, email, is_active FROM users ORDER BY id LIMIT ? OFFSET ?"},
+        count_by_activity_{db, "SELECT count(*) FROM users WHERE is_active = ?"} {}
 
   std::vector<User> list() { return all_rows(list_); }
 
@@ -69,6 +71,24 @@ class UserOper {
 
   std::vector<User> get_active_users() { return all_rows(active_); }
 
+  // One page of users in id order (the web service's GET /users/async?skip=&limit=).
+  std::vector<User> list_page(std::int64_t skip, std::int64_t limit) {
+    page_.reset();
+    page_.bind(1, limit);
+    page_.bind(2, skip);
+    return all_rows(page_, /*reset_first=*/false);
+  }
+
+  // How many users are active (true) or inactive (false).
+  std::int64_t count_by_activity(bool active) {
+    count_by_activity_.reset();
+    count_by_activity_.bind(1, active ? 1 : 0);
+    count_by_activity_.executeStep();
+    const std::int64_t n = count_by_activity_.getColumn(0).getInt64();
+    count_by_activity_.reset();
+    return n;
+  }
+
  private:
   static User row(const SQLite::Statement& s) {
     return User{s.getColumn(0).getInt64(), s.getColumn(1).getString(), s.getColumn(2).getString(),
@@ -76,8 +96,8 @@ class UserOper {
   }
 
   // Every read ends with reset(): a statement left mid-result would pin the connection's read snapshot.
-  static std::vector<User> all_rows(SQLite::Statement& s) {
-    s.reset();
+  static std::vector<User> all_rows(SQLite::Statement& s, bool reset_first = true) {
+    if (reset_first) s.reset();
     std::vector<User> users;
     while (s.executeStep()) users.push_back(row(s));
     s.reset();
@@ -97,6 +117,8 @@ class UserOper {
   SQLite::Statement by_name_;
   SQLite::Statement by_id_;
   SQLite::Statement active_;
+  SQLite::Statement page_;
+  SQLite::Statement count_by_activity_;
 };
 
 // A free function in the legacy style (guide method 4): one query, statement prepared per call.
