@@ -33,6 +33,8 @@ inline void create_schema(SQLite::Database& db) {
 }
 
 // One UserOper per connection: its statements are prepared once, then reset and re-bound on every call.
+// A call starts with tryReset(), not reset(): after a failed step (a UNIQUE violation, an interrupt) SQLite's
+// reset reports that same failure once more, and reset() would throw it into the *next* call.
 class UserOper {
  public:
   explicit UserOper(SQLite::Database& db)
@@ -48,7 +50,7 @@ class UserOper {
   std::vector<User> list() { return all_rows(list_); }
 
   std::int64_t add(const UserCreate& u) {
-    add_.reset();
+    add_.tryReset();
     add_.bind(1, u.name);
     add_.bind(2, u.email);
     add_.bind(3, u.is_active ? 1 : 0);
@@ -58,13 +60,13 @@ class UserOper {
   }
 
   std::optional<User> get_by_name(const std::string& name) {
-    by_name_.reset();
+    by_name_.tryReset();
     by_name_.bind(1, name);
     return first_row(by_name_);
   }
 
   std::optional<User> get_by_id(std::int64_t id) {
-    by_id_.reset();
+    by_id_.tryReset();
     by_id_.bind(1, id);
     return first_row(by_id_);
   }
@@ -73,7 +75,7 @@ class UserOper {
 
   // One page of users in id order (the web service's GET /users/async?skip=&limit=).
   std::vector<User> list_page(std::int64_t skip, std::int64_t limit) {
-    page_.reset();
+    page_.tryReset();
     page_.bind(1, limit);
     page_.bind(2, skip);
     return all_rows(page_, /*reset_first=*/false);
@@ -81,7 +83,7 @@ class UserOper {
 
   // How many users are active (true) or inactive (false).
   std::int64_t count_by_activity(bool active) {
-    count_by_activity_.reset();
+    count_by_activity_.tryReset();
     count_by_activity_.bind(1, active ? 1 : 0);
     count_by_activity_.executeStep();
     const std::int64_t n = count_by_activity_.getColumn(0).getInt64();
@@ -97,7 +99,7 @@ class UserOper {
 
   // Every read ends with reset(): a statement left mid-result would pin the connection's read snapshot.
   static std::vector<User> all_rows(SQLite::Statement& s, bool reset_first = true) {
-    if (reset_first) s.reset();
+    if (reset_first) s.tryReset();
     std::vector<User> users;
     while (s.executeStep()) users.push_back(row(s));
     s.reset();
