@@ -1,0 +1,423 @@
+#!/usr/bin/env bash
+# Drives the real users_service binary over real HTTP (curl) against real SQLite files.
+#   service_test.sh BINARY WORKDIR PART      PART: endpoints | concurrency | shutdown | hostile
+# Every wait has a deadline; every failure prints what was expected and what came back, and exits 1.
+set -euo pipefail
+bin=$1 work=$2 part=$3
+rm -rf "$work" && mkdir -p "$work"
+cd "$work"
+printf 'test-secret-%s' "$RANDOM$RANDOM" >secret
+printf 'another-secret' >other_secret
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL ($part): $*" >&2
+  for f in *.err; do [[ -s $f ]] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }; done
+  exit 1
+}
+
+# start NAME DB ARGS...: starts a service, waits (20 s at most) for its one "listening on" line; sets pid, port.
+start() {
+  local name=$1 db=$2
+  shift 2
+  "$bin" serve --db "$db" --listen 127.0.0.1:0 --secret-file secret --threads 2 "$@" >"$name.out" 2>"$name.err" &
+  pid=$!
+  pids+=("$pid")
+  local deadline=$((SECONDS + 20))
+  until grep -q '^listening on http://127.0.0.1:[0-9]*$' "$name.out"; do
+    kill -0 "$pid" 2>/dev/null || fail "$name exited before listening"
+    ((SECONDS < deadline)) || fail "$name did not print its listening line within 20 s"
+    sleep 0.02
+  done
+  [[ $(wc -l <"$name.out") -eq 1 ]] || fail "$name printed more than the listening line"
+  port=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$name.out")
+  [[ $port != 0 ]] || fail "the listening line names port 0"
+}
+
+# stop PID: SIGTERM, then the exit status within 10 s (sets stopped_status).
+stop() {
+  kill -TERM "$1"
+  local deadline=$((SECONDS + 10))
+  while kill -0 "$1" 2>/dev/null; do
+    ((SECONDS < deadline)) || fail "pid $1 still running 10 s after SIGTERM"
+    sleep 0.02
+  done
+  stopped_status=0
+  wait "$1" || stopped_status=$?
+}
+
+# call METHOD PATH [curl args...]: sets status, body, headers (files body/headers hold them too).
+call() {
+  local method=$1 path=$2
+  shift 2
+  status=$(curl -sS -m 20 -X "$method" -o body -D headers -w '%{http_code}' "$@" "http://127.0.0.1:$port$path") ||
+    status=000
+  body=$(tr -d '\0' <body)
+}
+auth() { printf 'Authorization: Bearer %s' "$1"; }
+
+# expect STATUS METHOD PATH [curl args...]: the call answers STATUS with a JSON body.
+expect() {
+  local want=$1
+  shift
+  call "$@"
+  [[ $status == "$want" ]] || fail "$* -> $status (wanted $want): $body"
+  grep -qi '^content-type: application/json; charset=utf-8' headers || fail "$* -> no JSON content type"
+}
+contains() { [[ $body == *"$1"* ]] || fail "body lacks $1: $body"; }
+healthy() {
+  call GET /health
+  [[ $status == 200 && $body == '{"status":"ok"}' ]] || fail "/health after $1 -> $status $body"
+}
+sql() { sqlite3 "$1" "$2"; }
+token() { "$bin" token --db "$1" --secret-file "${3:-secret}" --user "$2" "${@:4}"; }
+
+# --- the command line --------------------------------------------------------------------------------------------
+command_line() {
+  local db=cli.db out
+  "$bin" seed --db "$db" --users 2 >/dev/null
+  : >empty_secret
+  for args in "" "bogus" "serve" "serve --db $db --listen 127.0.0.1:0" "serve --db $db --listen 127.0.0.1:0 --secret-file empty_secret" \
+    "serve --db $db --listen 127.0.0.1:0 --secret-file missing" "serve --db $db --listen nowhere --secret-file secret" \
+    "serve --db $db --listen 127.0.0.1:70000 --secret-file secret" "serve --db $db --listen 127.0.0.1:0 --secret-file secret --threads 0" \
+    "serve --db $db --listen 127.0.0.1:0 --secret-file secret --frobnicate" "token --db $db --secret-file secret" \
+    "token --db $db --secret-file empty_secret --user seed1" "seed --db $db --users x"; do
+    local rc=0
+    # shellcheck disable=SC2086
+    "$bin" $args >cli.out 2>cli.err </dev/null || rc=$?
+    [[ $rc == 2 ]] || fail "'users_service $args' exited $rc, wanted 2"
+    [[ $(wc -l <cli.err) == 1 && ! -s cli.out ]] || fail "'users_service $args' did not print one line of reason"
+  done
+  out=$(token "$db" seed1)
+  [[ $out =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]] || fail "token printed $out"
+  local rc=0
+  token "$db" nobody >/dev/null 2>&1 || rc=$?
+  [[ $rc == 1 ]] || fail "token for a missing user exited $rc"
+  [[ $(sql "$db" 'SELECT count(*) FROM users') == 2 ]] || fail "seed --users 2 did not store 2 users"
+}
+
+# --- every endpoint and status code, against whichever service listens on $port ------------------------------------
+endpoint_suite() {
+  local db=$1 tok other expired
+  tok=$(token "$db" seed1)
+  other=$(token "$db" seed1 other_secret)
+  expired=$(token "$db" seed1 secret --ttl -30)
+
+  expect 200 GET /health
+  [[ $body == '{"status":"ok"}' ]] || fail "/health body $body"
+
+  expect 200 GET /me/async -H "$(auth "$tok")"
+  contains '"name":"seed1"' && contains '"id":1' && contains '"is_active":true' && contains '"email":"seed1@example.org"'
+  expect 401 GET /me/async
+  contains '"detail"'
+  grep -qi '^www-authenticate: Bearer' headers || fail "401 without WWW-Authenticate"
+  expect 401 GET /me/async -H "Authorization: Basic dXNlcjpwYXNz"
+  expect 401 GET /me/async -H "Authorization: Bearer not.a.jwt"
+  expect 401 GET /me/async -H "Authorization: Bearer "
+  expect 401 GET /me/async -H "$(auth "$other")"
+  expect 401 GET /me/async -H "$(auth "$expired")"
+  local sig=${tok##*.} forged
+  forged="${tok%.*}.$([[ ${sig:0:1} == A ]] && echo B || echo A)${sig:1}"  # the signature's first 6 bits changed
+  expect 401 GET /me/async -H "$(auth "$forged")"
+
+  # users: default page, bounds, order
+  expect 200 GET /users/async -H "$(auth "$tok")"
+  [[ $(grep -o '"id":' <<<"$body" | wc -l) == 100 ]] || fail "default limit is not 100"
+  expect 200 GET '/users/async?skip=1&limit=2' -H "$(auth "$tok")"
+  [[ $body == '[{"email":"seed2@example.org","id":2,"is_active":true,"name":"seed2"},{"email":"seed3@example.org","id":3,"is_active":true,"name":"seed3"}]' ]] ||
+    fail "skip=1&limit=2 -> $body"
+  expect 200 GET '/users/async?limit=1000' -H "$(auth "$tok")"
+  [[ $(grep -o '"id":' <<<"$body" | wc -l) == $(sql "$db" 'SELECT min(count(*), 1000) FROM users') ]] || fail "limit=1000"
+  expect 200 GET '/users/async?skip=100000&limit=5' -H "$(auth "$tok")"
+  [[ $body == '[]' ]] || fail "past the end -> $body"
+  for q in 'limit=1001' 'limit=-1' 'limit=abc' 'limit=' 'skip=-5' 'skip=1.5' 'limit=99999999999999999999999' 'skip=%zz'; do
+    expect 422 GET "/users/async?$q" -H "$(auth "$tok")"
+  done
+  expect 401 GET /users/async
+
+  # batch: created in request order with their ids, and exactly those
+  local before
+  before=$(sql "$db" 'SELECT count(*) FROM users')
+  expect 201 POST /users/batch-async -H "$(auth "$tok")" --data-binary \
+    '[{"name":"ann","email":"ann@example.org"},{"name":"bob","email":"bob@example.org","is_active":false},{"name":"gone","email":"g@example.org"}]'
+  local ann bob
+  ann=$(sql "$db" "SELECT id FROM users WHERE name='ann'") bob=$(sql "$db" "SELECT id FROM users WHERE name='bob'")
+  [[ $body == "[{\"email\":\"ann@example.org\",\"id\":$ann,\"is_active\":true,\"name\":\"ann\"},{\"email\":\"bob@example.org\",\"id\":$bob,\"is_active\":false,\"name\":\"bob\"},"* ]] ||
+    fail "batch response $body"
+  [[ $(sql "$db" 'SELECT count(*) FROM users') == $((before + 3)) ]] || fail "batch did not store 3 users"
+  # all or nothing: a name taken in the batch or already stored -> 409 naming it, nothing stored
+  expect 409 POST /users/batch-async -H "$(auth "$tok")" --data-binary '[{"name":"new1","email":"a@b"},{"name":"new1","email":"a@b"}]'
+  contains 'new1'
+  expect 409 POST /users/batch-async -H "$(auth "$tok")" --data-binary '[{"name":"new2","email":"a@b"},{"name":"ann","email":"a@b"}]'
+  contains 'ann'
+  [[ $(sql "$db" "SELECT count(*) FROM users WHERE name IN ('new1','new2')") == 0 ]] || fail "a 409 batch left rows behind"
+  expect 400 POST /users/batch-async -H "$(auth "$tok")" --data-binary '[{"name":"x",'
+  long=$(printf 'n%.0s' {1..65})
+  local items1001
+  items1001="[$(for i in $(seq 1001); do printf '{"name":"m%d","email":"m@x"},' "$i"; done | sed 's/,$//')]"
+  for bad in '{"name":"x","email":"x@y"}' '[]' '[1]' '[{"email":"x@y"}]' '[{"name":5,"email":"x@y"}]' \
+    '[{"name":"x"}]' '[{"name":"x","email":"x@y","is_active":"yes"}]' '[{"name":"","email":"x@y"}]' \
+    "[{\"name\":\"$long\",\"email\":\"x@y\"}]" '[{"name":"x","email":"nowhere"}]' "$items1001"; do
+    expect 422 POST /users/batch-async -H "$(auth "$tok")" --data-binary "$bad"
+    contains '"detail"'
+  done
+  expect 422 POST /users/batch-async -H "$(auth "$tok")" --data-binary '[{"name":"ok1","email":"a@b"},{"name":"x","email":"nowhere"}]'
+  contains 'item 1'
+  head -c $((2 << 20)) /dev/zero | tr '\0' ' ' >big_body
+  expect 413 POST /users/batch-async -H "$(auth "$tok")" -H 'Expect:' --data-binary @big_body
+  expect 401 POST /users/batch-async --data-binary '[{"name":"z","email":"z@z"}]'
+
+  # stats: the three numbers agree with the table
+  expect 200 GET /users/stats/async -H "$(auth "$tok")"
+  local total active
+  total=$(sql "$db" 'SELECT count(*) FROM users') active=$(sql "$db" 'SELECT count(*) FROM users WHERE is_active')
+  [[ $body == "{\"active_users\":$active,\"inactive_users\":$((total - active)),\"total_users\":$total}" ]] ||
+    fail "stats $body, table has $total users, $active active"
+
+  # the current-user dependency: an inactive user and a deleted one are 403
+  expect 403 GET /me/async -H "$(auth "$(token "$db" bob)")"
+  local gone
+  gone=$(token "$db" gone)
+  expect 200 GET /me/async -H "$(auth "$gone")"
+  sql "$db" "DELETE FROM users WHERE name='gone'"
+  expect 403 GET /me/async -H "$(auth "$gone")"
+  [[ $body == '{"detail":"user does not exist"}' ]] || fail "deleted user -> $body"
+  expect 403 GET /users/stats/async -H "$(auth "$gone")"
+
+  expect 404 GET /nowhere
+  expect 404 GET /users/async/extra -H "$(auth "$tok")"
+  expect 405 POST /me/async -H "$(auth "$tok")"
+  expect 405 GET /users/batch-async -H "$(auth "$tok")"
+  expect 405 DELETE /health
+
+  call GET /metrics
+  [[ $status == 200 ]] || fail "/metrics -> $status"
+  grep -qi '^content-type: text/plain; version=0.0.4' headers || fail "/metrics content type"
+  for m in '# TYPE users_service_http_requests_total counter' 'users_service_http_requests_total{route="/users/batch-async",status="201"} 1' \
+    'users_service_http_requests_total{route="/me/async",status="401"} 7' 'users_service_http_request_duration_seconds_count{route="/health"}'; do
+    [[ $body == *"$m"* ]] || fail "/metrics lacks $m"
+  done
+}
+
+async_metrics() {
+  for m in '# TYPE asyncdb_operations_completed_total counter' '# HELP asyncdb_operations_queued' \
+    'asyncdb_operations_failed_total' 'asyncdb_operations_cancelled_total' 'asyncdb_operations_rejected_total' \
+    'asyncdb_queue_wait_seconds_total' 'asyncdb_group_commits_total' 'asyncdb_writer_held_seconds{holder="none"' \
+    'asyncdb_operations_running 0'; do
+    [[ $body == *"$m"* ]] || fail "/metrics lacks $m"
+  done
+  [[ $body =~ asyncdb_operations_completed_total\ ([0-9]+) ]] && ((BASH_REMATCH[1] > 10)) || fail "completed count"
+}
+
+# metric NAME: the value of one unlabelled metric of the service on $port.
+metric() { curl -sS -m 5 "http://127.0.0.1:$port/metrics" | sed -n "s/^$1 //p"; }
+
+# wait_metric NAME VALUE: polls /metrics (10 s at most) until NAME reads VALUE.
+wait_metric() {
+  local deadline=$((SECONDS + 10))
+  until [[ $(metric "$1") == "$2" ]]; do
+    ((SECONDS < deadline)) || fail "$1 never reached $2 (last: $(metric "$1"))"
+    sleep 0.01
+  done
+}
+
+# 503 and 504, with a foreign process holding SQLite's write lock so that the writer cannot start.
+busy_and_timeout() {
+  local db=$1 tok
+  tok=$(token "$db" seed1)
+  coproc LOCK { sqlite3 "$db"; }
+  echo "BEGIN IMMEDIATE; SELECT 'locked';" >&"${LOCK[1]}"
+  local line
+  read -r -t 10 -u "${LOCK[0]}" line || fail "sqlite3 did not take the write lock"
+  [[ $line == locked ]] || fail "sqlite3 said $line"
+  curl -sS -m 20 -o slow1.body -w '%{http_code}' -H "$(auth "$tok")" --data-binary '[{"name":"late1","email":"l@x"}]' \
+    "http://127.0.0.1:$port/users/batch-async" >slow1.status &
+  local c1=$!
+  wait_metric asyncdb_operations_running 1  # its BEGIN IMMEDIATE waits for the lock, on the writer
+  curl -sS -m 20 -o slow2.body -w '%{http_code}' -H "$(auth "$tok")" --data-binary '[{"name":"late2","email":"l@x"}]' \
+    "http://127.0.0.1:$port/users/batch-async" >slow2.status &
+  local c2=$!
+  wait_metric asyncdb_operations_queued 1  # its session waits for the writer: the queue (max 1) is full
+  expect 503 GET /me/async -H "$(auth "$tok")"
+  grep -qi '^retry-after: 1' headers || fail "503 without Retry-After"
+  wait "$c1" "$c2"
+  [[ $(<slow1.status) == 504 && $(<slow2.status) == 504 ]] || fail "locked batches -> $(<slow1.status) $(<slow2.status)"
+  echo "ROLLBACK; SELECT 'released';" >&"${LOCK[1]}"
+  read -r -t 10 -u "${LOCK[0]}" line || fail "sqlite3 did not release the lock"
+  exec {LOCK[1]}>&-
+  wait "$LOCK_PID" || true
+  [[ $(sql "$db" "SELECT count(*) FROM users WHERE name LIKE 'late%'") == 0 ]] || fail "a timed-out batch was stored"
+  expect 201 POST /users/batch-async -H "$(auth "$tok")" --data-binary '[{"name":"after","email":"a@x"}]'
+  healthy "the lock was released"
+}
+
+# 500: an exception the routes do not know, logged once on stderr.
+internal_error() {
+  local db=$1 name=$2 tok
+  tok=$(token "$db" seed1)
+  sql "$db" 'ALTER TABLE users RENAME TO users_elsewhere'
+  expect 500 GET /me/async -H "$(auth "$tok")"
+  [[ $body == '{"detail":"internal error"}' ]] || fail "500 body $body"
+  [[ $(grep -c '^users_service: 500 on /me/async' "$name.err") == 1 ]] || fail "the 500 was not logged once"
+  healthy "a 500"
+  sql "$db" 'ALTER TABLE users_elsewhere RENAME TO users'
+}
+
+case $part in
+  endpoints)
+    command_line
+    "$bin" seed --db async.db --users 150 >/dev/null
+    start async async.db --request-timeout 1000
+    endpoint_suite async.db
+    call GET /metrics
+    async_metrics
+    internal_error async.db async
+    stop "$pid"
+    [[ $stopped_status == 0 ]] || fail "async service exited $stopped_status"
+    start busy async.db --request-timeout 1000 --max-queued 1
+    busy_and_timeout async.db
+    stop "$pid"
+    [[ $stopped_status == 0 ]] || fail "the busy service exited $stopped_status"
+
+    "$bin" seed --db sync.db --users 150 >/dev/null
+    start sync sync.db --request-timeout 1000 --sync
+    endpoint_suite sync.db
+    call GET /metrics
+    [[ $body != *asyncdb_* ]] || fail "--sync reports asyncdb metrics"
+    internal_error sync.db sync
+    stop "$pid"
+    [[ $stopped_status == 0 ]] || fail "sync service exited $stopped_status"
+    ;;
+
+  concurrency)
+    # 16 clients post a batch each, all at once; each response lists exactly its own users, in order; the table
+    # then holds exactly the union.
+    "$bin" seed --db c.db --users 1 >/dev/null
+    start conc c.db
+    tok=$(token c.db seed1)
+    clients=()
+    for c in $(seq 16); do
+      printf '[%s]' "$(for i in $(seq 25); do printf '{"name":"c%d_%d","email":"c%d@x"},' "$c" "$i" "$c"; done | sed 's/,$//')" >"batch$c"
+      curl -sS -m 30 -o "resp$c" -w '%{http_code}' -H "$(auth "$tok")" --data-binary "@batch$c" \
+        "http://127.0.0.1:$port/users/batch-async" >"status$c" &
+      clients+=($!)
+    done
+    wait "${clients[@]}"
+    for c in $(seq 16); do
+      [[ $(<"status$c") == 201 ]] || fail "client $c -> $(<"status$c"): $(<"resp$c")"
+      sent=$(grep -o '"name":"[^"]*"' "batch$c" | tr '\n' ' ')
+      got=$(grep -o '"name":"[^"]*"' "resp$c" | tr '\n' ' ')
+      [[ $sent == "$got" ]] || fail "client $c got other users: $got"
+      for id_name in $(grep -o '"id":[0-9]*,"is_active":true,"name":"[^"]*"' "resp$c" | sed 's/"id":\([0-9]*\),"is_active":true,"name":"\([^"]*\)"/\1=\2/'); do
+        [[ $(sql c.db "SELECT name FROM users WHERE id=${id_name%%=*}") == "${id_name#*=}" ]] || fail "id of $id_name"
+      done
+    done
+    [[ $(sql c.db "SELECT count(*) FROM users WHERE name LIKE 'c%\_%' ESCAPE '\\'") == 400 ]] || fail "the table does not hold the 400 users"
+    [[ $(sql c.db "SELECT count(*) FROM users") == 401 ]] || fail "the table holds more than the union"
+    stop "$pid"
+    [[ $stopped_status == 0 ]] || fail "exited $stopped_status"
+    ;;
+
+  shutdown)
+    # SIGTERM while batches are in flight: exit 0 within 10 s, every 201 is stored, no batch is half stored.
+    "$bin" seed --db s.db --users 1 >/dev/null
+    start shut s.db
+    tok=$(token s.db seed1)
+    clients=()
+    for c in $(seq 8); do
+      (
+        for round in $(seq 1000); do
+          printf '[%s]' "$(for i in $(seq 50); do printf '{"name":"s%d_%d_%d","email":"s@x"},' "$c" "$round" "$i"; done | sed 's/,$//')" >"sbatch$c"
+          code=$(curl -sS -m 30 -o /dev/null -w '%{http_code}' -H "$(auth "$tok")" --data-binary "@sbatch$c" \
+            "http://127.0.0.1:$port/users/batch-async" 2>/dev/null) || code=000
+          echo "$round $code" >>"sstatus$c"
+          [[ $code == 201 ]] || break
+        done
+      ) &
+      clients+=($!)
+    done
+    deadline=$((SECONDS + 20))
+    until [[ $(cat sstatus* 2>/dev/null | grep -c ' 201$') -ge 16 ]]; do
+      ((SECONDS < deadline)) || fail "no batches were answered before SIGTERM"
+      sleep 0.01
+    done
+    stop "$pid"
+    [[ $stopped_status == 0 ]] || fail "exited $stopped_status after SIGTERM"
+    wait "${clients[@]}"
+    created=0
+    for c in $(seq 8); do
+      while read -r round code; do
+        n=$(sql s.db "SELECT count(*) FROM users WHERE name LIKE 's${c}\_${round}\_%' ESCAPE '\\'")
+        [[ $code != 201 || $n == 50 ]] || fail "batch $c/$round was answered 201 but $n of 50 are stored"
+        [[ $n == 0 || $n == 50 ]] || fail "batch $c/$round is half stored ($n of 50)"
+        [[ $code == 201 ]] && created=$((created + 1))
+      done <"sstatus$c"
+    done
+    [[ $(sql s.db 'SELECT count(*) FROM users') -ge $((1 + created * 50)) ]] || fail "rows lost"
+    echo "shutdown: $created batches answered 201 before SIGTERM closed the service"
+    ;;
+
+  hostile)
+    "$bin" seed --db h.db --users 1 >/dev/null
+    start hostile h.db --request-timeout 1000
+    tok=$(token h.db seed1)
+    post() {
+      call POST /users/batch-async -H "$(auth "$tok")" -H 'Expect:' --data-binary "$1"
+      [[ $status =~ ^4[0-9][0-9]$|^503$ ]] || fail "hostile body ${2:-$1} -> $status $body"
+      healthy "${2:-$1}"
+    }
+    post '[{"name":"x","email":"x@y"' truncated
+    printf '%*s' 100000 '' | tr ' ' '[' >deep && post @deep "100000 nested ["
+    printf '[%s1%s]' "$(printf '%*s' 20000 '' | tr ' ' '{' | sed 's/{/{"a":/g')" "$(printf '%*s' 20000 '' | tr ' ' '}')" >deep2
+    post @deep2 "20000 nested objects"
+    post '[{"name":["x"],"email":{"a":1}}]' "wrong types"
+    post '[{"name":"x","email":"x@y","is_active":1e999999}]' "huge number"
+    post "[{\"name\":\"x\",\"email\":\"x@y\",\"is_active\":$(printf '9%.0s' {1..5000})}]" "5000 digits"
+    printf '[{"name":"\xff\xfe\xc3","email":"x@y"}]' >utf8 && post @utf8 "invalid UTF-8"
+    printf '[{"name":"a\0b","email":"x@y"}]' >nul && post @nul "a NUL byte"
+    printf '[{"name":"a\\u0000b","email":"x@y"}]' >escnul
+    call POST /users/batch-async -H "$(auth "$tok")" --data-binary @escnul
+    [[ $status == 201 || $status == 422 ]] || fail "an escaped NUL -> $status"
+    head -c $((10 << 20)) /dev/zero | tr '\0' '[' >huge && post @huge "a 10 MB body"
+    head -c $((40 << 20)) /dev/zero | tr '\0' ' ' >huger
+    curl -sS -m 20 -o /dev/null -H "$(auth "$tok")" -H 'Expect:' --data-binary @huger \
+      "http://127.0.0.1:$port/users/batch-async" 2>/dev/null || true  # past RESTinio's ceiling: connection closed
+    healthy "a 40 MB body"
+
+    # a slow client that never finishes its body is cut off after --request-timeout, and nobody else waits for it
+    exec 3<>"/dev/tcp/127.0.0.1/$port"
+    printf 'POST /users/batch-async HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n[{"name":' >&3
+    healthy "a slow client connected"
+    rc=0
+    timeout 10 cat <&3 >/dev/null || rc=$?
+    [[ $rc == 0 ]] || fail "the slow client's connection was not closed within 10 s"
+    exec 3<&-
+    healthy "the slow client was cut off"
+
+    # 1,000 random bodies (random bytes, and valid batches cut or corrupted at random), each followed by /health,
+    # in one keep-alive curl run
+    valid='[{"name":"rand","email":"r@x","is_active":true},{"name":"rand2","email":"r2@x"}]'
+    : >curl.cfg
+    for i in $(seq 1000); do
+      case $((RANDOM % 3)) in
+        0) head -c $((RANDOM % 512 + 1)) /dev/urandom >"r$i" ;;
+        1) printf '%s' "${valid:0:$((RANDOM % ${#valid}))}" >"r$i" ;;
+        2) { printf '%s' "${valid:0:$((RANDOM % ${#valid}))}"; head -c $((RANDOM % 8 + 1)) /dev/urandom; printf '%s' "${valid:$((RANDOM % ${#valid}))}"; } >"r$i" ;;
+      esac
+      printf 'url = "http://127.0.0.1:%s/users/batch-async"\ndata-binary = "@r%d"\nheader = "%s"\noutput = /dev/null\nwrite-out = "%%{http_code} body\\n"\nnext\nurl = "http://127.0.0.1:%s/health"\noutput = /dev/null\nwrite-out = "%%{http_code} health\\n"\nnext\n' \
+        "$port" "$i" "$(auth "$tok")" "$port" >>curl.cfg
+    done
+    curl -sS -m 120 -K curl.cfg >random.codes || fail "curl stopped during the random bodies"
+    [[ $(grep -c ' body$' random.codes) == 1000 && $(grep -c '^200 health$' random.codes) == 1000 ]] ||
+      fail "random bodies: $(sort random.codes | uniq -c | tr '\n' ' ')"
+    if grep ' body$' random.codes | grep -Ev '^(4[0-9][0-9]|503|201) body$'; then fail "a random body got a non-4xx"; fi
+    [[ $(grep -c '^201 body$' random.codes) -le 1 ]] || fail "more than one random body was a valid batch"
+    healthy "1000 random bodies"
+    stop "$pid"
+    [[ $stopped_status == 0 ]] || fail "exited $stopped_status"
+    ;;
+  *) fail "unknown part $part" ;;
+esac
+echo "service $part: ok"
