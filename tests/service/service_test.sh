@@ -409,6 +409,7 @@ case $part in
       printf 'url = "http://127.0.0.1:%s/users/batch-async"\ndata-binary = "@r%d"\nheader = "%s"\noutput = /dev/null\nwrite-out = "%%{http_code} body\\n"\nnext\nurl = "http://127.0.0.1:%s/health"\noutput = /dev/null\nwrite-out = "%%{http_code} health\\n"\nnext\n' \
         "$port" "$i" "$(auth "$tok")" "$port" >>curl.cfg
     done
+    sed -i '$d' curl.cfg  # no "next" after the last request
     curl -sS -m 120 -K curl.cfg >random.codes || fail "curl stopped during the random bodies"
     [[ $(grep -c ' body$' random.codes) == 1000 && $(grep -c '^200 health$' random.codes) == 1000 ]] ||
       fail "random bodies: $(sort random.codes | uniq -c | tr '\n' ' ')"
