@@ -1,16 +1,54 @@
 #!/usr/bin/env bash
 # Builds every example with the dev preset and runs them in order (examples/NN_*.cpp), each in a fresh
-# folder under build/dev/examples/run/. Stops at the first example that fails. Rerunnable.
+# folder under build/dev/examples/run/, then starts the web service (examples/users_service), calls each
+# endpoint once with curl, prints the answers and stops it. Stops at the first failure. Rerunnable.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-./scripts/install-deps.sh cmake ninja-build g++ libsqlitecpp-dev libasio-dev catch2
+./scripts/install-deps.sh cmake ninja-build g++ libsqlitecpp-dev libasio-dev catch2 \
+  librestinio-dev nlohmann-json3-dev libcpp-jwt-dev libssl-dev curl sqlite3
 
 count=$(find examples -maxdepth 1 -name '[0-9][0-9]_*.cpp' | wc -l)
 cmake --preset dev
-if ! cmake --build --preset dev --target run_examples; then
+if ! cmake --build --preset dev --target run_examples users_service; then
   echo "examples.sh: an example failed to build or run (see above)" >&2
   exit 1
 fi
 echo
 echo "examples: ${count} passed, 0 failed"
+
+# The web service, once through: seed, token, each endpoint, SIGTERM.
+bin=build/dev/examples/users_service/users_service
+run=build/dev/examples/run/users_service
+rm -rf "$run" && mkdir -p "$run"
+head -c 32 /dev/urandom | base64 >"$run/secret"
+"$bin" seed --db "$run/users.db" --users 3
+"$bin" serve --db "$run/users.db" --listen 127.0.0.1:0 --secret-file "$run/secret" >"$run/out" 2>"$run/err" &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true' EXIT
+for _ in $(seq 500); do grep -q '^listening on' "$run/out" && break; sleep 0.02; done
+grep -q '^listening on' "$run/out" || { echo "examples.sh: the service did not start" >&2; cat "$run/err" >&2; exit 1; }
+url=$(sed 's/^listening on //' "$run/out")
+echo
+echo "== users_service $(cat "$run/out")"
+token=$("$bin" token --db "$run/users.db" --secret-file "$run/secret" --user seed1)
+show() {
+  echo "\$ curl $*"
+  curl -sS -w '  -> %{http_code}\n' "$@"
+}
+show "$url/health"
+show -H "Authorization: Bearer $token" "$url/me/async"
+show -H "Authorization: Bearer $token" --data-binary \
+  '[{"name":"ann","email":"ann@example.org"},{"name":"bob","email":"bob@example.org","is_active":false}]' \
+  "$url/users/batch-async"
+show -H "Authorization: Bearer $token" "$url/users/async?skip=0&limit=10"
+show -H "Authorization: Bearer $token" "$url/users/stats/async"
+show "$url/me/async"
+echo "\$ curl $url/metrics | grep -E '^asyncdb_operations_completed_total|^users_service_http_requests_total'"
+curl -sS "$url/metrics" | grep -E '^asyncdb_operations_completed_total|^users_service_http_requests_total'
+kill -TERM "$pid"
+status=0
+wait "$pid" || status=$?
+trap - EXIT
+((status == 0)) || { echo "examples.sh: the service exited $status after SIGTERM" >&2; exit 1; }
+echo "users_service: stopped by SIGTERM, exit 0"

@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=("$@")
 if ((${#packages[@]} == 0)); then
-  packages=(cmake ninja-build g++ libsqlitecpp-dev libasio-dev catch2 clang-19 libclang-rt-19-dev clang-format)
+  packages=(cmake ninja-build g++ libsqlitecpp-dev libasio-dev catch2 clang-19 libclang-rt-19-dev clang-format
+    librestinio-dev nlohmann-json3-dev libcpp-jwt-dev libssl-dev curl sqlite3 wrk)
 fi
 
 missing=()

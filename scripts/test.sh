@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 ./scripts/install-deps.sh cmake ninja-build g++ libsqlitecpp-dev libasio-dev catch2 clang-19 \
-  libclang-rt-19-dev clang-format
+  libclang-rt-19-dev clang-format librestinio-dev nlohmann-json3-dev libcpp-jwt-dev libssl-dev curl sqlite3
 mkdir -p build
 
 # g++ 12's TSan needs a fixed memory layout: with more than 28 bits of mmap ASLR (vm.mmap_rnd_bits,
