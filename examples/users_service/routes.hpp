@@ -42,7 +42,9 @@ class routes {
     const auto method = req->header().method();
     const route* r = find(path);
     if (!r) return respond(req, "unmatched", started, 404, error_body("not found"));
-    if (method != r->method) return respond(req, r->path, started, 405, error_body("method not allowed"));
+    if (method != r->method)
+      return respond(req, r->path, started, 405, error_body("method not allowed"), false,
+                     "application/json; charset=utf-8", r->method.c_str());
     if (r->kind == route_kind::health) return respond(req, r->path, started, 200, R"({"status":"ok"})");
     if (r->kind == route_kind::metrics) return respond_metrics(req, started);
     if (req->body().size() > config_.max_body)
@@ -172,12 +174,14 @@ class routes {
   restinio::request_handling_status_t respond(const restinio::request_handle_t& req, std::string_view route,
                                               std::chrono::steady_clock::time_point started, int status,
                                               std::string body, bool retry_later = false,
-                                              const char* type = "application/json; charset=utf-8") {
+                                              const char* type = "application/json; charset=utf-8",
+                                              const char* allow = nullptr) {
     auto response = req->create_response(restinio::http_status_line_t{
         restinio::http_status_code_t{static_cast<std::uint16_t>(status)}, std::string{reason(status)}});
     response.append_header(restinio::http_field::content_type, type);
     if (status == 401) response.append_header(restinio::http_field::www_authenticate, "Bearer");
     if (retry_later) response.append_header(restinio::http_field::retry_after, "1");
+    if (allow) response.append_header(restinio::http_field::allow, allow);
     if (status == 400) response.connection_close();  // after a body we could not read, the stream may be off
     response.set_body(std::move(body));
     http_.record(std::string{route}, status, std::chrono::steady_clock::now() - started);

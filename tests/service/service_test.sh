@@ -190,6 +190,7 @@ endpoint_suite() {
   expect 404 GET /users/async/extra -H "$(auth "$tok")"
   expect 405 POST /me/async -H "$(auth "$tok")"
   expect 405 GET /users/batch-async -H "$(auth "$tok")"
+  grep -qi '^allow: POST' headers || fail "405 without Allow"
   expect 405 DELETE /health
 
   call GET /metrics
