@@ -37,9 +37,12 @@ stop() {
 probe() {
   local n=$(($1 * 100)) cfg=$work/probe.cfg
   : >"$cfg"
-  for _ in $(seq "$n"); do printf 'url = "%s/health"\noutput = /dev/null\nnext\n' "$url" >>"$cfg"; done
+  for _ in $(seq "$n"); do
+    printf 'url = "%s/health"\noutput = /dev/null\nwrite-out = "%%{time_total}\\n"\nnext\n' "$url" >>"$cfg"
+  done
   sed -i '$d' "$cfg"
-  curl -sS --rate 100/s -K "$cfg" -w '%{time_total}\n' | awk '{ printf "%.3f\n", $1 * 1000 }' >"$2"
+  curl -sS --rate 100/s -K "$cfg" | awk '{ printf "%.3f\n", $1 * 1000 }' >"$2"
+  [[ $(wc -l <"$2") == "$n" ]] || echo "bench-service: the probe got $(wc -l <"$2") of $n answers" >&2
 }
 # pct FILE P: the P-th percentile (nearest rank) of the numbers in FILE; P=100 is the worst.
 pct() { sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END { i = int((p / 100) * NR + 0.999999); if (i < 1) i = 1; print v[i] }'; }
