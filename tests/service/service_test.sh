@@ -14,7 +14,7 @@ trap cleanup EXIT
 
 fail() {
   echo "FAIL ($part): $*" >&2
-  for f in *.err; do [[ -s $f ]] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }; done
+  for f in *.err; do [[ $f != cli.err && -s $f ]] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }; done
   exit 1
 }
 
