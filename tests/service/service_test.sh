@@ -38,7 +38,7 @@ start() {
 
 # stop PID: SIGTERM, then the exit status within 10 s (sets stopped_status).
 stop() {
-  kill -TERM "$1"
+  kill -TERM "$1" 2>/dev/null || true  # it may be on its way out already
   local deadline=$((SECONDS + 10))
   while kill -0 "$1" 2>/dev/null; do
     ((SECONDS < deadline)) || fail "pid $1 still running 10 s after SIGTERM"
@@ -358,6 +358,40 @@ case $part in
     done
     [[ $(sql s.db 'SELECT count(*) FROM users') -ge $((1 + created * 50)) ]] || fail "rows lost"
     echo "shutdown: $created batches answered 201 before SIGTERM closed the service"
+
+    # Requests certainly in flight: a foreign sqlite3 holds the write lock, four batches wait for it (one in
+    # BEGIN IMMEDIATE, three queued for the writer), SIGTERM arrives, the service stops accepting, the lock is
+    # released: all four are answered 201 and stored, then the process exits 0.
+    "$bin" seed --db s2.db --users 1 >/dev/null
+    start shut2 s2.db --request-timeout 20000
+    tok=$(token s2.db seed1)
+    coproc LOCK { sqlite3 s2.db; }
+    echo "BEGIN IMMEDIATE; SELECT 'locked';" >&"${LOCK[1]}"
+    read -r -t 10 -u "${LOCK[0]}" line && [[ $line == locked ]] || fail "sqlite3 did not take the write lock"
+    clients=()
+    for c in 1 2 3 4; do
+      printf '[%s]' "$(for i in $(seq 10); do printf '{"name":"f%d_%d","email":"f@x"},' "$c" "$i"; done | sed 's/,$//')" >"fbatch$c"
+      curl -sS -m 30 -o /dev/null -w '%{http_code}' -H "$(auth "$tok")" --data-binary "@fbatch$c" \
+        "http://127.0.0.1:$port/users/batch-async" >"fstatus$c" &
+      clients+=($!)
+      if ((c == 1)); then wait_metric asyncdb_operations_running 1; else wait_metric asyncdb_operations_queued $((c - 1)); fi
+    done
+    kill -TERM "$pid"
+    deadline=$((SECONDS + 10))
+    while curl -s -m 1 -o /dev/null "http://127.0.0.1:$port/health"; do
+      ((SECONDS < deadline)) || fail "still accepting connections 10 s after SIGTERM"
+      sleep 0.01
+    done
+    kill -0 "$pid" 2>/dev/null || fail "exited with requests in flight"
+    echo "ROLLBACK; SELECT 'released';" >&"${LOCK[1]}"
+    read -r -t 10 -u "${LOCK[0]}" line || fail "sqlite3 did not release the lock"
+    exec {LOCK[1]}>&-
+    wait "$LOCK_PID" || true
+    wait "${clients[@]}"
+    for c in 1 2 3 4; do [[ $(<"fstatus$c") == 201 ]] || fail "in-flight batch $c -> $(<"fstatus$c") after SIGTERM"; done
+    stop "$pid"
+    [[ $stopped_status == 0 ]] || fail "exited $stopped_status after finishing its in-flight batches"
+    [[ $(sql s2.db "SELECT count(*) FROM users WHERE name LIKE 'f%'") == 40 ]] || fail "in-flight batches not stored"
     ;;
 
   hostile)
