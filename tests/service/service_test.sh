@@ -26,7 +26,7 @@ start() {
   pid=$!
   pids+=("$pid")
   local deadline=$((SECONDS + 20))
-  until grep -q '^listening on http://127.0.0.1:[0-9]*$' "$name.out"; do
+  until grep -qs '^listening on http://127.0.0.1:[0-9]*$' "$name.out"; do
     kill -0 "$pid" 2>/dev/null || fail "$name exited before listening"
     ((SECONDS < deadline)) || fail "$name did not print its listening line within 20 s"
     sleep 0.02
