@@ -279,7 +279,7 @@ case $part in
     internal_error async.db async
     stop "$pid"
     [[ $stopped_status == 0 ]] || fail "async service exited $stopped_status"
-    start busy async.db --request-timeout 1000 --max-queued 1
+    start busy async.db --request-timeout 2000 --max-queued 1
     busy_and_timeout async.db
     stop "$pid"
     [[ $stopped_status == 0 ]] || fail "the busy service exited $stopped_status"
