@@ -12,6 +12,9 @@
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <charconv>
 #include <cstdio>
 #include <fstream>
@@ -225,6 +228,13 @@ int serve_command(const arguments& args) {
   for (std::size_t i = 0; i < threads; ++i) pool.emplace_back([&ioc] { ioc.run(); });
   for (std::thread& t : pool) t.join();
   if (db) db->close();
+  // Once `signals` is destroyed, a second SIGINT/SIGTERM would meet the default action and end the process with
+  // 128 + signal mid-cleanup. Every other thread is joined now, so blocking both here keeps them pending until exit.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   return status;
 }
 
