@@ -1,6 +1,7 @@
 #pragma once
 // The SQLite side of a lane: everything asyncdb knows about SQLite sits behind this one type.
 #include <asyncdb/detail/dao_cache.hpp>
+#include <asyncdb/detail/interruptible.hpp>
 #include <asyncdb/detail/session_state.hpp>
 #include <asyncdb/detail/sqlite.hpp>
 #include <asyncdb/error.hpp>
@@ -32,7 +33,7 @@ struct lease_end {
 // One SQLite connection, opened, used and closed on its lane's thread; only interrupt() may be called
 // from another thread, and only while one of this connection's operations runs (operation_base
 // guarantees it: it calls interrupt() under its own lock, in its running state).
-class connection {
+class connection final : public interruptible {
  public:
   // Opens `path` (read-write and WAL for the writer, read-only for a reader), installs the hooks and
   // runs on_open. Throws SQLite::Exception naming the path, or what on_open threw.
@@ -116,7 +117,7 @@ class connection {
   // Any thread. Stops the running operation at its next statement (or wait for a lock), unless it has
   // already committed something: then it runs to its end, so that "aborted" always means "nothing of
   // it is in the database".
-  void interrupt() noexcept {
+  void interrupt() noexcept override {
     {
       std::lock_guard lock(guard_mutex_);
       if (committed_) return;
@@ -128,7 +129,7 @@ class connection {
 
   // Called as an operation starts running: commits before it (on_open's, a previous lease's) do not
   // make it uninterruptible. `queued_at` is when the operation was queued (see on_busy).
-  void begin_lease(std::chrono::steady_clock::time_point queued_at) noexcept {
+  void begin_lease(std::chrono::steady_clock::time_point queued_at) noexcept override {
     std::lock_guard lock(guard_mutex_);
     committed_ = commit_refused_ = false;
     lease_queued_at_ = queued_at;

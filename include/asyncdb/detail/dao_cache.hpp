@@ -34,6 +34,12 @@ class dao_cache {
     static_assert(std::is_constructible_v<Dao, SQLite::Database&>,
                   "asyncdb: a DAO class must be constructible from SQLite::Database& "
                   "(asyncdb creates one per connection, on that connection's thread)");
+    return emplace<Dao>(db);
+  }
+
+  // As get(), for any connection type the caller has checked `Dao` against (the PostgreSQL backend's).
+  template <class Dao, class Connection>
+  Dao& emplace(Connection& db) {
     const std::size_t slot = dao_slot<Dao>();
     if (slot >= slots_.size()) slots_.resize(slot + 1, nullptr);
     if (slots_[slot] == nullptr) {

@@ -2,6 +2,7 @@
 #include <asyncdb/detail/connection.hpp>
 #include <asyncdb/detail/context_registry.hpp>
 #include <asyncdb/detail/counters.hpp>
+#include <asyncdb/detail/interruptible.hpp>
 #include <asyncdb/detail/job_queue.hpp>
 
 #include <memory>
@@ -55,7 +56,7 @@ class operation_base : public job, public pending_completion, public std::enable
   }
 
   // queued -> running on `c`; false if a canceller completed it already.
-  bool start(connection& c) noexcept {
+  bool start(interruptible& c) noexcept {
     std::lock_guard lock(mutex_);
     if (state_ != op_state::queued) return false;
     state_ = op_state::running;
@@ -96,8 +97,8 @@ class operation_base : public job, public pending_completion, public std::enable
   std::mutex mutex_;
   op_state state_ = op_state::queued;
   bool cancel_requested_ = false;
-  connection* conn_ = nullptr;  // while running
-  job_queue* queue_ = nullptr;  // while queued
+  interruptible* conn_ = nullptr;  // while running
+  job_queue* queue_ = nullptr;     // while queued
   counters* counters_ = nullptr;
 };
 
