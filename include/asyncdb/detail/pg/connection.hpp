@@ -1,0 +1,139 @@
+#pragma once
+// One libpqxx connection, owned by its lane's thread from connect to close, and what asyncdb watches on it.
+#include <asyncdb/detail/dao_cache.hpp>
+#include <asyncdb/detail/interruptible.hpp>
+#include <asyncdb/detail/pg/canceller.hpp>
+#include <asyncdb/detail/pg/libpq.hpp>
+
+#include <pqxx/connection>
+#include <pqxx/nontransaction>
+
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace asyncdb::detail::pg {
+
+// What libpq's result events show of one lease (one operation's run), counted on the lane's thread.
+struct lease_watch {
+  std::uint32_t commits = 0;             // COMMITs and writes outside a transaction block: something is in the database
+  std::uint32_t errors = 0;              // failed statements
+  std::uint32_t rollbacks = 0;           // ROLLBACK results (a COMMIT the server turned into one included)
+  bool rolled_back_after_error = false;  // a ROLLBACK result after a failed statement
+};
+
+class connection final : public interruptible {
+ public:
+  // Connects on the calling (lane) thread; throws pqxx::broken_connection or what on_open threw.
+  connection(const std::string& conninfo, bool read_only, const std::function<void(pqxx::connection&)>& on_open,
+             canceller& cancels, canceller::target& target)
+      : conn_(std::make_unique<pqxx::connection>(conninfo)), cancels_(cancels), target_(target) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    // After a broken connection libpqxx 6.4 silently reconnects on the third use, losing the session's
+    // state; asyncdb replaces the whole connection (and its DAOs) instead.
+    conn_->inhibit_reactivation(true);
+#pragma GCC diagnostic pop
+    raw_ = raw_connection(*conn_);
+    PQregisterEventProc(raw_, &connection::on_event, "asyncdb", this);
+    if (read_only) {
+      pqxx::nontransaction n(*conn_);
+      n.exec("SET default_transaction_read_only = on");
+    }
+    if (on_open) on_open(*conn_);
+    if (rollback_if_open()) throw std::runtime_error("asyncdb: on_open left a transaction open; it was rolled back");
+    cancels_.set_handle(target_, PQgetCancel(raw_));
+  }
+
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  // DAOs first (they may hold prepared statement names or transactions), then the cancel handle, then
+  // the connection itself.
+  ~connection() {
+    daos_.clear();
+    cancels_.set_handle(target_, nullptr);
+    conn_.reset();
+  }
+
+  pqxx::connection& get() noexcept { return *conn_; }
+  int backend_pid() const noexcept { return PQbackendPID(raw_); }
+  bool is_broken() const noexcept { return PQstatus(raw_) != CONNECTION_OK; }
+  bool in_transaction() const noexcept {
+    const PGTransactionStatusType s = PQtransactionStatus(raw_);
+    return s == PQTRANS_INTRANS || s == PQTRANS_INERROR || s == PQTRANS_ACTIVE;
+  }
+
+  // Rolls back a transaction the server still has open (a DAO's raw BEGIN, say); returns whether one was.
+  bool rollback_if_open() noexcept {
+    if (is_broken() || !in_transaction()) return false;
+    PQclear(PQexec(raw_, "ROLLBACK"));
+    return true;
+  }
+
+  template <class Dao>
+  Dao& dao() {
+    return daos_.emplace<Dao>(*conn_);
+  }
+
+  void interrupt() noexcept override { cancels_.request(target_); }
+
+  void begin_lease() noexcept override {
+    watch_ = {};
+    in_block_ = in_transaction();
+  }
+
+  // The lane's thread, once the operation can no longer be interrupted.
+  lease_watch end_lease() noexcept {
+    cancels_.settle(target_);
+    return watch_;
+  }
+
+ private:
+  static int on_event(PGEventId id, void* info, void* self) noexcept {
+    if (id != PGEVT_RESULTCREATE) return 1;
+    auto& c = *static_cast<connection*>(self);
+    const PGresult* r = static_cast<PGEventResultCreate*>(info)->result;
+    const ExecStatusType status = PQresultStatus(r);
+    if (status == PGRES_FATAL_ERROR) {
+      ++c.watch_.errors;
+    } else if (status == PGRES_COMMAND_OK) {
+      // The tag, not PQtransactionStatus: the server's ReadyForQuery may not have been read yet here.
+      const char* tag = PQcmdStatus(const_cast<PGresult*>(r));
+      if (std::strcmp(tag, "BEGIN") == 0 || std::strcmp(tag, "START TRANSACTION") == 0) {
+        c.in_block_ = true;
+      } else if (std::strcmp(tag, "COMMIT") == 0) {
+        c.in_block_ = false;
+        ++c.watch_.commits;
+      } else if (std::strcmp(tag, "ROLLBACK") == 0) {
+        c.in_block_ = false;
+        ++c.watch_.rollbacks;
+        if (c.watch_.errors > 0) c.watch_.rolled_back_after_error = true;
+      } else if (!c.in_block_ && is_write_tag(tag)) {
+        ++c.watch_.commits;  // autocommit
+      }
+    } else if (status == PGRES_TUPLES_OK && !c.in_block_ && is_write_tag(PQcmdStatus(const_cast<PGresult*>(r)))) {
+      ++c.watch_.commits;  // INSERT ... RETURNING in autocommit
+    }
+    return 1;
+  }
+
+  static bool is_write_tag(const char* tag) noexcept {
+    for (const char* w : {"INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "CREATE", "DROP", "ALTER", "TRUNCATE"}) {
+      if (std::strncmp(tag, w, std::strlen(w)) == 0) return true;
+    }
+    return false;
+  }
+
+  std::unique_ptr<pqxx::connection> conn_;
+  bool in_block_ = false;
+  PGconn* raw_ = nullptr;
+  canceller& cancels_;
+  canceller::target& target_;
+  lease_watch watch_;
+  dao_cache daos_;
+};
+
+}  // namespace asyncdb::detail::pg

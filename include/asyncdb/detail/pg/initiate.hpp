@@ -1,0 +1,91 @@
+#pragma once
+// How PostgreSQL operations are built and queued: the SQLite recipe (detail/initiate.hpp) with a
+// PostgreSQL lane underneath.
+#include <asyncdb/detail/arguments.hpp>
+#include <asyncdb/detail/initiate.hpp>
+#include <asyncdb/detail/pg/engine.hpp>
+#include <asyncdb/detail/pg/run_op.hpp>
+
+#include <pqxx/connection>
+
+#include <functional>
+#include <memory>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace asyncdb::detail::pg {
+
+// A DAO of this backend: built from the connection, and not also from an SQLite one.
+template <class Dao>
+concept dao = std::is_constructible_v<Dao, pqxx::connection&> && !std::is_constructible_v<Dao, SQLite::Database&>;
+
+template <class F>
+inline constexpr bool takes_connection = false;
+template <class R, class... A>
+inline constexpr bool takes_connection<R (*)(pqxx::connection&, A...)> = true;
+
+// A DAO member of this backend, or a function taking pqxx::connection& first.
+template <auto F>
+concept operation =
+    (std::is_member_function_pointer_v<decltype(F)> && dao<member_class_t<F>>) || takes_connection<decltype(F)>;
+
+template <auto F, class Dao, class... Args>
+decltype(auto) invoke_on(lane& l, Args&... args) {
+  if constexpr (std::is_member_function_pointer_v<decltype(F)>) {
+    return std::invoke(F, l.conn().template dao<Dao>(), args...);
+  } else {
+    return std::invoke(F, l.conn().get(), args...);
+  }
+}
+
+template <auto F, class Dao, class... Args>
+using call_result_t = decltype(invoke_on<F, Dao>(std::declval<lane&>(), std::declval<stored_t<Args>&>()...));
+
+template <auto F, class Dao, class... Args>
+auto bind_call(Args&&... args) {
+  using R = call_result_t<F, Dao, Args...>;
+  return [stored = std::tuple<stored_t<Args>...>(to_stored(std::forward<Args>(args))...)](lane& l) mutable -> R {
+    return std::apply([&](auto&... a) -> R { return invoke_on<F, Dao>(l, a...); }, stored);
+  };
+}
+
+template <class R, class Handler, class Fn>
+void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, std::string_view name,
+            session_state* session) {
+  using op_type = run_op<std::decay_t<Handler>, std::decay_t<Fn>, R>;
+  auto op = std::make_shared<op_type>(std::forward<Handler>(handler), std::forward<Fn>(fn), name, session);
+  const bool attached = op->attach();
+  enqueue(op, attached, queue, stats, session == nullptr);
+}
+
+// Read-only operations go to the readers; everything else (undeclared included) to the primary: a
+// PostgreSQL connection cannot tell asyncdb that a statement would have written, it only refuses it.
+template <class R, class Token, class Fn>
+auto initiate(Token&& token, engine& e, bool read_only, Fn fn, std::string_view name) {
+  check_result<R>();
+  return net::async_initiate<Token, signature_t<R>>(
+      [](auto handler, engine* e, bool ro, Fn f, std::string_view n) {
+        submit<R>(std::move(handler), &e->queue(ro), &e->stats_counters(), std::move(f), n, nullptr);
+      },
+      token, &e, read_only, std::move(fn), name);
+}
+
+template <auto F, class Dao, class Owner, class... Args>
+auto initiate_call(engine& e, Args&&... args) {
+  refuse_coawait_temporaries<Args...>();
+  return initiate<call_result_t<F, Dao, Args...>>(net::use_awaitable, e, declared_route<F, Owner>() == route::reader,
+                                                  bind_call<F, Dao>(std::forward<Args>(args)...), name_of<F>());
+}
+
+template <class Token, class Fn>
+auto async_run_on(engine& e, bool read_only, Fn&& fn, Token&& token) {
+  if constexpr (is_use_awaitable<std::decay_t<Token>>) refuse_coawait_temporary_callable<Fn>();
+  using R = std::invoke_result_t<std::decay_t<Fn>&, pqxx::connection&>;
+  return initiate<R>(
+      std::forward<Token>(token), e, read_only,
+      [f = std::decay_t<Fn>(std::forward<Fn>(fn))](lane& l) mutable -> R { return f(l.conn().get()); }, "async_run");
+}
+
+}  // namespace asyncdb::detail::pg

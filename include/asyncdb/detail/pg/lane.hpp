@@ -1,0 +1,246 @@
+#pragma once
+// A PostgreSQL lane: one thread, the connection it owns (replaced after a fault), the DAOs built on it,
+// and the loop that serves one queue (the writers share one, the readers of each replica one more).
+#include <asyncdb/detail/job_queue.hpp>
+#include <asyncdb/detail/pg/canceller.hpp>
+#include <asyncdb/detail/pg/config.hpp>
+#include <asyncdb/detail/pg/connection.hpp>
+#include <asyncdb/detail/session_state.hpp>
+#include <asyncdb/error.hpp>
+
+#include <pqxx/except>
+
+#if defined(__linux__)
+#include <pthread.h>
+#endif
+#include <chrono>
+#include <exception>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+
+namespace asyncdb::detail::pg {
+
+class lane;
+
+// What a lane runs; implemented by the operations next to their Asio completion (a second interface
+// because they already are detail::job through async_op).
+class task {
+ public:
+  // Runs on a connected lane.
+  virtual void serve(lane& l) noexcept = 0;
+  // Completes with `ep` without running (the lane's connection is down); a no-op if cancelled meanwhile.
+  virtual void refuse(lane& l, std::exception_ptr ep) noexcept = 0;
+
+ protected:
+  ~task() = default;
+};
+
+// One connection's state as stats() shows it.
+enum class connection_state : unsigned char { connecting, ready, down, closed };
+
+struct lane_snapshot {
+  connection_state state = connection_state::connecting;
+  int backend_pid = 0;
+  std::uint64_t connects = 0;
+  std::string last_error;
+  std::string holder;  // the operation or session using it now, empty when idle
+};
+
+class lane {
+ public:
+  lane(std::string conninfo, bool writer, bool read_only, const lane_settings& settings, job_queue& queue,
+       std::shared_ptr<counters> c, canceller& cancels)
+      : conninfo_(std::move(conninfo)),
+        writer_(writer),
+        read_only_(read_only),
+        settings_(settings),
+        queue_(queue),
+        counters_(std::move(c)),
+        cancels_(cancels),
+        target_(cancels.add_target()),
+        backoff_(settings.reconnect_backoff) {}
+  lane(const lane&) = delete;
+  lane& operator=(const lane&) = delete;
+  ~lane() { join(); }
+
+  // Connects on the new thread; rethrows the first connect's failure.
+  void start() {
+    std::promise<void> opened;
+    auto ready = opened.get_future();
+    thread_ = std::thread([this, opened = std::move(opened)]() mutable { main(opened); });
+    ready.get();
+  }
+
+  void join() noexcept {
+    if (thread_.joinable()) thread_.join();
+  }
+
+  bool on_this_thread() const noexcept { return thread_.get_id() == std::this_thread::get_id(); }
+  bool is_writer() const noexcept { return writer_; }
+  bool is_read_only() const noexcept { return read_only_; }
+  const lane_settings& settings() const noexcept { return settings_; }
+
+  // On the lane's thread only, while connected.
+  connection& conn() noexcept { return *conn_; }
+  counters& stats_counters() noexcept { return *counters_; }
+  const std::shared_ptr<counters>& shared_counters() const noexcept { return counters_; }
+
+  void hold(std::string_view name) noexcept {
+    std::lock_guard lock(mutex_);
+    holder_ = name;
+  }
+
+  lane_snapshot snapshot() const {
+    std::lock_guard lock(mutex_);
+    lane_snapshot s = info_;
+    s.holder = std::string(holder_);
+    return s;
+  }
+
+  // Serves one session until it is released, then rolls back what it left open. False when closing.
+  template <class Granted>
+  bool serve_session(const std::shared_ptr<session_state>& s, std::string_view name, Granted&& granted) {
+    {
+      std::lock_guard lock(session_mutex_);
+      if (stopping_) return false;
+      session_ = s;
+    }
+    hold(name);
+    granted();
+    while (auto j = s->queue.pop()) dispatch(j);
+    hold({});
+    std::lock_guard lock(session_mutex_);
+    session_.reset();
+    return true;
+  }
+
+  void stop_sessions() {
+    std::lock_guard lock(session_mutex_);
+    stopping_ = true;
+    if (session_) session_->queue.close(make_error_code(errc::closed));
+  }
+
+  // After each operation: a connection that died (or was left unusable) is dropped with its DAOs, and
+  // replaced at once if the server answers.
+  void after_operation() noexcept {
+    if (conn_ && conn_->is_broken()) {
+      drop("the connection was lost");
+      try_connect();
+    }
+  }
+
+ private:
+  void main(std::promise<void>& opened) {
+#if defined(__linux__)
+    pthread_setname_np(pthread_self(), writer_ ? "asyncdb-pg-write" : "asyncdb-pg-read");
+#endif
+    std::exception_ptr failed;
+    try {
+      connect();
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    if (failed) {
+      set_state(connection_state::closed);
+      opened.set_exception(std::move(failed));
+      return;
+    }
+    opened.set_value();
+    while (auto j = queue_.pop()) dispatch(j);
+    conn_.reset();
+    set_state(connection_state::closed);
+  }
+
+  void dispatch(const std::shared_ptr<job>& j) noexcept {
+    task* t = dynamic_cast<task*>(j.get());  // PostgreSQL queues hold PostgreSQL operations only
+    if (t == nullptr) return;
+    if (!conn_ && !try_connect()) {
+      t->refuse(*this, down_error());
+      return;
+    }
+    t->serve(*this);
+  }
+
+  void connect() {
+    set_state(connection_state::connecting);
+    conn_.emplace(conninfo_, read_only_, settings_.on_open, cancels_, target_);
+    std::lock_guard lock(mutex_);
+    info_.state = connection_state::ready;
+    info_.backend_pid = conn_->backend_pid();
+    ++info_.connects;
+    backoff_ = settings_.reconnect_backoff;
+  }
+
+  // One attempt, unless the last failed less than the backoff ago: fail fast rather than queue behind
+  // a server that is down. Each attempt is bounded by the conninfo's connect_timeout.
+  bool try_connect() noexcept {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_attempt_) return false;
+    std::string error;
+    try {
+      connect();
+      return true;
+    } catch (const std::exception& e) {
+      error = e.what();
+    } catch (...) {
+      error = "unknown error";
+    }
+    conn_.reset();
+    next_attempt_ = std::chrono::steady_clock::now() + backoff_;
+    backoff_ = std::min(backoff_ * 2, settings_.max_reconnect_backoff);
+    std::lock_guard lock(mutex_);
+    info_.state = connection_state::down;
+    info_.backend_pid = 0;
+    info_.last_error = std::move(error);
+    return false;
+  }
+
+  void drop(std::string why) noexcept {
+    conn_.reset();
+    std::lock_guard lock(mutex_);
+    info_.state = connection_state::down;
+    info_.backend_pid = 0;
+    info_.last_error = std::move(why);
+  }
+
+  std::exception_ptr down_error() const {
+    std::lock_guard lock(mutex_);
+    return std::make_exception_ptr(pqxx::broken_connection(
+        "asyncdb: the " + std::string(writer_ ? "primary" : "read-only") + " connection is down: " + info_.last_error));
+  }
+
+  void set_state(connection_state s) noexcept {
+    std::lock_guard lock(mutex_);
+    info_.state = s;
+    if (s != connection_state::ready) info_.backend_pid = 0;
+  }
+
+  const std::string conninfo_;
+  const bool writer_;
+  const bool read_only_;
+  const lane_settings& settings_;
+  job_queue& queue_;
+  std::shared_ptr<counters> counters_;
+  canceller& cancels_;
+  canceller::target& target_;
+  std::optional<connection> conn_;
+  std::chrono::milliseconds backoff_;
+  std::chrono::steady_clock::time_point next_attempt_{};
+  std::thread thread_;
+
+  mutable std::mutex mutex_;
+  lane_snapshot info_;
+  std::string_view holder_;  // static storage: a function name or a literal
+
+  std::mutex session_mutex_;
+  std::shared_ptr<session_state> session_;
+  bool stopping_ = false;
+};
+
+}  // namespace asyncdb::detail::pg

@@ -1,0 +1,135 @@
+#pragma once
+// Runs `fn(lane&) -> R` on a PostgreSQL lane: the database work of every public PostgreSQL operation.
+#include <asyncdb/detail/completion.hpp>
+#include <asyncdb/detail/pg/lane.hpp>
+#include <asyncdb/detail/session_state.hpp>
+#include <asyncdb/error.hpp>
+
+#include <pqxx/except>
+
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <stdexcept>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <variant>
+
+namespace asyncdb::detail::pg {
+
+template <class Handler, class R>
+struct async_op_for {
+  using type = async_op<Handler, R>;
+};
+template <class Handler>
+struct async_op_for<Handler, void> {
+  using type = async_op<Handler>;
+};
+
+inline bool is_in_doubt(const std::exception_ptr& ep) noexcept {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const pqxx::in_doubt_error&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+// Fixes the outcome of a lease once the operation can no longer be interrupted: a transaction the
+// operation left open is rolled back (and reported), a connection it broke is reported, and with
+// refuse_swallowed_errors a write the server silently rolled back fails instead of succeeding.
+inline std::exception_ptr settle(lane& l, std::exception_ptr ep, const lease_watch& w, session_state* s) {
+  connection& c = l.conn();
+  if (c.is_broken()) {
+    if (!ep) ep = std::make_exception_ptr(pqxx::broken_connection("asyncdb: the connection was lost"));
+    return ep;
+  }
+  if (s == nullptr && c.rollback_if_open() && !ep) {
+    ep = std::make_exception_ptr(std::system_error(errc::transaction_left_open));
+  }
+  if (!ep && w.rolled_back_after_error && l.settings().refuse_swallowed_errors) {
+    ep = std::make_exception_ptr(std::runtime_error(
+        "asyncdb: a statement of this operation failed inside a transaction and the operation caught the error, "
+        "so the server rolled the whole transaction back (libpqxx 6.4 reports such a COMMIT as a success); "
+        "nothing of that transaction was written. Let the error propagate, or set "
+        "postgres::options::refuse_swallowed_errors to false if the rollback was intended"));
+  }
+  return ep;
+}
+
+template <class Handler, class Fn, class R>
+class run_op final : public async_op_for<Handler, R>::type, public task {
+  using base = typename async_op_for<Handler, R>::type;
+
+ public:
+  run_op(Handler handler, Fn fn, std::string_view name, session_state* session)
+      : base(std::move(handler)), fn_(std::in_place, std::move(fn)), name_(name), session_(session) {}
+
+  // Only PostgreSQL lanes pop these, and they call serve().
+  void execute(detail::lane&) noexcept override { std::terminate(); }
+
+  void serve(lane& l) noexcept override {
+    if (!this->start(l.conn())) return;
+    counters& c = l.stats_counters();
+    c.queue_wait_ns.fetch_add((std::chrono::steady_clock::now() - this->enqueued_at).count(),
+                              std::memory_order_relaxed);
+    c.running.fetch_add(1, std::memory_order_relaxed);
+    if (session_ == nullptr) l.hold(name_);
+    try {
+      if constexpr (std::is_void_v<R>) {
+        (*fn_)(l);
+        result_.emplace();
+      } else {
+        result_.emplace((*fn_)(l));
+      }
+    } catch (...) {
+      ep_ = std::current_exception();
+    }
+    const bool cancelled = this->end_run();
+    const lease_watch w = l.conn().end_lease();
+    ep_ = settle(l, std::move(ep_), w, session_);
+    // Aborted only when nothing of it reached the database: no COMMIT and no autocommit write went
+    // through, and the failure is not a lost COMMIT, whose outcome nobody knows.
+    const bool aborted = cancelled && ep_ && w.commits == 0 && !is_in_doubt(ep_);
+    if (aborted && session_ != nullptr && !session_->read_only) session_->aborted = true;
+    if (session_ == nullptr) l.hold({});
+    c.running.fetch_sub(1, std::memory_order_relaxed);
+    if (aborted) ep_ = std::make_exception_ptr(std::system_error(net::error::operation_aborted));
+    (aborted ? c.cancelled : ep_ ? c.failed : c.completed).fetch_add(1, std::memory_order_relaxed);
+    fn_.reset();
+    if constexpr (std::is_void_v<R>) {
+      this->deliver(std::move(ep_));
+    } else if (ep_) {
+      this->deliver(std::move(ep_), R{});
+    } else {
+      this->deliver(nullptr, std::move(*result_));
+    }
+    l.after_operation();
+  }
+
+  void refuse(lane& l, std::exception_ptr ep) noexcept override {
+    if (!this->claim()) return;
+    l.stats_counters().failed.fetch_add(1, std::memory_order_relaxed);
+    fn_.reset();
+    if constexpr (std::is_void_v<R>) {
+      this->deliver(std::move(ep));
+    } else {
+      this->deliver(std::move(ep), R{});
+    }
+  }
+
+ protected:
+  void release_work() noexcept override { fn_.reset(); }
+
+ private:
+  using result_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+  std::optional<Fn> fn_;
+  std::optional<result_type> result_;
+  std::exception_ptr ep_;
+  std::string_view name_;   // static storage
+  session_state* session_;  // the lane serving the session keeps it alive while this runs
+};
+
+}  // namespace asyncdb::detail::pg

@@ -1,0 +1,236 @@
+#pragma once
+// The PostgreSQL backend: the same names as for SQLite, over libpqxx connections. Opt-in: only this
+// header needs libpqxx (link asyncdb::asyncdb_postgres).
+#include <asyncdb/asyncdb.hpp>
+#include <asyncdb/detail/pg/initiate.hpp>
+
+#include <pqxx/connection>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <source_location>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace asyncdb::detail {
+struct pg_database_access;
+}
+
+namespace asyncdb::postgres {
+
+/// Settings of an asyncdb::postgres::database; an aggregate, so designated initializers work.
+struct options {
+  /// The primary's libpq connection string or URI; writes and undeclared operations run there.
+  std::string primary;
+
+  /// Streaming replicas: operations declared read-only run there. Empty: on read-only primary connections.
+  std::vector<std::string> replicas{};
+
+  /// Connections to the primary, serving writes in parallel (at least 1).
+  std::size_t writers = 4;
+
+  /// Read-only connections per replica, or to the primary when there is no replica; 0 sends reads to the writers.
+  std::size_t readers = 2;
+
+  /// Runs on each connection's own thread after every connect, reconnects included (prepare, search_path).
+  std::function<void(pqxx::connection&)> on_open{};
+
+  /// Operations allowed to wait at once; past it new ones fail at once with errc::queue_full.
+  std::size_t max_queued = 65536;
+
+  /// Bound on each connect attempt, added to a conninfo that sets no connect_timeout; 0 leaves libpq's.
+  std::chrono::seconds connect_timeout{5};
+
+  /// Wait after a failed reconnect before the next attempt; doubles up to max_reconnect_backoff.
+  std::chrono::milliseconds reconnect_backoff{100};
+  std::chrono::milliseconds max_reconnect_backoff{5000};
+
+  /// Fails an operation that caught a failed statement inside its transaction and returned normally: the
+  /// server rolled that transaction back, though libpqxx 6.4 reports its COMMIT as a success.
+  bool refuse_swallowed_errors = true;
+};
+
+/// One connection as stats() sees it.
+struct connection_stats {
+  enum class state { connecting, ready, down, closed };
+  bool primary = true;  ///< a writer on the primary, or a read-only connection
+  state status = state::connecting;
+  int backend_pid = 0;         ///< the server process serving it, 0 while not connected
+  std::uint64_t connects = 0;  ///< successful connects, the first included
+  std::string last_error;      ///< why it last went down or failed to connect
+  std::string holder;          ///< the operation or session using it now, empty when idle
+};
+
+/// asyncdb::stats for the whole database, and each connection's state.
+struct stats : asyncdb::stats {
+  std::vector<connection_stats> connections;
+};
+
+/// A PostgreSQL primary (and its replicas) served by connection threads; operations never run on the
+/// caller's thread, each connection is only ever used by its own thread.
+class database {
+ public:
+  /// Connects every connection, writers first, running on_open on each; throws what the first failing
+  /// connect or on_open threw (pqxx::broken_connection when the server is unreachable).
+  explicit database(options opts) : engine_(std::make_unique<detail::pg::engine>(config_of(std::move(opts)))) {}
+
+  database(const database&) = delete;
+  database& operator=(const database&) = delete;
+
+  /// Closes as close() does; on one of its own threads, in the background.
+  ~database() {
+    if (engine_ && engine_->on_own_thread()) detail::pg::engine::close_in_background(std::move(engine_));
+  }
+
+  /// Stops intake (errc::closed), runs what is queued, rolls back open sessions, closes every connection on
+  /// its own thread and joins them. Blocks; idempotent. Throws std::logic_error from inside an operation.
+  void close() { engine_->close(); }
+
+  /// Returns queue depth, outcomes and each connection's state and last error.
+  postgres::stats stats() const {
+    postgres::stats s;
+    const detail::counters& c = engine_->stats_counters();
+    s.queued = c.queued.load(std::memory_order_relaxed);
+    s.running = c.running.load(std::memory_order_relaxed);
+    s.completed = c.completed.load(std::memory_order_relaxed);
+    s.failed = c.failed.load(std::memory_order_relaxed);
+    s.cancelled = c.cancelled.load(std::memory_order_relaxed);
+    s.rejected = c.rejected.load(std::memory_order_relaxed);
+    s.queue_wait = std::chrono::nanoseconds(c.queue_wait_ns.load(std::memory_order_relaxed));
+    for (const auto& l : engine_->lanes()) {
+      const detail::pg::lane_snapshot ls = l->snapshot();
+      s.connections.push_back({l->is_writer(), static_cast<connection_stats::state>(ls.state), ls.backend_pid,
+                               ls.connects, ls.last_error, ls.holder});
+    }
+    return s;
+  }
+
+ private:
+  friend struct detail::pg_database_access;
+
+  static detail::pg::engine_config config_of(options o) {
+    return {std::move(o.primary),
+            std::move(o.replicas),
+            o.writers,
+            o.readers,
+            o.max_queued,
+            o.connect_timeout,
+            {std::move(o.on_open), o.reconnect_backoff, o.max_reconnect_backoff, o.refuse_swallowed_errors}};
+  }
+
+  std::unique_ptr<detail::pg::engine> engine_;
+};
+
+}  // namespace asyncdb::postgres
+
+namespace asyncdb {
+
+namespace detail {
+struct pg_database_access {
+  static pg::engine& of(postgres::database& db) noexcept { return *db.engine_; }
+};
+}  // namespace detail
+
+/// Runs `fn(pqxx::connection&) -> R` on a primary connection.
+/// Completion: void(std::exception_ptr, R), or void(std::exception_ptr) when R is void. Resumes on the
+/// handler's associated executor. Thread-safe. Errors: fn's exception, errc::closed / queue_full,
+/// operation_aborted, pqxx::broken_connection when the connection is down.
+template <class Fn, class Token = const net::use_awaitable_t<>&>
+requires(!std::is_same_v<std::decay_t<Fn>, read_only_t>) auto async_run(postgres::database& db, Fn&& fn,
+                                                                        Token&& token = net::use_awaitable) {
+  return detail::pg::async_run_on(detail::pg_database_access::of(db), false, std::forward<Fn>(fn),
+                                  std::forward<Token>(token));
+}
+
+/// Runs `fn(pqxx::connection&) -> R` on a read-only connection (a replica's, if any); writes fail with
+/// SQLSTATE 25006. Otherwise as the primary overload.
+template <class Fn, class Token = const net::use_awaitable_t<>&>
+auto async_run(postgres::database& db, read_only_t, Fn&& fn, Token&& token = net::use_awaitable) {
+  return detail::pg::async_run_on(detail::pg_database_access::of(db), true, std::forward<Fn>(fn),
+                                  std::forward<Token>(token));
+}
+
+/// to_async_db_oper for a DAO built from `pqxx::connection&`: one Dao per connection, built on first use on
+/// that connection's thread and rebuilt after a reconnect. Routing as for SQLite, except that an
+/// undeclared member runs on the primary.
+template <class Derived, class Dao>
+requires detail::pg::dao<Dao>
+class to_async_db_oper<Derived, Dao> {
+ public:
+  /// Binds to `db`, which must outlive this object's operations.
+  explicit to_async_db_oper(postgres::database& db) noexcept : db_(&db) {}
+
+  template <class Other>
+  requires(!std::is_base_of_v<to_async_db_oper, std::remove_cv_t<Other>>) explicit to_async_db_oper(Other&) {
+    static_assert(std::is_same_v<Other, postgres::database>,
+                  "asyncdb: this DAO is constructed from pqxx::connection&, so its to_async_db_oper needs an "
+                  "asyncdb::postgres::database; an asyncdb::database serves DAOs constructed from "
+                  "SQLite::Database&");
+  }
+
+  /// Calls `(dao.*Member)(args...)` on a reader if declared read-only, else on the primary.
+  /// Completion: awaitable<R>. Resumes on the awaiting coroutine's executor. Thread-safe.
+  /// Throws what the member threw, or errc::closed / queue_full, operation_aborted, pqxx::broken_connection.
+  template <auto Member, class... Args>
+  auto call(Args&&... args) const {
+    static_assert(
+        std::is_member_function_pointer_v<decltype(Member)> && std::is_base_of_v<detail::member_class_t<Member>, Dao>,
+        "asyncdb: call<&X::f> needs a member function of the DAO class (or of one of its bases)");
+    return detail::pg::initiate_call<Member, Dao, Derived>(detail::pg_database_access::of(*db_),
+                                                           std::forward<Args>(args)...);
+  }
+
+  /// Runs `fn(Dao&) -> R` on the primary; as call() otherwise.
+  template <class Fn>
+  auto run(Fn&& fn, std::source_location where = std::source_location::current()) const {
+    return run_on(false, std::forward<Fn>(fn), where);
+  }
+
+  /// Runs `fn(Dao&) -> R` on a read-only connection; as call() otherwise.
+  template <class Fn>
+  auto run(read_only_t, Fn&& fn, std::source_location where = std::source_location::current()) const {
+    return run_on(true, std::forward<Fn>(fn), where);
+  }
+
+  /// Returns the database this object calls into.
+  postgres::database& get_database() const noexcept { return *db_; }
+
+ protected:
+  ~to_async_db_oper() = default;
+
+ private:
+  template <class Fn>
+  auto run_on(bool read_only, Fn&& fn, const std::source_location& where) const {
+    detail::refuse_coawait_temporary_callable<Fn>();
+    using R = std::invoke_result_t<std::decay_t<Fn>&, Dao&>;
+    return detail::pg::initiate<R>(
+        net::use_awaitable, detail::pg_database_access::of(*db_), read_only,
+        [f = std::decay_t<Fn>(std::forward<Fn>(fn))](detail::pg::lane& l) mutable -> R {
+          return f(l.conn().dao<Dao>());
+        },
+        where.function_name());
+  }
+
+  postgres::database* db_;
+};
+
+/// async_db_operation for a DAO member of a PostgreSQL DAO or a function `R f(pqxx::connection&, Args...)`.
+template <auto Operation>
+requires detail::pg::operation<Operation>
+struct async_db_operation<Operation> {
+  /// Runs the operation on a reader if `is_read_only<Operation>`, else on the primary; arguments are copied.
+  /// Completion: awaitable<R>. Resumes on the awaiting coroutine's executor. Thread-safe.
+  template <class... Args>
+  auto operator()(postgres::database& db, Args&&... args) const {
+    using dao = typename detail::default_dao<Operation>::type;
+    return detail::pg::initiate_call<Operation, dao, void>(detail::pg_database_access::of(db),
+                                                           std::forward<Args>(args)...);
+  }
+};
+
+}  // namespace asyncdb

@@ -1,0 +1,184 @@
+// asyncdb::postgres::database: the SQLite names over libpqxx, against a real primary and replica.
+#include "pg_support.hpp"
+
+#include <algorithm>
+#include <set>
+
+using namespace std::chrono_literals;
+using pgtest::AsyncPgUserOper;
+using pgtest::PgUserOper;
+using pgtest::UserCreate;
+
+namespace {
+std::int64_t add_sync(pqxx::connection& c, std::string name) {
+  pqxx::work w{c};
+  const auto id =
+      w.exec_params1("INSERT INTO users(name, email) VALUES ($1, 'f@x') RETURNING id", name)[0].as<std::int64_t>();
+  w.commit();
+  return id;
+}
+}  // namespace
+
+TEST_CASE("a PostgreSQL DAO runs on a connection thread and resumes on the caller's executor", "[postgres]") {
+  pgtest::schema s;
+  asyncdb::postgres::database pg{s.options(2, 1)};
+  asio::io_context ctx;
+  const auto caller = std::this_thread::get_id();
+  auto body = [&]() -> asio::awaitable<void> {
+    AsyncPgUserOper users{pg};
+    UserCreate ann{"ann", "ann@x.org"};
+    const std::int64_t id = co_await users.call<&PgUserOper::add>(ann);
+    CHECK(id > 0);
+    CHECK(std::this_thread::get_id() == caller);
+    const std::thread::id ran_on = co_await users.call<&PgUserOper::where>();
+    CHECK(ran_on != caller);
+    CHECK(std::this_thread::get_id() == caller);
+    pgtest::wait_for_replica();
+    auto [all, active] = co_await asyncdb::gather(users.list(), users.get_active_users());
+    REQUIRE(all.size() == 1);
+    CHECK(all[0].name == "ann");
+    CHECK(active.size() == 1);
+  };
+  test::run(ctx, body());
+  CHECK(pgtest::count_users(s) == 1);
+}
+
+TEST_CASE("each PostgreSQL connection builds its own DAO on its own thread on first use", "[postgres]") {
+  pgtest::schema s;
+  auto& log = pgtest::pg_dao_log();
+  const auto before = log.constructions().size();
+  const int alive_before = log.alive.load();
+  {
+    asyncdb::postgres::database pg{s.options(3, 0, false)};
+    asio::io_context ctx;
+    auto body = [&]() -> asio::awaitable<std::vector<int>> {
+      AsyncPgUserOper users{pg};
+      std::vector<asio::awaitable<int>> calls;
+      for (int i = 0; i < 60; ++i) calls.push_back(users.call<&PgUserOper::backend_pid>());
+      co_return co_await asyncdb::gather(std::move(calls));
+    };
+    const std::vector<int> pids = test::run(ctx, body());
+    const std::set<int> distinct(pids.begin(), pids.end());
+    CHECK(distinct.size() <= 3);
+    const auto built = log.constructions();
+    CHECK(built.size() - before == distinct.size());
+    for (std::size_t i = before; i < built.size(); ++i) CHECK(built[i] != std::this_thread::get_id());
+    CHECK(log.alive.load() - alive_before == static_cast<int>(distinct.size()));
+  }
+  CHECK(log.alive.load() == alive_before);  // destroyed with their connections
+}
+
+TEST_CASE("writes run in parallel on the primary's connections", "[postgres]") {
+  pgtest::schema s;
+  auto elapsed_with = [&](std::size_t writers) {
+    asyncdb::postgres::database pg{s.options(writers, 0, false)};
+    asio::io_context ctx;
+    auto body = [&]() -> asio::awaitable<void> {
+      AsyncPgUserOper users{pg};
+      std::vector<asio::awaitable<int>> calls;
+      for (int i = 0; i < 4; ++i) calls.push_back(users.call<&PgUserOper::sleep>(0.25));
+      co_await asyncdb::gather(std::move(calls));
+    };
+    const auto start = std::chrono::steady_clock::now();
+    test::run(ctx, body());
+    return std::chrono::steady_clock::now() - start;
+  };
+  const auto one = elapsed_with(1);
+  const auto four = elapsed_with(4);
+  CHECK(four * 2 < one);  // 4 x 250 ms one after the other, or about 250 ms side by side
+}
+
+TEST_CASE("read-only operations run on the replica where writes fail with SQLSTATE 25006", "[postgres]") {
+  pgtest::schema s;
+  asyncdb::postgres::database pg{s.options(1, 2)};
+  asio::io_context ctx;
+  auto body = [&]() -> asio::awaitable<void> {
+    AsyncPgUserOper users{pg};
+    CHECK(co_await users.call<&PgUserOper::in_recovery>());
+    auto on_primary = [](pqxx::connection& c) {
+      pqxx::nontransaction t{c};
+      return t.exec1("SELECT pg_is_in_recovery()")[0].as<bool>();
+    };
+    CHECK_FALSE(co_await asyncdb::async_run(pg, on_primary));
+    auto write = [](pqxx::connection& c) { return add_sync(c, "mallory"); };
+    std::string state;
+    try {
+      co_await asyncdb::async_run(pg, asyncdb::read_only, write);
+    } catch (const pqxx::sql_error& e) {
+      state = e.sqlstate();
+    }
+    CHECK(state == "25006");
+  };
+  test::run(ctx, body());
+  CHECK(pgtest::count_users(s) == 0);
+}
+
+TEST_CASE("without a replica read-only operations use read-only primary connections", "[postgres]") {
+  pgtest::schema s;
+  asyncdb::postgres::database pg{s.options(1, 1, false)};
+  asio::io_context ctx;
+  auto body = [&]() -> asio::awaitable<void> {
+    AsyncPgUserOper users{pg};
+    CHECK_FALSE(co_await users.call<&PgUserOper::in_recovery>());
+    auto write = [](pqxx::connection& c) { return add_sync(c, "mallory"); };
+    std::string state;
+    try {
+      co_await asyncdb::async_run(pg, asyncdb::read_only, write);
+    } catch (const pqxx::sql_error& e) {
+      state = e.sqlstate();
+    }
+    CHECK(state == "25006");
+    const std::int64_t id = co_await asyncdb::async_run(pg, write);
+    CHECK(id > 0);
+  };
+  test::run(ctx, body());
+  CHECK(pgtest::count_users(s) == 1);
+}
+
+TEST_CASE("async_db_operation runs a function taking pqxx::connection on the primary", "[postgres]") {
+  pgtest::schema s;
+  asyncdb::postgres::database pg{s.options(1, 0, false)};
+  asio::io_context ctx;
+  auto body = [&]() -> asio::awaitable<std::int64_t> {
+    std::string name = "bob";
+    co_return co_await asyncdb::async_db_operation<&add_sync>{}(pg, name);
+  };
+  CHECK(test::run(ctx, body()) > 0);
+  CHECK(pgtest::count_users(s) == 1);
+}
+
+TEST_CASE("stats shows every PostgreSQL connection ready with its server process", "[postgres]") {
+  pgtest::schema s;
+  asyncdb::postgres::database pg{s.options(2, 1)};
+  const auto st = pg.stats();
+  REQUIRE(st.connections.size() == 3);
+  CHECK(std::count_if(st.connections.begin(), st.connections.end(), [](auto& c) { return c.primary; }) == 2);
+  for (const auto& c : st.connections) {
+    CHECK(c.status == asyncdb::postgres::connection_stats::state::ready);
+    CHECK(c.backend_pid > 0);
+    CHECK(c.connects == 1);
+  }
+  pg.close();
+  for (const auto& c : pg.stats().connections) CHECK(c.status == asyncdb::postgres::connection_stats::state::closed);
+}
+
+TEST_CASE("a DAO's own exception reaches the co_await and the operation counts as failed", "[postgres]") {
+  pgtest::schema s;
+  asyncdb::postgres::database pg{s.options(1, 0, false)};
+  asio::io_context ctx;
+  auto body = [&]() -> asio::awaitable<void> {
+    AsyncPgUserOper users{pg};
+    UserCreate ann{"ann", "a@x"};
+    co_await users.call<&PgUserOper::add>(ann);
+    std::string state;
+    try {
+      co_await users.call<&PgUserOper::add>(ann);
+    } catch (const pqxx::unique_violation& e) {
+      state = e.sqlstate();
+    }
+    CHECK(state == "23505");
+  };
+  test::run(ctx, body());
+  CHECK(pg.stats().failed == 1);
+  CHECK(pg.stats().completed == 1);
+}
