@@ -14,6 +14,22 @@
 
 namespace asyncdb {
 
+namespace detail {
+// A session of another backend (detail/pg/session.hpp) brings its own transaction control; its
+// run/call recipes are templates defined with that backend.
+struct session_controls {
+  net::awaitable<void> (*begin)(std::shared_ptr<session_state>);
+  net::awaitable<void> (*commit)(std::shared_ptr<session_state>);
+  net::awaitable<void> (*rollback)(std::shared_ptr<session_state>);
+};
+template <class Fn>
+auto pg_session_run(std::shared_ptr<session_state> s, Fn&& fn);
+template <auto Member, class... Args>
+auto pg_session_call(std::shared_ptr<session_state> s, Args&&... args);
+template <class Dao>
+inline constexpr bool is_sqlite_dao = std::is_constructible_v<Dao, SQLite::Database&>;
+}  // namespace detail
+
 /// Exclusive use of one connection across awaits: the writer for a write session (other writes wait),
 /// one reader holding one snapshot for a read session. Operations run in the order they are started.
 /// Destroying it ends the session without blocking: an open transaction is rolled back, never committed.
@@ -63,6 +79,7 @@ class AsyncDbSession {
   /// Starts a write transaction with BEGIN IMMEDIATE. Completion: awaitable<void>; resumes on the caller's
   /// executor. Throws errc::read_only_session on a read session, errc::transaction_aborted after a cancelled one.
   net::awaitable<void> begin() {
+    if (state_ && state_->controls) return state_->controls->begin(state_);
     return control(
         [](detail::lane& l, detail::session_state& s) {
           check_writable(s);
@@ -73,6 +90,7 @@ class AsyncDbSession {
 
   /// Commits the open transaction; as begin() otherwise (SQLite's error if none is open).
   net::awaitable<void> commit() {
+    if (state_ && state_->controls) return state_->controls->commit(state_);
     return control(
         [](detail::lane& l, detail::session_state& s) {
           check_writable(s);
@@ -83,6 +101,7 @@ class AsyncDbSession {
 
   /// Rolls back the open transaction, if any, and clears errc::transaction_aborted.
   net::awaitable<void> rollback() {
+    if (state_ && state_->controls) return state_->controls->rollback(state_);
     return control(
         [](detail::lane& l, detail::session_state& s) {
           if (s.read_only) throw std::system_error(errc::read_only_session);
@@ -98,10 +117,11 @@ class AsyncDbSession {
   template <class Fn>
   auto run(Fn&& fn) {
     detail::refuse_coawait_temporary_callable<Fn>();
-    using R = std::invoke_result_t<std::decay_t<Fn>&, SQLite::Database&>;
-    return control([f = std::decay_t<Fn>(std::forward<Fn>(fn))](
-                       detail::lane& l, detail::session_state&) mutable -> R { return f(l.conn().database()); },
-                   "AsyncDbSession::run");
+    if constexpr (!std::is_invocable_v<std::decay_t<Fn>&, SQLite::Database&>) {
+      return detail::pg_session_run(state_, std::forward<Fn>(fn));
+    } else {
+      return run_sqlite(std::forward<Fn>(fn));
+    }
   }
 
   /// Calls `(dao.*Member)(args...)` on the connection's own DAO instance; as run() otherwise.
@@ -109,6 +129,25 @@ class AsyncDbSession {
   auto call(Args&&... args) {
     static_assert(std::is_member_function_pointer_v<decltype(Member)>,
                   "asyncdb: AsyncDbSession::call<&Dao::member> needs a DAO member function");
+    if constexpr (!detail::is_sqlite_dao<detail::member_class_t<Member>>) {
+      detail::refuse_coawait_temporaries<Args...>();
+      return detail::pg_session_call<Member>(state_, std::forward<Args>(args)...);
+    } else {
+      return call_sqlite<Member>(std::forward<Args>(args)...);
+    }
+  }
+
+ private:
+  template <class Fn>
+  auto run_sqlite(Fn&& fn) {
+    using R = std::invoke_result_t<std::decay_t<Fn>&, SQLite::Database&>;
+    return control([f = std::decay_t<Fn>(std::forward<Fn>(fn))](
+                       detail::lane& l, detail::session_state&) mutable -> R { return f(l.conn().database()); },
+                   "AsyncDbSession::run");
+  }
+
+  template <auto Member, class... Args>
+  auto call_sqlite(Args&&... args) {
     detail::refuse_coawait_temporaries<Args...>();
     using dao = detail::member_class_t<Member>;
     using R = detail::call_result_t<Member, dao, Args...>;
@@ -117,7 +156,6 @@ class AsyncDbSession {
                    detail::name_of<Member>());
   }
 
- private:
   std::shared_ptr<detail::session_state> state_;
 };
 

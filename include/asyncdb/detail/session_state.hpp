@@ -6,6 +6,8 @@
 
 namespace asyncdb::detail {
 
+struct session_controls;  // set by a backend other than SQLite (detail/pg/session.hpp)
+
 // Shared by an AsyncDbSession and the lane serving it. Closing `queue` is the whole release
 // protocol: the lane drains it, rolls back what is open and returns to its pool, so releasing a
 // session never needs a free worker and never blocks the releasing thread.
@@ -15,7 +17,8 @@ struct session_state {
   job_queue queue;
   const std::shared_ptr<counters> stats;
   const bool read_only;
-  bool aborted = false;  // only touched on the serving lane's thread
+  bool aborted = false;                        // only touched on the serving lane's thread
+  const session_controls* controls = nullptr;  // null: an SQLite session
 };
 
 }  // namespace asyncdb::detail
