@@ -3,6 +3,7 @@
 // header needs libpqxx (link asyncdb::asyncdb_postgres).
 #include <asyncdb/asyncdb.hpp>
 #include <asyncdb/detail/pg/initiate.hpp>
+#include <asyncdb/detail/pg/session.hpp>
 
 #include <pqxx/connection>
 
@@ -232,5 +233,29 @@ struct async_db_operation<Operation> {
                                                            std::forward<Args>(args)...);
   }
 };
+
+}  // namespace asyncdb
+
+namespace asyncdb {
+
+/// Opens a write session on one primary connection, held until the session ends; other writes keep
+/// running on the other primary connections. begin()/commit()/rollback() control a pqxx::work asyncdb
+/// holds; run(fn(pqxx::transaction_base&)) runs inside it, and a DAO that opens its own transaction there
+/// fails with std::logic_error (never commits). Leaving the scope rolls back.
+/// Completion: void(std::exception_ptr, AsyncDbSession). Resumes on the handler's executor. Thread-safe.
+/// Errors: errc::closed, errc::queue_full, operation_aborted, pqxx::broken_connection.
+template <class Token = const net::use_awaitable_t<>&>
+auto async_db_session(postgres::database& db, Token&& token = net::use_awaitable,
+                      std::source_location where = std::source_location::current()) {
+  return detail::pg::open_session(detail::pg_database_access::of(db), false, std::forward<Token>(token), where);
+}
+
+/// Opens a read session: one REPEATABLE READ, READ ONLY transaction (one snapshot) on a read-only
+/// connection, for run(fn(pqxx::transaction_base&)). As above otherwise.
+template <class Token = const net::use_awaitable_t<>&>
+auto async_db_session(postgres::database& db, read_only_t, Token&& token = net::use_awaitable,
+                      std::source_location where = std::source_location::current()) {
+  return detail::pg::open_session(detail::pg_database_access::of(db), true, std::forward<Token>(token), where);
+}
 
 }  // namespace asyncdb

@@ -94,12 +94,14 @@ TEST_CASE("read-only operations run on the replica where writes fail with SQLSTA
   asio::io_context ctx;
   auto body = [&]() -> asio::awaitable<void> {
     AsyncPgUserOper users{pg};
-    CHECK(co_await users.call<&PgUserOper::in_recovery>());
+    const auto v1 = co_await users.call<&PgUserOper::in_recovery>();
+    CHECK(v1);
     auto on_primary = [](pqxx::connection& c) {
       pqxx::nontransaction t{c};
       return t.exec1("SELECT pg_is_in_recovery()")[0].as<bool>();
     };
-    CHECK_FALSE(co_await asyncdb::async_run(pg, on_primary));
+    const auto v2 = co_await asyncdb::async_run(pg, on_primary);
+    CHECK_FALSE(v2);
     auto write = [](pqxx::connection& c) { return add_sync(c, "mallory"); };
     std::string state;
     try {
@@ -119,7 +121,8 @@ TEST_CASE("without a replica read-only operations use read-only primary connecti
   asio::io_context ctx;
   auto body = [&]() -> asio::awaitable<void> {
     AsyncPgUserOper users{pg};
-    CHECK_FALSE(co_await users.call<&PgUserOper::in_recovery>());
+    const auto v3 = co_await users.call<&PgUserOper::in_recovery>();
+    CHECK_FALSE(v3);
     auto write = [](pqxx::connection& c) { return add_sync(c, "mallory"); };
     std::string state;
     try {

@@ -9,6 +9,7 @@
 #include <asyncdb/error.hpp>
 
 #include <pqxx/except>
+#include <pqxx/transaction_base>
 
 #if defined(__linux__)
 #include <pthread.h>
@@ -114,6 +115,8 @@ class lane {
     hold(name);
     granted();
     while (auto j = s->queue.pop()) dispatch(j);
+    end_session_transaction();  // aborts: a session never commits behind its owner's back
+    if (conn_) conn_->rollback_if_open();
     hold({});
     std::lock_guard lock(session_mutex_);
     session_.reset();
@@ -124,6 +127,15 @@ class lane {
     std::lock_guard lock(session_mutex_);
     stopping_ = true;
     if (session_) session_->queue.close(make_error_code(errc::closed));
+  }
+
+  // The transaction a session holds open (begin(), or a read session's snapshot); on the lane's thread.
+  std::unique_ptr<pqxx::transaction_base>& session_transaction() noexcept { return session_txn_; }
+  void end_session_transaction() noexcept {
+    try {
+      session_txn_.reset();
+    } catch (...) {  // pqxx aborts in the destructor and swallows what fails; nothing else to do
+    }
   }
 
   // After each operation: a connection that died (or was left unusable) is dropped with its DAOs, and
@@ -202,6 +214,11 @@ class lane {
   }
 
   void drop(std::string why) noexcept {
+    {
+      std::lock_guard lock(session_mutex_);
+      if (session_ && session_txn_) session_->aborted = true;  // its transaction died with the connection
+    }
+    end_session_transaction();  // refers to the connection: gone first
     conn_.reset();
     std::lock_guard lock(mutex_);
     info_.state = connection_state::down;
@@ -230,6 +247,7 @@ class lane {
   canceller& cancels_;
   canceller::target& target_;
   std::optional<connection> conn_;
+  std::unique_ptr<pqxx::transaction_base> session_txn_;  // declared after conn_: destroyed first
   std::chrono::milliseconds backoff_;
   std::chrono::steady_clock::time_point next_attempt_{};
   std::thread thread_;

@@ -1,0 +1,217 @@
+#pragma once
+// Sessions on PostgreSQL: AsyncDbSession pinned to one connection, its transaction held by asyncdb as a
+// pqxx transaction object, so that libpqxx itself refuses a DAO's own transaction inside it.
+#include <asyncdb/detail/pg/initiate.hpp>
+#include <asyncdb/session.hpp>
+
+#include <pqxx/transaction>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+namespace asyncdb::detail::pg {
+
+using snapshot_transaction = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
+
+[[noreturn]] inline void rethrow_nested_transaction(const pqxx::usage_error& e) {
+  throw std::logic_error(
+      std::string("asyncdb: this code opened its own transaction inside the session's transaction, which it cannot "
+                  "join (libpqxx allows one transaction per connection); nothing of it ran. Pass the session a "
+                  "function taking pqxx::transaction_base& to run inside its transaction. libpqxx: ") +
+      e.what());
+}
+
+template <class R, class Token, class Fn>
+auto start_in_session(Token&& token, std::shared_ptr<session_state> session, Fn fn, std::string_view name) {
+  check_result<R>();
+  return net::async_initiate<Token, signature_t<R>>(
+      [](auto handler, std::shared_ptr<session_state> s, Fn f, std::string_view n) {
+        submit<R>(std::move(handler), s ? &s->queue : nullptr, s ? s->stats.get() : nullptr, std::move(f), n, s.get());
+      },
+      token, std::move(session), std::move(fn), name);
+}
+
+// Runs `fn` inside the session, with libpqxx's refusal of a nested transaction made explicit.
+template <class R, class Fn>
+auto in_session(std::shared_ptr<session_state> s, Fn fn, std::string_view name, bool allowed_when_aborted = false) {
+  session_state* raw = s.get();
+  return start_in_session<R>(
+      net::use_awaitable, std::move(s),
+      [fn = std::move(fn), raw, allowed_when_aborted](lane& l) mutable -> R {
+        if (raw->aborted && !allowed_when_aborted) throw std::system_error(errc::transaction_aborted);
+        try {
+          return fn(l, *raw);
+        } catch (const pqxx::usage_error& e) {
+          if (l.session_transaction()) rethrow_nested_transaction(e);
+          throw;
+        }
+      },
+      name);
+}
+
+inline void check_writable(const session_state& s) {
+  if (s.read_only) throw std::system_error(errc::read_only_session);
+}
+
+inline net::awaitable<void> session_begin(std::shared_ptr<session_state> s) {
+  return in_session<void>(
+      std::move(s),
+      [](lane& l, session_state& st) {
+        check_writable(st);
+        if (l.session_transaction()) throw std::logic_error("asyncdb: begin() with a transaction already open");
+        l.session_transaction() = std::make_unique<pqxx::work>(l.conn().get());
+      },
+      "AsyncDbSession::begin");
+}
+
+inline net::awaitable<void> session_commit(std::shared_ptr<session_state> s) {
+  return in_session<void>(
+      std::move(s),
+      [](lane& l, session_state& st) {
+        check_writable(st);
+        if (!l.session_transaction()) throw std::logic_error("asyncdb: commit() without begin()");
+        auto txn = std::move(l.session_transaction());
+        txn->commit();
+      },
+      "AsyncDbSession::commit");
+}
+
+inline net::awaitable<void> session_rollback(std::shared_ptr<session_state> s) {
+  return in_session<void>(
+      std::move(s),
+      [](lane& l, session_state& st) {
+        check_writable(st);
+        st.aborted = false;
+        l.end_session_transaction();
+      },
+      "AsyncDbSession::rollback", /*allowed_when_aborted=*/true);
+}
+
+inline constexpr session_controls controls{&session_begin, &session_commit, &session_rollback};
+
+inline void check_postgres(const std::shared_ptr<session_state>& s) {
+  if (s && s->controls != &controls) {
+    throw std::logic_error("asyncdb: a PostgreSQL function or DAO given to an SQLite session");
+  }
+}
+
+// `fn(pqxx::transaction_base&)` runs inside the session's transaction (the read session's snapshot, or
+// the one begin() opened); `fn(pqxx::connection&)` gets the connection.
+template <class Fn>
+auto run(std::shared_ptr<session_state> s, Fn&& fn) {
+  check_postgres(s);
+  using F = std::decay_t<Fn>;
+  if constexpr (std::is_invocable_v<F&, pqxx::transaction_base&>) {
+    using R = std::invoke_result_t<F&, pqxx::transaction_base&>;
+    return in_session<R>(
+        std::move(s),
+        [f = F(std::forward<Fn>(fn))](lane& l, session_state&) mutable -> R {
+          if (!l.session_transaction()) {
+            throw std::logic_error("asyncdb: run(fn(pqxx::transaction_base&)) needs an open transaction: begin()");
+          }
+          return f(*l.session_transaction());
+        },
+        "AsyncDbSession::run");
+  } else {
+    using R = std::invoke_result_t<F&, pqxx::connection&>;
+    return in_session<R>(
+        std::move(s), [f = F(std::forward<Fn>(fn))](lane& l, session_state&) mutable -> R { return f(l.conn().get()); },
+        "AsyncDbSession::run");
+  }
+}
+
+template <auto Member, class... Args>
+auto call(std::shared_ptr<session_state> s, Args&&... args) {
+  check_postgres(s);
+  using dao = member_class_t<Member>;
+  using R = call_result_t<Member, dao, Args...>;
+  return in_session<R>(
+      std::move(s),
+      [bound = bind_call<Member, dao>(std::forward<Args>(args)...)](lane& l, session_state&) mutable -> R {
+        return bound(l);
+      },
+      name_of<Member>());
+}
+
+// Waits in a lane's queue like any operation; when popped, the lane serves the session until it ends.
+template <class Handler>
+class session_open_op final : public async_op<Handler, AsyncDbSession>, public task {
+ public:
+  session_open_op(Handler handler, bool read_only, std::string_view name)
+      : async_op<Handler, AsyncDbSession>(std::move(handler)), read_only_(read_only), name_(name) {}
+
+  void execute(detail::lane&) noexcept override { std::terminate(); }
+
+  void serve(lane& l) noexcept override {
+    counters& c = l.stats_counters();
+    if (!this->start(l.conn())) return;
+    this->end_run();
+    l.conn().end_lease();
+    c.queue_wait_ns.fetch_add((std::chrono::steady_clock::now() - this->enqueued_at).count(),
+                              std::memory_order_relaxed);
+    auto state = std::make_shared<session_state>(l.shared_counters(), read_only_);
+    state->controls = &controls;
+    const bool served = l.serve_session(state, name_, [&] {
+      std::exception_ptr ep;
+      if (read_only_) {
+        try {
+          // One snapshot for every read of the session, taken now.
+          l.session_transaction() = std::make_unique<snapshot_transaction>(l.conn().get());
+          l.session_transaction()->exec("SELECT 1");
+        } catch (...) {
+          ep = std::current_exception();
+        }
+      }
+      if (ep) {
+        l.end_session_transaction();
+        state->queue.close(make_error_code(errc::session_ended));
+        c.failed.fetch_add(1, std::memory_order_relaxed);
+        this->deliver(std::move(ep), AsyncDbSession{});
+      } else {
+        c.completed.fetch_add(1, std::memory_order_relaxed);
+        this->deliver(nullptr, AsyncDbSession{state});
+      }
+    });
+    if (!served) {
+      c.failed.fetch_add(1, std::memory_order_relaxed);
+      this->deliver(std::make_exception_ptr(std::system_error(errc::closed)), AsyncDbSession{});
+    }
+    l.after_operation();
+  }
+
+  void refuse(lane& l, std::exception_ptr ep) noexcept override {
+    if (!this->claim()) return;
+    l.stats_counters().failed.fetch_add(1, std::memory_order_relaxed);
+    this->deliver(std::move(ep), AsyncDbSession{});
+  }
+
+ private:
+  bool read_only_;
+  std::string_view name_;
+};
+
+template <class Token>
+auto open_session(engine& e, bool read_only, Token&& token, const std::source_location& where) {
+  return net::async_initiate<Token, void(std::exception_ptr, AsyncDbSession)>(
+      [](auto handler, job_queue* q, counters* c, bool ro, std::string_view name) {
+        auto op = std::make_shared<session_open_op<decltype(handler)>>(std::move(handler), ro, name);
+        const bool attached = op->attach();
+        enqueue(op, attached, q, c);
+      },
+      token, &e.queue(read_only), &e.stats_counters(), read_only, std::string_view(where.function_name()));
+}
+
+}  // namespace asyncdb::detail::pg
+
+namespace asyncdb::detail {
+template <class Fn>
+auto pg_session_run(std::shared_ptr<session_state> s, Fn&& fn) {
+  return pg::run(std::move(s), std::forward<Fn>(fn));
+}
+template <auto Member, class... Args>
+auto pg_session_call(std::shared_ptr<session_state> s, Args&&... args) {
+  return pg::call<Member>(std::move(s), std::forward<Args>(args)...);
+}
+}  // namespace asyncdb::detail
