@@ -102,9 +102,11 @@ TEST_CASE("a cancel racing the end of an operation never hits the next one on th
       t.exec("SELECT pg_sleep(0.002)");
       return 1;
     };
+    // Long enough (15 ms) for a cancel request still in flight when the first ended (one takes about
+    // 10 ms) to land in it.
     auto next_query = [](pqxx::connection& c) {
       pqxx::nontransaction t{c};
-      return t.exec1("SELECT 1")[0].as<int>();
+      return t.exec1("SELECT 1 FROM pg_sleep(0.015)")[0].as<int>();
     };
     auto ex = co_await asio::this_coro::executor;
     for (int i = 0; i < rounds; ++i) {
