@@ -54,6 +54,13 @@ struct options {
   /// Fails an operation that caught a failed statement inside its transaction and returned normally: the
   /// server rolled that transaction back, though libpqxx 6.4 reports its COMMIT as a success.
   bool refuse_swallowed_errors = true;
+
+  /// Makes every read on a replica wait until the replica has replayed this database's last committed
+  /// write (its primary WAL position, asked after each committing operation: one more round trip per write).
+  bool read_your_writes = false;
+
+  /// The longest a read waits for the replica under read_your_writes before it fails.
+  std::chrono::milliseconds replica_wait{5000};
 };
 
 /// One connection as stats() sees it.
@@ -121,7 +128,8 @@ class database {
             o.readers,
             o.max_queued,
             o.connect_timeout,
-            {std::move(o.on_open), o.reconnect_backoff, o.max_reconnect_backoff, o.refuse_swallowed_errors}};
+            {std::move(o.on_open), o.reconnect_backoff, o.max_reconnect_backoff, o.refuse_swallowed_errors,
+             o.read_your_writes, o.replica_wait, nullptr}};
   }
 
   std::unique_ptr<detail::pg::engine> engine_;

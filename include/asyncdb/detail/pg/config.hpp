@@ -2,7 +2,10 @@
 // What a lane needs of asyncdb::postgres::options, without the public header.
 #include <pqxx/connection>
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <string>
 
@@ -13,7 +16,18 @@ struct lane_settings {
   std::chrono::milliseconds reconnect_backoff{100};
   std::chrono::milliseconds max_reconnect_backoff{5000};
   bool refuse_swallowed_errors = true;
+  bool read_your_writes = false;
+  std::chrono::milliseconds replica_wait{5000};
+  // The primary's WAL position after this database's last committed write (read_your_writes).
+  std::atomic<std::uint64_t>* written_lsn = nullptr;
 };
+
+// "16/B374D848" as one number; 0 when it is not an LSN.
+inline std::uint64_t parse_lsn(const char* text) noexcept {
+  unsigned hi = 0, lo = 0;
+  if (text == nullptr || std::sscanf(text, "%X/%X", &hi, &lo) != 2) return 0;
+  return (static_cast<std::uint64_t>(hi) << 32) | lo;
+}
 
 // Adds connect_timeout to a conninfo string or URI that sets none, so that no connect blocks for long.
 inline std::string with_connect_timeout(std::string conninfo, std::chrono::seconds timeout) {

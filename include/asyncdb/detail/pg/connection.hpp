@@ -3,6 +3,7 @@
 #include <asyncdb/detail/dao_cache.hpp>
 #include <asyncdb/detail/interruptible.hpp>
 #include <asyncdb/detail/pg/canceller.hpp>
+#include <asyncdb/detail/pg/config.hpp>
 #include <asyncdb/detail/pg/libpq.hpp>
 
 #include <pqxx/connection>
@@ -71,6 +72,16 @@ class connection final : public interruptible {
     if (is_broken() || !in_transaction()) return false;
     PQclear(PQexec(raw_, "ROLLBACK"));
     return true;
+  }
+
+  // One-value query of asyncdb's own, outside any transaction of the DAO's; 0 on failure.
+  std::uint64_t lsn(const char* sql) noexcept {
+    PGresult* r = PQexec(raw_, sql);
+    const std::uint64_t v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQgetisnull(r, 0, 0) == 0
+                                ? parse_lsn(PQgetvalue(r, 0, 0))
+                                : 0;
+    PQclear(r);
+    return v;
   }
 
   template <class Dao>

@@ -31,17 +31,18 @@ class engine {
  public:
   explicit engine(engine_config cfg)
       : cfg_(std::move(cfg)), counters_(make_counters(cfg_)), writer_queue_(counters_), reader_queue_(counters_) {
+    cfg_.settings.written_lsn = &written_lsn_;
     if (cfg_.writers == 0) throw std::invalid_argument("asyncdb: postgres::options::writers must be at least 1");
     cancels_.start();
     try {
       const std::string primary = with_connect_timeout(cfg_.primary, cfg_.connect_timeout);
-      for (std::size_t i = 0; i < cfg_.writers; ++i) add_lane(primary, true, false, writer_queue_);
+      for (std::size_t i = 0; i < cfg_.writers; ++i) add_lane(primary, true, false, false, writer_queue_);
       if (cfg_.replicas.empty()) {
-        for (std::size_t i = 0; i < cfg_.readers; ++i) add_lane(primary, false, true, reader_queue_);
+        for (std::size_t i = 0; i < cfg_.readers; ++i) add_lane(primary, false, true, false, reader_queue_);
       }
       for (const std::string& r : cfg_.replicas) {
         const std::string replica = with_connect_timeout(r, cfg_.connect_timeout);
-        for (std::size_t i = 0; i < cfg_.readers; ++i) add_lane(replica, false, true, reader_queue_);
+        for (std::size_t i = 0; i < cfg_.readers; ++i) add_lane(replica, false, true, true, reader_queue_);
       }
     } catch (...) {
       stop();
@@ -92,8 +93,9 @@ class engine {
     return p;
   }
 
-  void add_lane(const std::string& conninfo, bool writer, bool read_only, job_queue& q) {
-    lanes_.push_back(std::make_unique<lane>(conninfo, writer, read_only, cfg_.settings, q, counters_, cancels_));
+  void add_lane(const std::string& conninfo, bool writer, bool read_only, bool on_replica, job_queue& q) {
+    lanes_.push_back(
+        std::make_unique<lane>(conninfo, writer, read_only, on_replica, cfg_.settings, q, counters_, cancels_));
     lanes_.back()->start();
   }
 
@@ -108,6 +110,7 @@ class engine {
     cancels_.stop();
   }
 
+  std::atomic<std::uint64_t> written_lsn_{0};
   engine_config cfg_;
   std::shared_ptr<counters> counters_;
   job_queue writer_queue_;

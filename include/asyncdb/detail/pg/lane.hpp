@@ -14,12 +14,14 @@
 #if defined(__linux__)
 #include <pthread.h>
 #endif
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -55,11 +57,12 @@ struct lane_snapshot {
 
 class lane {
  public:
-  lane(std::string conninfo, bool writer, bool read_only, const lane_settings& settings, job_queue& queue,
-       std::shared_ptr<counters> c, canceller& cancels)
+  lane(std::string conninfo, bool writer, bool read_only, bool on_replica, const lane_settings& settings,
+       job_queue& queue, std::shared_ptr<counters> c, canceller& cancels)
       : conninfo_(std::move(conninfo)),
         writer_(writer),
         read_only_(read_only),
+        on_replica_(on_replica),
         settings_(settings),
         queue_(queue),
         counters_(std::move(c)),
@@ -135,6 +138,35 @@ class lane {
     try {
       session_txn_.reset();
     } catch (...) {  // pqxx aborts in the destructor and swallows what fails; nothing else to do
+    }
+  }
+
+  // read_your_writes, before an operation on a replica: waits (bounded by replica_wait) until the replica
+  // has replayed the primary's WAL up to this database's last committed write.
+  void catch_up() {
+    if (!settings_.read_your_writes || !read_only_ || !on_replica_) return;
+    const std::uint64_t target = settings_.written_lsn->load(std::memory_order_acquire);
+    if (target <= replayed_) return;
+    const auto give_up = std::chrono::steady_clock::now() + settings_.replica_wait;
+    for (;;) {
+      replayed_ = std::max(replayed_, conn_->lsn("SELECT pg_last_wal_replay_lsn()"));
+      if (replayed_ >= target) return;
+      if (std::chrono::steady_clock::now() >= give_up) {
+        throw std::runtime_error(
+            "asyncdb: the replica has not replayed this database's last write within "
+            "postgres::options::replica_wait; read on the primary instead");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+
+  // read_your_writes, after an operation on the primary that committed: records the WAL position, before
+  // the caller resumes, so that any read it starts next waits for it.
+  void note_write() noexcept {
+    if (!settings_.read_your_writes || read_only_ || session_txn_) return;
+    const std::uint64_t lsn = conn_->lsn("SELECT pg_current_wal_lsn()");
+    std::uint64_t seen = settings_.written_lsn->load(std::memory_order_relaxed);
+    while (lsn > seen && !settings_.written_lsn->compare_exchange_weak(seen, lsn, std::memory_order_release)) {
     }
   }
 
@@ -241,7 +273,9 @@ class lane {
   const std::string conninfo_;
   const bool writer_;
   const bool read_only_;
+  const bool on_replica_;
   const lane_settings& settings_;
+  std::uint64_t replayed_ = 0;  // the replica's replay position last seen
   job_queue& queue_;
   std::shared_ptr<counters> counters_;
   canceller& cancels_;

@@ -78,6 +78,7 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
     c.running.fetch_add(1, std::memory_order_relaxed);
     if (session_ == nullptr) l.hold(name_);
     try {
+      if (session_ == nullptr) l.catch_up();
       if constexpr (std::is_void_v<R>) {
         (*fn_)(l);
         result_.emplace();
@@ -97,6 +98,7 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
     if (session_ == nullptr) l.hold({});
     c.running.fetch_sub(1, std::memory_order_relaxed);
     if (aborted) ep_ = std::make_exception_ptr(std::system_error(net::error::operation_aborted));
+    if (w.commits > 0 && !l.conn().is_broken()) l.note_write();
     (aborted ? c.cancelled : ep_ ? c.failed : c.completed).fetch_add(1, std::memory_order_relaxed);
     fn_.reset();
     if constexpr (std::is_void_v<R>) {
