@@ -33,6 +33,15 @@ for file in $cases; do
   name=$(basename "$file")
   expect=$(sed -n 's|^// expect: ||p' "$file" | head -n 1)
   only=$(sed -n 's|^// only: ||p' "$file" | head -n 1)
+  needs=$(sed -n 's|^// needs: ||p' "$file" | head -n 1)
+  case_flags=$flags
+  if [ -n "$needs" ]; then  # a pkg-config module (libpqxx): skipped, saying so, where it is missing
+    if ! pkg_flags=$(pkg-config --cflags "$needs" libpq 2>/dev/null); then
+      echo "skip $name (needs $needs, not found by pkg-config)"
+      continue
+    fi
+    case_flags="$flags $pkg_flags"
+  fi
   if [ -z "$expect" ]; then
     echo "FAIL $name: no '// expect:' line"
     failures=$((failures + 1))
@@ -40,13 +49,13 @@ for file in $cases; do
   fi
 
   # shellcheck disable=SC2086
-  if ! "$cxx" $flags $extra -DASYNCDB_COMPILE_FAIL_CONTROL "$file" >"$log" 2>&1; then
+  if ! "$cxx" $case_flags $extra -DASYNCDB_COMPILE_FAIL_CONTROL "$file" >"$log" 2>&1; then
     fail "$name" "the corrected code (ASYNCDB_COMPILE_FAIL_CONTROL) does not compile"
     continue
   fi
 
   # shellcheck disable=SC2086
-  if "$cxx" $flags $extra "$file" >"$log" 2>&1; then compiled=yes; else compiled=no; fi
+  if "$cxx" $case_flags $extra "$file" >"$log" 2>&1; then compiled=yes; else compiled=no; fi
 
   if [ "$only" = "gcc<13" ] && [ "$kind" != gcc_lt_13 ]; then
     if [ "$compiled" = yes ]; then
