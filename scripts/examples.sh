@@ -8,11 +8,29 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ./scripts/install-deps.sh cmake ninja-build g++ libsqlitecpp-dev libasio-dev catch2 \
   librestinio-dev nlohmann-json3-dev libcpp-jwt-dev libssl-dev curl sqlite3
 
-count=$(find examples -maxdepth 1 -name '[0-9][0-9]_*.cpp' | wc -l)
+count=$(find examples -maxdepth 1 -name '[0-9][0-9]_*.cpp' ! -name '11_postgres.cpp' | wc -l)
 cmake --preset dev
 if ! cmake --build --preset dev --target run_examples users_service; then
   echo "examples.sh: an example failed to build or run (see above)" >&2
   exit 1
+fi
+
+# 11_postgres: against a throwaway primary and replica, started here and stopped by pid on exit.
+./scripts/install-deps.sh libpqxx-dev pkg-config postgresql-15 || echo "examples.sh: cannot install PostgreSQL" >&2
+cmake --preset dev >/dev/null
+if cmake --build --preset dev --target example_11_postgres 2>/dev/null; then
+  export ASYNCDB_PG_DIR="$PWD/build/dev/examples/pg-cluster" ASYNCDB_PG_PORT=${ASYNCDB_PG_PORT:-55442}
+  trap './scripts/pg-test-cluster.sh stop' EXIT
+  eval "$(./scripts/pg-test-cluster.sh start)"
+  export ASYNCDB_PG_PRIMARY ASYNCDB_PG_REPLICA
+  echo "== 11_postgres"
+  if ! build/dev/examples/11_postgres; then
+    echo "examples.sh: 11_postgres failed" >&2
+    exit 1
+  fi
+  count=$((count + 1))
+else
+  echo "examples.sh: 11_postgres skipped: libpqxx not found" >&2
 fi
 echo
 echo "examples: ${count} passed, 0 failed"
