@@ -2,6 +2,9 @@
 // own transaction refused inside the session's, and one snapshot for a read session.
 #include "pg_support.hpp"
 
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/steady_timer.hpp>
+
 using namespace std::chrono_literals;
 using pgtest::PgUserOper;
 using pgtest::UserCreate;
@@ -117,4 +120,41 @@ TEST_CASE("a PostgreSQL read session sees one snapshot on the replica", "[postgr
     CHECK(state == "25006");
   };
   test::run(ctx, body());
+}
+
+TEST_CASE("a cancelled statement in a PostgreSQL session transaction leaves only rollback allowed",
+          "[postgres][session][cancellation]") {
+  pgtest::schema s;
+  asyncdb::postgres::database pg{s.options(1, 0, false)};
+  asio::io_context ctx;
+  std::error_code cancelled;
+  std::error_code after;
+  auto body = [&]() -> asio::awaitable<void> {
+    using namespace asio::experimental::awaitable_operators;
+    asyncdb::AsyncDbSession session = co_await asyncdb::async_db_session(pg);
+    co_await session.begin();
+    auto add_ann = [](pqxx::transaction_base& t) { insert(t, "ann"); };
+    co_await session.run(add_ann);
+    auto sleeper = [](pqxx::transaction_base& t) { t.exec("SELECT pg_sleep(30)"); };
+    asio::steady_timer timer{co_await asio::this_coro::executor, 300ms};
+    try {
+      co_await (session.run(sleeper) || timer.async_wait(asio::use_awaitable));
+    } catch (const std::system_error& e) {
+      cancelled = e.code();
+    }
+    try {
+      co_await session.run(add_ann);
+    } catch (const std::system_error& e) {
+      after = e.code();
+    }
+    co_await session.rollback();
+    auto add_bob = [](pqxx::transaction_base& t) { insert(t, "bob"); };
+    co_await session.begin();
+    co_await session.run(add_bob);
+    co_await session.commit();
+  };
+  test::run(ctx, body(), 20s);
+  CHECK(after == asyncdb::errc::transaction_aborted);
+  CHECK(s.exec("SELECT string_agg(name, ',') FROM users")[0][0].as<std::string>() == "bob");
+  (void)cancelled;
 }

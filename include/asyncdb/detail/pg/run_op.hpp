@@ -94,7 +94,8 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
     // Aborted only when nothing of it reached the database: no COMMIT and no autocommit write went
     // through, and the failure is not a lost COMMIT, whose outcome nobody knows.
     const bool aborted = cancelled && ep_ && w.commits == 0 && !is_in_doubt(ep_);
-    if (aborted && session_ != nullptr && !session_->read_only) session_->aborted = true;
+    // A cancelled statement leaves the session's transaction failed on the server: only rollback() may follow.
+    if (aborted && session_ != nullptr && !session_->read_only && l.session_transaction()) session_->aborted = true;
     if (session_ == nullptr) l.hold({});
     c.running.fetch_sub(1, std::memory_order_relaxed);
     if (aborted) ep_ = std::make_exception_ptr(std::system_error(net::error::operation_aborted));
