@@ -3,6 +3,7 @@
 #include "pg_support.hpp"
 
 #include <asio/bind_cancellation_slot.hpp>
+#include <asio/bind_executor.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/steady_timer.hpp>
@@ -114,10 +115,13 @@ TEST_CASE("a cancel racing the end of an operation never hits the next one on th
       asio::steady_timer timer{ex, std::chrono::microseconds(delay_us(rng))};
       std::exception_ptr first;
       bool first_done = false;
-      asyncdb::async_run(pg, short_query, asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e, int) {
-                           first = e;
-                           first_done = true;
-                         }));
+      // Completes on this coroutine's executor, the thread that emits the cancellation.
+      asyncdb::async_run(
+          pg, short_query,
+          asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(ex, [&](std::exception_ptr e, int) {
+                                         first = e;
+                                         first_done = true;
+                                       })));
       co_await timer.async_wait(asio::use_awaitable);
       if (!first_done) signal.emit(asio::cancellation_type::terminal);
       auto is_done = [&] { return first_done; };
