@@ -91,7 +91,7 @@ class connection final : public interruptible {
 
   void interrupt() noexcept override { cancels_.request(target_); }
 
-  void begin_lease() noexcept override {
+  void begin_lease(std::chrono::steady_clock::time_point /*queued_at*/) noexcept override {
     watch_ = {};
     in_block_ = in_transaction();
   }
