@@ -51,3 +51,47 @@ class watchdog {
 };
 
 }  // namespace faults
+
+// ---- shared by the cancellation, WAL, shutdown and hostile-DAO cases ----
+#include <filesystem>
+#include <stdexcept>
+#include <string_view>
+#include <system_error>
+
+namespace faults {
+
+/// The value of the environment variable `name` as a number, or `fallback` when unset or not a number.
+inline long env_number(const char* name, long fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  return end != nullptr && *end == '\0' ? n : fallback;
+}
+
+/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
+class scratch_dir {
+ public:
+  scratch_dir() {
+    std::string templ = (std::filesystem::temp_directory_path() / "asyncdb-fault-XXXXXX").string();
+    if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = templ;
+  }
+  scratch_dir(const scratch_dir&) = delete;
+  scratch_dir& operator=(const scratch_dir&) = delete;
+  ~scratch_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::filesystem::path file(std::string_view name = "fault.db") const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// Milliseconds since `start`, as a double, for printed figures.
+inline double ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace faults
