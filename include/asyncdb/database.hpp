@@ -33,6 +33,9 @@ class database {
 
   /// Stops intake (later operations fail with errc::closed), runs what is already queued, rolls back
   /// open sessions, closes each connection on its own thread and joins them. Blocks; idempotent.
+  /// Bounded by options::close_grace: past it, operations still queued fail with errc::closed and running
+  /// statements are interrupted (SQLITE_INTERRUPT), so it returns within the grace plus the time a statement
+  /// takes to notice; only C++ code of a DAO that runs no statement can hold it longer.
   /// Throws std::logic_error when called from inside an operation.
   void close() { engine_->close(); }
 

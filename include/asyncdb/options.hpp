@@ -43,6 +43,12 @@ struct options {
 
   /// Group commit on the writer; operations of a session are never grouped.
   group_commit_options group_commit{};
+
+  /// How long close() (or the destructor) lets queued and running work finish. Past it, operations still
+  /// queued fail with errc::closed, a statement still running is interrupted (SQLITE_INTERRUPT, its open
+  /// transaction rolled back) and one waiting for a lock stops waiting (SQLITE_BUSY). As long as busy_timeout
+  /// by default, so that work which only waits for another process's lock is not cut short.
+  std::chrono::milliseconds close_grace{5000};
 };
 
 }  // namespace asyncdb

@@ -127,6 +127,21 @@ class connection final : public interruptible {
     sqlite3_interrupt(handle());
   }
 
+  // Any thread, while the connection is open (lane::interrupt_for_close guarantees it): close()'s grace
+  // is over. Every statement from now on stops at its next progress check or lock wait; what already
+  // committed stays committed, and the operation fails with SQLITE_INTERRUPT.
+  void interrupt_for_close() noexcept {
+    {
+      std::lock_guard lock(guard_mutex_);
+      closing_.store(true, std::memory_order_relaxed);
+    }
+    guard_cv_.notify_all();
+    sqlite3_interrupt(handle());
+  }
+
+  // Whether close()'s grace is over: the lane then starts nothing more.
+  bool closing() const noexcept { return closing_.load(std::memory_order_relaxed); }
+
   // Called as an operation starts running: commits before it (on_open's, a previous lease's) do not
   // make it uninterruptible. `queued_at` is when the operation was queued (see on_busy).
   void begin_lease(std::chrono::steady_clock::time_point queued_at) noexcept override {
@@ -192,14 +207,16 @@ class connection final : public interruptible {
     }
     const auto delay = std::min(milliseconds(delays_ms[std::min(count, 11)]), left);
     std::unique_lock lock(c.guard_mutex_);
-    c.guard_cv_.wait_for(lock, delay, [&] { return c.interrupted_.load(std::memory_order_relaxed); });
-    return c.interrupted_.load(std::memory_order_relaxed) ? 0 : 1;
+    c.guard_cv_.wait_for(lock, delay, [&] { return c.stopped(); });
+    return c.stopped() ? 0 : 1;
   }
 
   // sqlite3_interrupt is lost when it lands between two statements; this catches the next long one.
   // interrupted_ is never set once the lease has committed, so this never fails a committed statement.
-  static int on_progress(void* self) noexcept {
-    return static_cast<connection*>(self)->interrupted_.load(std::memory_order_relaxed) ? 1 : 0;
+  static int on_progress(void* self) noexcept { return static_cast<connection*>(self)->stopped() ? 1 : 0; }
+
+  bool stopped() const noexcept {
+    return interrupted_.load(std::memory_order_relaxed) || closing_.load(std::memory_order_relaxed);
   }
 
   // A statement too short to reach the progress handler may still run after an interrupt; turning its
@@ -247,6 +264,7 @@ class connection final : public interruptible {
   std::mutex guard_mutex_;  // orders interrupt() against the commit hook
   std::condition_variable guard_cv_;
   std::atomic<bool> interrupted_{false};  // read lock-free by the progress handler
+  std::atomic<bool> closing_{false};      // close()'s grace is over; never cleared
   bool committed_ = false;
   bool commit_refused_ = false;
   std::chrono::steady_clock::time_point busy_since_{};

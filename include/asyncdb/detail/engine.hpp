@@ -7,7 +7,10 @@
 #include <asyncdb/options.hpp>
 #include <asyncdb/stats.hpp>
 
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -108,12 +111,17 @@ class engine {
   }
 
   // Intake stops first, then sessions end, then each lane drains its queue and closes its
-  // connection on its own thread; joining is last. Idempotent and safe from several threads.
+  // connection on its own thread; joining is last. Idempotent and safe from several threads. A timer
+  // bounds the draining: past options::close_grace every lane is interrupted (see lane::interrupt_for_close).
   void stop() noexcept {
     std::lock_guard lock(stop_mutex_);
+    if (stopped_) return;
     writer_queue_.close(make_error_code(errc::closed));
     reader_queue_.close(make_error_code(errc::closed));
     for (auto& l : lanes_) l->stop_sessions();
+    grace_timer timer(opts_.close_grace, [this] {
+      for (auto& l : lanes_) l->interrupt_for_close();
+    });
     for (std::size_t i = 1; i < lanes_.size(); ++i) lanes_[i]->join();
     writer_queue_.keep_open(false);
     if (!readers_closed_set_) {
@@ -121,7 +129,40 @@ class engine {
       readers_closed_set_ = true;
     }
     if (!lanes_.empty()) lanes_.front()->join();
+    stopped_ = true;
   }
+
+  // Calls `expired` on a thread of its own once `grace` has passed, unless destroyed first (then never).
+  class grace_timer {
+   public:
+    grace_timer(std::chrono::milliseconds grace, std::function<void()> expired) noexcept {
+      try {
+        thread_ = std::thread([this, grace, expired = std::move(expired)] {
+          std::unique_lock lock(mutex_);
+          if (!cv_.wait_for(lock, grace, [this] { return done_; })) expired();
+        });
+      } catch (...) {
+        // No thread for the timer: close() then waits for running work, as it would with an endless grace.
+      }
+    }
+    grace_timer(const grace_timer&) = delete;
+    grace_timer& operator=(const grace_timer&) = delete;
+    ~grace_timer() {
+      if (!thread_.joinable()) return;
+      {
+        std::lock_guard lock(mutex_);
+        done_ = true;
+      }
+      cv_.notify_one();
+      thread_.join();
+    }
+
+   private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool done_ = false;
+    std::thread thread_;
+  };
 
   options opts_;
   std::shared_ptr<counters> counters_;
@@ -131,6 +172,7 @@ class engine {
   bool readers_closed_set_ = false;
   std::vector<std::unique_ptr<lane>> lanes_;
   std::mutex stop_mutex_;
+  bool stopped_ = false;
 };
 
 }  // namespace asyncdb::detail

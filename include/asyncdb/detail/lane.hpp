@@ -61,6 +61,13 @@ class lane {
     if (thread_.joinable()) thread_.join();
   }
 
+  // Any thread: close()'s grace is over (see connection::interrupt_for_close). Under conn_mutex_, so the
+  // connection cannot close meanwhile.
+  void interrupt_for_close() noexcept {
+    std::lock_guard lock(conn_mutex_);
+    if (conn_) conn_->interrupt_for_close();
+  }
+
   bool on_this_thread() const noexcept { return thread_.get_id() == std::this_thread::get_id(); }
   bool is_writer() const noexcept { return writer_; }
 
@@ -121,18 +128,24 @@ class lane {
 #endif
     std::exception_ptr failed;
     try {
+      std::lock_guard lock(conn_mutex_);
       conn_.emplace(writer_, path_, opts_);
     } catch (...) {
       failed = std::current_exception();
     }
     if (failed) {  // handed over outside the catch block, which would release its reference late
-      conn_.reset();
+      close_connection();
       opened.set_exception(std::move(failed));
       return;
     }
     opened.set_value();
     serve_(*this, queue_, opts_);
     if (close_after_.valid()) close_after_.wait();
+    close_connection();
+  }
+
+  void close_connection() noexcept {
+    std::lock_guard lock(conn_mutex_);
     conn_.reset();
   }
 
@@ -149,6 +162,7 @@ class lane {
   std::shared_ptr<counters> counters_;
   serve_fn serve_;
   std::shared_future<void> close_after_;
+  std::mutex conn_mutex_;  // guards opening and closing conn_ against interrupt_for_close
   std::optional<connection> conn_;
   std::thread thread_;
 

@@ -59,8 +59,15 @@ class run_op final : public async_op_for<Handler, R>::type, public group_member 
   }
 
   bool begin(lane& l) noexcept override {
-    if (!this->start(l.conn())) return false;
     counters& c = l.stats_counters();
+    if (l.conn().closing()) {  // close()'s grace is over: what is still queued does not start
+      if (this->claim()) {
+        c.failed.fetch_add(1, std::memory_order_relaxed);
+        this->fail(make_error_code(errc::closed));
+      }
+      return false;
+    }
+    if (!this->start(l.conn())) return false;
     c.queue_wait_ns.fetch_add((std::chrono::steady_clock::now() - this->enqueued_at).count(),
                               std::memory_order_relaxed);
     c.running.fetch_add(1, std::memory_order_relaxed);
