@@ -2,6 +2,7 @@
 // How a database opens and bounds its connections.
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 
 namespace SQLite {
@@ -49,6 +50,13 @@ struct options {
   /// transaction rolled back) and one waiting for a lock stops waiting (SQLITE_BUSY). As long as busy_timeout
   /// by default, so that work which only waits for another process's lock is not cut short.
   std::chrono::milliseconds close_grace{5000};
+
+  /// Once a write leaves the -wal file larger than this, the writer checkpoints and truncates it
+  /// (wal_checkpoint(TRUNCATE), waiting at most busy_timeout for readers) before its next operation; if
+  /// readers keep it from finishing, it tries again once the file has grown by as much again. Readers
+  /// that always hold a snapshot starve SQLite's own checkpoint, and the WAL then grows without bound.
+  /// Four times the size at which SQLite's own checkpoint starts; zero leaves checkpoints to SQLite alone.
+  std::uint64_t wal_checkpoint_bytes = 16u << 20;
 };
 
 }  // namespace asyncdb

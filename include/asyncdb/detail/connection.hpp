@@ -37,7 +37,8 @@ class connection final : public interruptible {
  public:
   // Opens `path` (read-write and WAL for the writer, read-only for a reader), installs the hooks and
   // runs on_open. Throws SQLite::Exception naming the path, or what on_open threw.
-  connection(bool writer, const std::filesystem::path& path, const options& opts) : writer_(writer), opts_(opts) {
+  connection(bool writer, const std::filesystem::path& path, const options& opts)
+      : writer_(writer), opts_(opts), wal_path_(path.string() + "-wal"), checkpoint_at_(opts.wal_checkpoint_bytes) {
     const int flags = (writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY) |
                       SQLITE_OPEN_NOMUTEX;  // one thread per connection: SQLite's own mutex is waste
     std::string mode;
@@ -181,6 +182,19 @@ class connection final : public interruptible {
 
   void run_control(control_statements::which w) { controls_.run(handle(), w); }
 
+  // The writer's checkpoint policy (options::wal_checkpoint_bytes), between two operations. Only after a
+  // commit, so the file's size is looked at once per write at most; TRUNCATE, so that size means
+  // "written since the last checkpoint that finished" (a RESTART leaves the file as large as it was).
+  void checkpoint_if_needed() noexcept {
+    if (!writer_ || opts_.wal_checkpoint_bytes == 0 || commits_ == commits_at_check_) return;
+    commits_at_check_ = commits_;
+    std::error_code ec;
+    const std::uintmax_t size = std::filesystem::file_size(wal_path_, ec);
+    if (ec || size < checkpoint_at_ || in_transaction(handle())) return;
+    const int rc = sqlite3_wal_checkpoint_v2(handle(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    checkpoint_at_ = rc == SQLITE_OK ? opts_.wal_checkpoint_bytes : size + opts_.wal_checkpoint_bytes;
+  }
+
   // Commits seen on this connection (the commit hook's count), to tell a commit from a rollback.
   std::uint64_t commits() const noexcept { return commits_; }
 
@@ -258,6 +272,9 @@ class connection final : public interruptible {
   dao_cache daos_;  // declared after db_: destroyed first
   control_statements controls_;
   std::uint64_t commits_ = 0;
+  const std::filesystem::path wal_path_;
+  std::uintmax_t checkpoint_at_;        // the -wal size that triggers the next checkpoint
+  std::uint64_t commits_at_check_ = 0;  // commits_ when the size was last looked at
   watch_for watching_ = watch_for::nothing;
   bool seen_ = false;
 

@@ -38,6 +38,7 @@ class group_commit {
         j->execute(lane_);
         j = nullptr;
       }
+      conn_.checkpoint_if_needed();
       if (!j) j = queue_.pop();
     }
   }
