@@ -52,10 +52,10 @@ struct options {
   std::chrono::milliseconds close_grace{5000};
 
   /// Once a write leaves the -wal file larger than this, the writer checkpoints and truncates it
-  /// (wal_checkpoint(TRUNCATE), waiting at most busy_timeout for readers) before its next operation; if
-  /// readers keep it from finishing, it tries again once the file has grown by as much again. Readers
-  /// that always hold a snapshot starve SQLite's own checkpoint, and the WAL then grows without bound.
-  /// Four times the size at which SQLite's own checkpoint starts; zero leaves checkpoints to SQLite alone.
+  /// (wal_checkpoint(TRUNCATE)) before its next operation, holding new reads back meanwhile and waiting at
+  /// most busy_timeout for open snapshots to end; if they do not, it tries again once the file has grown by as
+  /// much again. Readers that always hold a snapshot starve SQLite's own checkpoint, and the WAL then grows
+  /// without bound. Four times the size at which SQLite's own checkpoint starts; zero leaves it to SQLite alone.
   std::uint64_t wal_checkpoint_bytes = 16u << 20;
 };
 

@@ -2,6 +2,7 @@
 // Readers that always hold a snapshot starve SQLite's automatic checkpoint (it may only copy frames no
 // reader still needs, and restarts the log only when no reader uses it), so the -wal file grows with
 // every write. The writer's checkpoint policy (options::wal_checkpoint_bytes) must keep it bounded.
+// ASYNCDB_FAULT_WAL_SECONDS sets the length of each run (60), ASYNCDB_FAULT_WAL_MIB the threshold (8).
 #include <asyncdb/asyncdb.hpp>
 
 #include <asio/co_spawn.hpp>

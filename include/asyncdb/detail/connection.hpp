@@ -182,17 +182,23 @@ class connection final : public interruptible {
 
   void run_control(control_statements::which w) { controls_.run(handle(), w); }
 
-  // The writer's checkpoint policy (options::wal_checkpoint_bytes), between two operations. Only after a
-  // commit, so the file's size is looked at once per write at most; TRUNCATE, so that size means
-  // "written since the last checkpoint that finished" (a RESTART leaves the file as large as it was).
-  void checkpoint_if_needed() noexcept {
-    if (!writer_ || opts_.wal_checkpoint_bytes == 0 || commits_ == commits_at_check_) return;
+  // The writer's checkpoint policy (options::wal_checkpoint_bytes), between two operations: whether the
+  // -wal file has passed the threshold. Only after a commit, so the file's size is looked at once per write
+  // at most; TRUNCATE (below), so that size means "written since the last checkpoint that finished" (a
+  // RESTART leaves the file as large as it was).
+  bool checkpoint_due() noexcept {
+    if (!writer_ || opts_.wal_checkpoint_bytes == 0 || commits_ == commits_at_check_) return false;
     commits_at_check_ = commits_;
     std::error_code ec;
-    const std::uintmax_t size = std::filesystem::file_size(wal_path_, ec);
-    if (ec || size < checkpoint_at_ || in_transaction(handle())) return;
+    wal_size_ = std::filesystem::file_size(wal_path_, ec);
+    return !ec && wal_size_ >= checkpoint_at_ && !in_transaction(handle());
+  }
+
+  // Copies the WAL back and truncates it, waiting (busy handler, at most busy_timeout) for the readers of
+  // older snapshots; if they hold on longer, the next try waits until the file has grown as much again.
+  void checkpoint() noexcept {
     const int rc = sqlite3_wal_checkpoint_v2(handle(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
-    checkpoint_at_ = rc == SQLITE_OK ? opts_.wal_checkpoint_bytes : size + opts_.wal_checkpoint_bytes;
+    checkpoint_at_ = rc == SQLITE_OK ? opts_.wal_checkpoint_bytes : wal_size_ + opts_.wal_checkpoint_bytes;
   }
 
   // Commits seen on this connection (the commit hook's count), to tell a commit from a rollback.
@@ -275,6 +281,7 @@ class connection final : public interruptible {
   const std::filesystem::path wal_path_;
   std::uintmax_t checkpoint_at_;        // the -wal size that triggers the next checkpoint
   std::uint64_t commits_at_check_ = 0;  // commits_ when the size was last looked at
+  std::uintmax_t wal_size_ = 0;         // the size then
   watch_for watching_ = watch_for::nothing;
   bool seen_ = false;
 

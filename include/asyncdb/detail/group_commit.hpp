@@ -38,7 +38,7 @@ class group_commit {
         j->execute(lane_);
         j = nullptr;
       }
-      conn_.checkpoint_if_needed();
+      lane_.checkpoint_if_due();
       if (!j) j = queue_.pop();
     }
   }

@@ -62,8 +62,18 @@ class job_queue {
   std::shared_ptr<job> pop() {
     if (poll_for_.count() > 0) poll();
     std::unique_lock lock(mutex_);
-    ready_.wait(lock, [&] { return head_ != nullptr || (closed_ && !kept_open_); });
+    ready_.wait(lock, [&] { return (head_ != nullptr && !held_) || (head_ == nullptr && closed_ && !kept_open_); });
     return head_ != nullptr ? unlink(*head_) : nullptr;
+  }
+
+  // While held, pop() hands out nothing (jobs wait queued, and stay cancellable as such): the writer holds
+  // the readers' queue during a checkpoint, so that no new snapshot keeps the checkpoint from finishing.
+  void hold(bool held) {
+    {
+      std::lock_guard lock(mutex_);
+      held_ = held;
+    }
+    if (!held) ready_.notify_all();
   }
 
   // Returns the next job if one is waiting, else null at once.
@@ -149,6 +159,7 @@ class job_queue {
   std::atomic<bool> closing_{false};
   bool closed_ = false;
   bool kept_open_ = false;
+  bool held_ = false;
   std::error_code close_reason_;
 };
 

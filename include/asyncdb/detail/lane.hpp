@@ -37,14 +37,15 @@ class lane {
   // `close_after` (optional) is waited for before the connection closes: the writer closes last, so
   // that SQLite checkpoints the WAL and removes the -wal and -shm files.
   lane(bool writer, std::filesystem::path path, const options& opts, job_queue& queue, std::shared_ptr<counters> c,
-       serve_fn serve = &serve_one_by_one, std::shared_future<void> close_after = {})
+       serve_fn serve = &serve_one_by_one, std::shared_future<void> close_after = {}, job_queue* readers = nullptr)
       : writer_(writer),
         path_(std::move(path)),
         opts_(opts),
         queue_(queue),
         counters_(std::move(c)),
         serve_(serve),
-        close_after_(std::move(close_after)) {}
+        close_after_(std::move(close_after)),
+        readers_(readers) {}
   lane(const lane&) = delete;
   lane& operator=(const lane&) = delete;
   ~lane() { join(); }
@@ -66,6 +67,14 @@ class lane {
   void interrupt_for_close() noexcept {
     std::lock_guard lock(conn_mutex_);
     if (conn_) conn_->interrupt_for_close();
+  }
+
+  // On the writer's thread, between two operations: the checkpoint policy, new reads held back meanwhile.
+  void checkpoint_if_due() noexcept {
+    if (!conn_->checkpoint_due()) return;
+    if (readers_ != nullptr) readers_->hold(true);
+    conn_->checkpoint();
+    if (readers_ != nullptr) readers_->hold(false);
   }
 
   bool on_this_thread() const noexcept { return thread_.get_id() == std::this_thread::get_id(); }
@@ -162,7 +171,8 @@ class lane {
   std::shared_ptr<counters> counters_;
   serve_fn serve_;
   std::shared_future<void> close_after_;
-  std::mutex conn_mutex_;  // guards opening and closing conn_ against interrupt_for_close
+  job_queue* const readers_;  // the writer's: the readers' queue, held during a checkpoint
+  std::mutex conn_mutex_;     // guards opening and closing conn_ against interrupt_for_close
   std::optional<connection> conn_;
   std::thread thread_;
 
