@@ -18,7 +18,7 @@ struct database_access;
 class database {
  public:
   /// Opens every connection (writer first, WAL, on_open on each); throws SQLite::Exception on a bad
-  /// path and std::system_error(errc::memory_database) for ":memory:".
+  /// path and system_error(errc::memory_database) for ":memory:".
   explicit database(const std::filesystem::path& path, options opts = {})
       : engine_(std::make_unique<detail::engine>(path, std::move(opts))) {}
 

@@ -1,11 +1,14 @@
 #pragma once
 // The error category of asyncdb's own failures; SQLite errors stay SQLite::Exception.
+#include <asyncdb/detail/asio.hpp>
+
 #include <string>
 #include <system_error>
 
 namespace asyncdb {
 
-/// Failures asyncdb itself reports; delivered as std::system_error at the co_await.
+/// Failures asyncdb itself reports; delivered as asyncdb::system_error (std::system_error, or
+/// boost::system::system_error in the Boost.Asio flavour) at the co_await.
 enum class errc {
   closed = 1,             ///< the database is closed, or was closed while the operation waited
   queue_full,             ///< options::max_queued operations are already waiting
@@ -17,7 +20,7 @@ enum class errc {
 };
 
 namespace detail {
-class error_category final : public std::error_category {
+class error_category final : public error_category_base {
  public:
   const char* name() const noexcept override { return "asyncdb"; }
   std::string message(int e) const override {
@@ -43,15 +46,21 @@ class error_category final : public std::error_category {
 }  // namespace detail
 
 /// Returns the category of asyncdb::errc.
-inline const std::error_category& error_category() noexcept {
+inline const detail::error_category_base& error_category() noexcept {
   static const detail::error_category category;
   return category;
 }
 
 /// Makes an error code in asyncdb's category.
-inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
+inline error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
 
 }  // namespace asyncdb
 
+// errc converts to the flavour's error_code; in the Boost flavour to std::error_code as well (Boost.System
+// maps the category both ways), so code that holds either kind compares with errc.
 template <>
 struct std::is_error_code_enum<asyncdb::errc> : std::true_type {};
+#if defined(ASYNCDB_USE_BOOST_ASIO)
+template <>
+struct boost::system::is_error_code_enum<asyncdb::errc> : std::true_type {};
+#endif

@@ -36,7 +36,7 @@ inline constexpr bool is_sqlite_dao = std::is_constructible_v<Dao, SQLite::Datab
 class AsyncDbSession {
   // First: the public members below deduce their return types from control().
   static void check_writable(const detail::session_state& s) {
-    if (s.read_only) throw std::system_error(errc::read_only_session);
+    if (s.read_only) throw system_error(errc::read_only_session);
   }
 
   template <class Fn>
@@ -46,7 +46,7 @@ class AsyncDbSession {
     return detail::initiate_in_session<R>(
         net::use_awaitable, state_,
         [fn = std::move(fn), s, allowed_when_aborted](detail::lane& l) mutable -> R {
-          if (s->aborted && !allowed_when_aborted) throw std::system_error(errc::transaction_aborted);
+          if (s->aborted && !allowed_when_aborted) throw system_error(errc::transaction_aborted);
           return fn(l, *s);
         },
         name);
@@ -104,7 +104,7 @@ class AsyncDbSession {
     if (state_ && state_->controls) return state_->controls->rollback(state_);
     return control(
         [](detail::lane& l, detail::session_state& s) {
-          if (s.read_only) throw std::system_error(errc::read_only_session);
+          if (s.read_only) throw system_error(errc::read_only_session);
           s.aborted = false;
           detail::rollback_if_open(l.conn().handle());
         },

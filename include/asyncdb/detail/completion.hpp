@@ -56,9 +56,9 @@ class async_op : public operation_base {
     return true;
   }
 
-  void fail(std::error_code ec) noexcept override {
+  void fail(error_code ec) noexcept override {
     release_work();
-    deliver(std::make_exception_ptr(std::system_error(ec)), Results{}...);
+    deliver(std::make_exception_ptr(system_error(ec)), Results{}...);
   }
 
   void abandon() noexcept override {

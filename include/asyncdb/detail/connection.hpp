@@ -63,7 +63,7 @@ class connection final : public interruptible {
                               SQLITE_ERROR);
     }
     if (opts_.on_open) opts_.on_open(*db_);
-    if (rollback_if_open(handle())) throw std::system_error(errc::transaction_left_open, "asyncdb: on_open");
+    if (rollback_if_open(handle())) throw system_error(errc::transaction_left_open, "asyncdb: on_open");
   }
 
   connection(const connection&) = delete;
@@ -172,7 +172,7 @@ class connection final : public interruptible {
     sqlite3* db = handle();
     reset_statements(db);
     if (s == nullptr) {
-      if (rollback_reset(db) && !ep) ep = std::make_exception_ptr(std::system_error(errc::transaction_left_open));
+      if (rollback_reset(db) && !ep) ep = std::make_exception_ptr(system_error(errc::transaction_left_open));
     } else if (aborted && !s->read_only && (txn_before || in_transaction(db))) {
       rollback_reset(db);
       s->aborted = true;

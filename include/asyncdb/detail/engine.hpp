@@ -28,7 +28,7 @@ class engine {
         counters_(make_counters(opts_)),
         writer_queue_(counters_, opts_.poll_before_sleep),
         reader_queue_(counters_, opts_.poll_before_sleep) {
-    if (is_private_database(path)) throw std::system_error(errc::memory_database, "asyncdb: '" + path.string() + "'");
+    if (is_private_database(path)) throw system_error(errc::memory_database, "asyncdb: '" + path.string() + "'");
     writer_queue_.keep_open(opts_.readers > 0);  // until the readers, which may hand it writes, are gone
     try {
       // One at a time, writer first: it creates the file and switches it to WAL, which the

@@ -32,7 +32,7 @@ inline void enqueue(const std::shared_ptr<operation_base>& op, bool attached, jo
                     bool count_rejection = true) {
   if (!attached) return;
   op->queued_on(queue, stats);
-  std::error_code ec = queue != nullptr ? queue->push(op) : make_error_code(errc::session_ended);
+  error_code ec = queue != nullptr ? queue->push(op) : make_error_code(errc::session_ended);
   if (ec && op->claim()) {
     if (stats != nullptr && count_rejection) stats->rejected.fetch_add(1, std::memory_order_relaxed);
     op->fail(ec);

@@ -1,4 +1,6 @@
 #pragma once
+#include <asyncdb/detail/asio.hpp>
+
 #include <chrono>
 #include <exception>
 #include <memory>
@@ -44,7 +46,7 @@ class job {
   virtual ~job() = default;
 
   virtual void execute(lane& l) noexcept = 0;
-  virtual void fail(std::error_code ec) noexcept = 0;
+  virtual void fail(error_code ec) noexcept = 0;
 
   // Non-null when the job may share the writer's transaction with others (see group_commit).
   virtual group_member* group() noexcept { return nullptr; }

@@ -30,7 +30,7 @@ class job_queue {
 
   // On error the job was not queued and the caller must fail it; the queue never fails it itself,
   // because the caller may still hold locks the job's completion must not run under.
-  std::error_code push(std::shared_ptr<job> j) {
+  error_code push(std::shared_ptr<job> j) {
     {
       std::lock_guard lock(mutex_);
       if (closed_) return close_reason_;
@@ -47,7 +47,7 @@ class job_queue {
 
   // Queues a job admitted once already, which a reader hands to the writer: no admission check, and
   // accepted after close() while the queue is kept open. On error the caller fails the job.
-  std::error_code push_again(std::shared_ptr<job> j) {
+  error_code push_again(std::shared_ptr<job> j) {
     {
       std::lock_guard lock(mutex_);
       if (closed_ && !kept_open_) return close_reason_;
@@ -106,7 +106,7 @@ class job_queue {
   }
 
   // Refuses new jobs with `why`; jobs already queued are still popped and executed.
-  void close(std::error_code why) {
+  void close(error_code why) {
     {
       std::lock_guard lock(mutex_);
       if (closed_) return;
@@ -160,7 +160,7 @@ class job_queue {
   bool closed_ = false;
   bool kept_open_ = false;
   bool held_ = false;
-  std::error_code close_reason_;
+  error_code close_reason_;
 };
 
 }  // namespace asyncdb::detail

@@ -102,7 +102,7 @@ class run_op final : public async_op_for<Handler, R>::type, public group_member 
 
   bool complete(lane& l, std::exception_ptr undone = nullptr) noexcept override {
     if (aborted_) {
-      ep_ = std::make_exception_ptr(std::system_error(net::error::operation_aborted));
+      ep_ = std::make_exception_ptr(system_error(net::error::operation_aborted));
     } else if (undone && !ep_) {
       ep_ = std::move(undone);
     }
@@ -152,7 +152,7 @@ class run_op final : public async_op_for<Handler, R>::type, public group_member 
     job_queue* writer = std::exchange(route_.on_write, nullptr);
     if (!take_back_to(l, writer)) return;
     l.stats_counters().rerouted.fetch_add(1, std::memory_order_relaxed);
-    if (std::error_code ec = writer->push_again(this->shared_from_this()); ec && this->claim()) this->fail(ec);
+    if (error_code ec = writer->push_again(this->shared_from_this()); ec && this->claim()) this->fail(ec);
   }
 
   std::optional<Fn> fn_;

@@ -44,7 +44,7 @@ class session_open_op final : public async_op<Handler, Session> {
     });
     if (!served) {
       c.failed.fetch_add(1, std::memory_order_relaxed);
-      this->deliver(std::make_exception_ptr(std::system_error(errc::closed)), Session{});
+      this->deliver(std::make_exception_ptr(system_error(errc::closed)), Session{});
     }
   }
 
