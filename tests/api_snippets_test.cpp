@@ -4,10 +4,7 @@
 // snippets` lets the snippets name them exactly as the issue does.
 #include "support.hpp"
 
-#include <asio/bind_executor.hpp>
-#include <asio/experimental/deferred.hpp>
-#include <asio/io_context.hpp>
-#include <asio/use_future.hpp>
+#include "net.hpp"
 
 #include <cstdint>
 #include <future>
@@ -128,7 +125,7 @@ asyncdb::options snippet_options() {
   return opts;
 }
 
-asio::awaitable<void> methods(asyncdb::database& db) {
+net::awaitable<void> methods(asyncdb::database& db) {
   AsyncUserOper users{db};
   UserCreate admin{"admin", "admin@x.org"};
   co_await users.call<&UserOper::add>(admin);
@@ -156,9 +153,9 @@ asio::awaitable<void> methods(asyncdb::database& db) {
   CHECK(n == 2);
 }
 
-asio::awaitable<void> gathers(asyncdb::database& db) {
+net::awaitable<void> gathers(asyncdb::database& db) {
   AsyncUserOper users{db};
-  std::vector<asio::awaitable<std::int64_t>> adds;
+  std::vector<net::awaitable<std::int64_t>> adds;
   for (const char* name : {"bob", "cid", "dee"}) {
     UserCreate c{name, std::string(name) + "@x.org", name[0] != 'c'};
     adds.push_back(users.call<&UserOper::add>(c));
@@ -181,12 +178,12 @@ std::size_t count_users(SQLite::Database& c) {
   return static_cast<std::size_t>(c.execAndGet("SELECT count(*) FROM users").getInt64());
 }
 
-asio::awaitable<void> deferred_and_read_only(asyncdb::database& db) {
-  // asio::deferred is asio::experimental::deferred in Asio 1.22.
+net::awaitable<void> deferred_and_read_only(asyncdb::database& db) {
+  // The deferred token: asio::experimental::deferred in Asio 1.22, boost::asio::deferred in Boost 1.81.
   auto fn = [](SQLite::Database& c) { return count_users(c); };
-  auto op = asyncdb::async_run(db, fn, asio::experimental::deferred);
-  std::size_t on_writer = co_await std::move(op)(asio::use_awaitable);
-  std::size_t on_reader = co_await asyncdb::async_run(db, asyncdb::read_only, fn, asio::use_awaitable);
+  auto op = asyncdb::async_run(db, fn, test::deferred);
+  std::size_t on_writer = co_await std::move(op)(net::use_awaitable);
+  std::size_t on_reader = co_await asyncdb::async_run(db, asyncdb::read_only, fn, net::use_awaitable);
   CHECK(on_writer == 1);
   CHECK(on_reader == 1);
 }
@@ -199,7 +196,7 @@ TEST_CASE("the issue's API snippets for the runtime, methods 1, 2 and 4 compile 
   list_calls_on_readers = 0;
   asyncdb::options opts = snippet_options();
   asyncdb::database db{dir.file("app.db"), opts};
-  asio::io_context ctx;
+  net::io_context ctx;
   test::run(ctx, methods(db));
   // list() is read-only: method 2 and users.list() ran it on a reader; users.run(...) is on the writer.
   CHECK(list_calls_on_readers == 2);
@@ -208,7 +205,7 @@ TEST_CASE("the issue's API snippets for the runtime, methods 1, 2 and 4 compile 
 TEST_CASE("the issue's gather snippets compile and behave as written", "[api][snippets][gather]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file("app.db"), snippet_options()};
-  asio::io_context ctx;
+  net::io_context ctx;
   test::run(ctx, gathers(db));
 }
 
@@ -216,7 +213,7 @@ TEST_CASE("the issue's async_run snippets work with a callback, deferred and the
           "[api][snippets][async_run]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file("app.db"), snippet_options()};
-  asio::io_context ctx;
+  net::io_context ctx;
 
   // asyncdb::async_run(db, fn, token): fn(SQLite::Database&) -> R on the writer, void(std::exception_ptr, R).
   auto fn = [](SQLite::Database& c) {
@@ -224,21 +221,21 @@ TEST_CASE("the issue's async_run snippets work with a callback, deferred and the
     return count_users(c);
   };
   std::optional<std::size_t> written;
-  asyncdb::async_run(db, fn, asio::bind_executor(ctx, [&](std::exception_ptr ep, std::size_t rows) {
+  asyncdb::async_run(db, fn, net::bind_executor(ctx, [&](std::exception_ptr ep, std::size_t rows) {
                        if (!ep) written = rows;
                      }));
   // asyncdb::async_run(db, asyncdb::read_only, fn, token): on a reader.
   auto read = [](SQLite::Database& c) { return sqlite3_db_readonly(c.getHandle(), "main"); };
   std::optional<int> reader_flag;
-  asyncdb::async_run(db, asyncdb::read_only, read, asio::bind_executor(ctx, [&](std::exception_ptr ep, int ro) {
+  asyncdb::async_run(db, asyncdb::read_only, read, net::bind_executor(ctx, [&](std::exception_ptr ep, int ro) {
                        if (!ep) reader_flag = ro;
                      }));
   // void(std::exception_ptr) when R is void: a handler taking the exception_ptr alone.
   auto nothing = [](SQLite::Database& c) { c.exec("UPDATE users SET is_active = 0 WHERE name = 'cb'"); };
-  static_assert(std::is_same_v<decltype(asyncdb::async_run(db, nothing)), asio::awaitable<void>>);
-  static_assert(std::is_same_v<decltype(asyncdb::async_run(db, fn)), asio::awaitable<std::size_t>>);
+  static_assert(std::is_same_v<decltype(asyncdb::async_run(db, nothing)), net::awaitable<void>>);
+  static_assert(std::is_same_v<decltype(asyncdb::async_run(db, fn)), net::awaitable<std::size_t>>);
   bool void_done = false;
-  asyncdb::async_run(db, nothing, asio::bind_executor(ctx, [&](std::exception_ptr ep) { void_done = !ep; }));
+  asyncdb::async_run(db, nothing, net::bind_executor(ctx, [&](std::exception_ptr ep) { void_done = !ep; }));
   ctx.run_for(std::chrono::seconds(60));
 
   REQUIRE(written.has_value());
@@ -258,11 +255,11 @@ TEST_CASE("the issue's async_run snippet works with use_future", "[api][snippets
   test::temp_dir dir;
   asyncdb::database db{dir.file("app.db"), snippet_options()};
   auto fn = [](SQLite::Database& c) { return count_users(c); };
-  std::future<std::size_t> rows = asyncdb::async_run(db, fn, asio::use_future);
+  std::future<std::size_t> rows = asyncdb::async_run(db, fn, net::use_future);
   REQUIRE(rows.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
   CHECK(rows.get() == 0);
   auto nothing = [](SQLite::Database& c) { c.exec("DELETE FROM users"); };
-  std::future<void> done = asyncdb::async_run(db, asyncdb::read_only, nothing, asio::use_future);
+  std::future<void> done = asyncdb::async_run(db, asyncdb::read_only, nothing, net::use_future);
   REQUIRE(done.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
   CHECK_THROWS_AS(done.get(), SQLite::Exception);  // a reader refuses the write
 }

@@ -2,10 +2,7 @@
 // connection kept with its prepared statements, arguments copied at the call, failures rethrown as they are.
 #include "support.hpp"
 
-#include <asio/bind_executor.hpp>
-#include <asio/io_context.hpp>
-#include <asio/strand.hpp>
-#include <asio/this_coro.hpp>
+#include "net.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -134,7 +131,7 @@ constexpr asyncdb::async_db_operation<&where_fn_read> where_read{};
 constexpr asyncdb::async_db_operation<&echo_fn> echo_function{};
 constexpr asyncdb::async_db_operation<&add_user_fn> add_user{};
 
-asio::awaitable<std::thread::id> writer_thread(asyncdb::database& db) {
+net::awaitable<std::thread::id> writer_thread(asyncdb::database& db) {
   auto insert = [](SQLite::Database& c) {
     c.exec("INSERT INTO users(name, email) VALUES('known-write', 'k@x')");  // only the writer can do this
     return std::this_thread::get_id();
@@ -142,9 +139,9 @@ asio::awaitable<std::thread::id> writer_thread(asyncdb::database& db) {
   co_return co_await asyncdb::async_run(db, insert);
 }
 
-using strand_type = asio::strand<asio::io_context::executor_type>;
+using strand_type = net::strand<net::io_context::executor_type>;
 
-asio::awaitable<void> hop_on_strand(asyncdb::database& db, strand_type strand, std::atomic<int>& wrong, int n) {
+net::awaitable<void> hop_on_strand(asyncdb::database& db, strand_type strand, std::atomic<int>& wrong, int n) {
   for (int i = 0; i < n; ++i) {
     const auto [w, w_ro] = co_await where(db);
     if (w_ro || !strand.running_in_this_thread() || w == std::this_thread::get_id()) ++wrong;
@@ -159,8 +156,8 @@ TEST_CASE("async_db_operation runs a DAO member on the writer, or on a reader wh
           "[async_db_operation][routing]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     const std::thread::id writer = co_await writer_thread(d);
     for (int i = 0; i < 5; ++i) {
       const call_record w = co_await write_where(d);
@@ -178,8 +175,8 @@ TEST_CASE("async_db_operation runs a function on the connection, on the writer u
           "[async_db_operation][routing]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     const std::thread::id writer = co_await writer_thread(d);
     const auto [w, w_ro] = co_await where(d);
     CHECK(w == writer);
@@ -202,12 +199,12 @@ TEST_CASE("async_db_operation copies its arguments at the call, so later changes
           "[async_db_operation][arguments]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     std::string name = "original";
     int n = 1;
-    asio::awaitable<std::string> member = echo(d, name, n);
-    asio::awaitable<std::string> function = echo_function(d, name, n);
+    net::awaitable<std::string> member = echo(d, name, n);
+    net::awaitable<std::string> function = echo_function(d, name, n);
     name = "changed";
     n = 2;
     // Never co_await inside CHECK: g++ evaluates Catch's __builtin_constant_p(expr) and runs it again.
@@ -217,7 +214,7 @@ TEST_CASE("async_db_operation copies its arguments at the call, so later changes
     CHECK(from_function == "original/1");
 
     // The argument dies before the operation starts: a reference would dangle (ASan would see it).
-    asio::awaitable<std::string> orphan = [&d] {
+    net::awaitable<std::string> orphan = [&d] {
       std::string short_lived(64, 'x');
       return echo(d, short_lived, 3);
     }();
@@ -239,11 +236,11 @@ TEST_CASE(
     asyncdb::database db{dir.file(), test::default_options(2)};
     CHECK(probes().snapshot().first.empty());  // connections are open, but no DAO is built before use
 
-    asio::io_context ctx;
+    net::io_context ctx;
     auto calls = [](asyncdb::database& d, std::vector<call_record>& w,
-                    std::vector<call_record>& r) -> asio::awaitable<void> {
+                    std::vector<call_record>& r) -> net::awaitable<void> {
       for (int i = 0; i < 50; ++i) w.push_back(co_await write_where(d));
-      std::vector<asio::awaitable<call_record>> parallel;
+      std::vector<net::awaitable<call_record>> parallel;
       for (int i = 0; i < 40; ++i) parallel.push_back(asyncdb::async_db_operation<&Probe::read_where>{}(d));
       r = co_await asyncdb::gather(std::move(parallel));
     };
@@ -302,12 +299,12 @@ TEST_CASE("a coroutine on a strand of a multi-threaded loop resumes on that stra
           "[async_db_operation][threads]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  asio::io_context ctx;
+  net::io_context ctx;
   std::atomic<int> wrong{0};
   std::atomic<int> ok{0};
   for (int c = 0; c < 4; ++c) {
-    strand_type s = asio::make_strand(ctx);
-    asio::co_spawn(s, hop_on_strand(db, s, wrong, 10), [&](std::exception_ptr ep) { ++(ep ? wrong : ok); });
+    strand_type s = net::make_strand(ctx);
+    net::co_spawn(s, hop_on_strand(db, s, wrong, 10), [&](std::exception_ptr ep) { ++(ep ? wrong : ok); });
   }
   test::run_on_threads(ctx, 3, 60s);
   CHECK(ok == 4);
@@ -318,8 +315,8 @@ TEST_CASE("a DAO member's exception reaches the co_await with its own type and m
           "[async_db_operation][errors]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     const std::string why = "no user named zed";
     CHECK_THROWS_MATCHES(co_await asyncdb::async_db_operation<&Probe::fail>{}(d, why), std::invalid_argument,
                          Catch::Matchers::Message("no user named zed"));
@@ -360,18 +357,18 @@ struct held_writer {
 // is queued, calls `spoil()` (which overwrites and frees the caller's buffer), then lets the writer go and
 // returns what the operation returned.
 template <class T, class Start, class Spoil>
-asio::awaitable<T> queued_while_spoiled(asyncdb::database& db, held_writer& w, Start& start, Spoil& spoil) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<T> queued_while_spoiled(asyncdb::database& db, held_writer& w, Start& start, Spoil& spoil) {
+  auto ex = co_await net::this_coro::executor;
   auto block = [&w](SQLite::Database&) {
     w.entered = true;
     w.g.wait();
   };
-  asyncdb::async_run(db, block, asio::bind_executor(ex, test::record_into(w.blocker)));
+  asyncdb::async_run(db, block, net::bind_executor(ex, test::record_into(w.blocker)));
   co_await test::until_set(w.entered);
   std::optional<T> result;
   std::exception_ptr error;
   bool done = false;
-  asio::co_spawn(ex, start(), [&](std::exception_ptr e, T v) {
+  net::co_spawn(ex, start(), [&](std::exception_ptr e, T v) {
     error = e;
     if (!e) result.emplace(std::move(v));
     done = true;
@@ -406,7 +403,7 @@ TEST_CASE(
   held_writer w;
   asyncdb::database db{dir.file(), test::default_options(0)};  // no readers: every call queues behind the writer
   test::open_at_exit guard{w.g};
-  asio::io_context ctx;
+  net::io_context ctx;
 
   SECTION("a std::string_view") {
     auto buffer = std::make_unique<char[]>(original.size());

@@ -2,10 +2,7 @@
 // second io_context, callback, use_future), read/write routing, and how fn's failures come back.
 #include "support.hpp"
 
-#include <asio/bind_executor.hpp>
-#include <asio/io_context.hpp>
-#include <asio/strand.hpp>
-#include <asio/use_future.hpp>
+#include "net.hpp"
 
 #include <condition_variable>
 #include <future>
@@ -20,7 +17,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-using strand_type = asio::strand<asio::io_context::executor_type>;
+using strand_type = net::strand<net::io_context::executor_type>;
 
 // Thread ids recorded from many threads; read on the test thread once they are joined.
 class thread_set {
@@ -55,7 +52,7 @@ bool subset(const std::set<std::thread::id>& a, const std::set<std::thread::id>&
 
 // Runs `ctx` on the calling thread plus `threads - 1` more until it runs out of work; returns the
 // ids of the threads that ran it. Throws if the deadline passes first (a hang).
-std::set<std::thread::id> run_ctx(asio::io_context& ctx, std::size_t threads) {
+std::set<std::thread::id> run_ctx(net::io_context& ctx, std::size_t threads) {
   thread_set ids;
   std::vector<std::thread> pool;
   for (std::size_t i = 1; i < threads; ++i) {
@@ -130,7 +127,7 @@ struct hop_log {
 };
 
 // Alternates writes and reads; after each co_await checks it is back on a thread running `ctx`.
-asio::awaitable<void> hop(asyncdb::database& db, asio::io_context& ctx, hop_log& log, int n) {
+net::awaitable<void> hop(asyncdb::database& db, net::io_context& ctx, hop_log& log, int n) {
   for (int i = 0; i < n; ++i) {
     auto fn = [&ctx, &log](SQLite::Database&) {
       if (ctx.get_executor().running_in_this_thread()) ++log.dao_on_caller_executor;
@@ -149,8 +146,8 @@ asio::awaitable<void> hop(asyncdb::database& db, asio::io_context& ctx, hop_log&
 
 // On a strand: every resume must be inside the strand, and `shared` (a plain int touched by
 // several coroutines of the same strand) is only safe if they are serialized (TSan checks).
-asio::awaitable<void> hop_on_strand(asyncdb::database& db, strand_type strand, int& shared, std::atomic<int>& off,
-                                    int n) {
+net::awaitable<void> hop_on_strand(asyncdb::database& db, strand_type strand, int& shared, std::atomic<int>& off,
+                                   int n) {
   for (int i = 0; i < n; ++i) {
     auto fn = [strand](SQLite::Database& c) {
       return !strand.running_in_this_thread() && c.execAndGet("SELECT 1").getInt() == 1;
@@ -161,8 +158,8 @@ asio::awaitable<void> hop_on_strand(asyncdb::database& db, strand_type strand, i
   }
 }
 
-asio::awaitable<void> hop_on_own_context(asyncdb::database& db, asio::io_context& own, asio::io_context& other,
-                                         std::atomic<int>& wrong, int n) {
+net::awaitable<void> hop_on_own_context(asyncdb::database& db, net::io_context& own, net::io_context& other,
+                                        std::atomic<int>& wrong, int n) {
   for (int i = 0; i < n; ++i) {
     auto fn = [](SQLite::Database& c) { return c.execAndGet("SELECT 7").getInt(); };
     const int v = co_await asyncdb::async_run(db, fn);
@@ -183,10 +180,10 @@ TEST_CASE("async_run runs fn on a database thread and resumes on a thread of the
   const std::size_t loop_threads = GENERATE(1, 4);
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  asio::io_context ctx;
+  net::io_context ctx;
   hop_log log;
   outcomes done;
-  for (int c = 0; c < 6; ++c) asio::co_spawn(ctx, hop(db, ctx, log, 10), done.handler());
+  for (int c = 0; c < 6; ++c) net::co_spawn(ctx, hop(db, ctx, log, 10), done.handler());
 
   const std::set<std::thread::id> loop = run_ctx(ctx, loop_threads);
 
@@ -206,16 +203,16 @@ TEST_CASE("async_run runs fn on a database thread and resumes on a thread of the
 TEST_CASE("a coroutine on a strand resumes on that strand after every async_run", "[async_run][threads]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  asio::io_context ctx;
-  strand_type s1 = asio::make_strand(ctx);
-  strand_type s2 = asio::make_strand(ctx);
+  net::io_context ctx;
+  strand_type s1 = net::make_strand(ctx);
+  strand_type s2 = net::make_strand(ctx);
   int shared1 = 0;
   int shared2 = 0;
   std::atomic<int> off{0};
   outcomes done;
   for (int c = 0; c < 3; ++c) {
-    asio::co_spawn(s1, hop_on_strand(db, s1, shared1, off, 10), done.handler());
-    asio::co_spawn(s2, hop_on_strand(db, s2, shared2, off, 10), done.handler());
+    net::co_spawn(s1, hop_on_strand(db, s1, shared1, off, 10), done.handler());
+    net::co_spawn(s2, hop_on_strand(db, s2, shared2, off, 10), done.handler());
   }
 
   run_ctx(ctx, 4);
@@ -231,13 +228,13 @@ TEST_CASE("coroutines of two io_contexts sharing one database each resume on the
           "[async_run][threads]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
-  asio::io_context a;
-  asio::io_context b;
+  net::io_context a;
+  net::io_context b;
   std::atomic<int> wrong{0};
   outcomes done;
   for (int c = 0; c < 3; ++c) {
-    asio::co_spawn(a, hop_on_own_context(db, a, b, wrong, 10), done.handler());
-    asio::co_spawn(b, hop_on_own_context(db, b, a, wrong, 10), done.handler());
+    net::co_spawn(a, hop_on_own_context(db, a, b, wrong, 10), done.handler());
+    net::co_spawn(b, hop_on_own_context(db, b, a, wrong, 10), done.handler());
   }
   std::thread runs_a([&] { a.run_for(60s); });
   b.run_for(60s);
@@ -252,8 +249,8 @@ TEST_CASE("a callback bound to a strand completes on that strand, never on a dat
           "[async_run][threads][callback]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  asio::io_context ctx;
-  strand_type strand = asio::make_strand(ctx);
+  net::io_context ctx;
+  strand_type strand = net::make_strand(ctx);
   int completed = 0;  // plain int: only the strand touches it
   std::atomic<int> wrong{0};
   thread_set callback_threads;
@@ -271,9 +268,9 @@ TEST_CASE("a callback bound to a strand completes on that strand, never on a dat
       ++completed;
     };
     if (i % 2 == 0) {
-      asyncdb::async_run(db, fn, asio::bind_executor(strand, cb));
+      asyncdb::async_run(db, fn, net::bind_executor(strand, cb));
     } else {
-      asyncdb::async_run(db, asyncdb::read_only, fn, asio::bind_executor(strand, cb));
+      asyncdb::async_run(db, asyncdb::read_only, fn, net::bind_executor(strand, cb));
     }
   }
 
@@ -291,19 +288,19 @@ TEST_CASE("use_future delivers fn's result and exception to a thread that runs n
   auto fn = [](SQLite::Database& c) {
     return std::make_pair(std::this_thread::get_id(), c.execAndGet("SELECT 42").getInt());
   };
-  std::future<std::pair<std::thread::id, int>> value = asyncdb::async_run(db, fn, asio::use_future);
+  std::future<std::pair<std::thread::id, int>> value = asyncdb::async_run(db, fn, net::use_future);
   REQUIRE(value.wait_for(30s) == std::future_status::ready);
   const auto [ran_on, answer] = value.get();
   CHECK(answer == 42);
   CHECK(ran_on != std::this_thread::get_id());
 
   auto throws = [](SQLite::Database&) -> int { throw std::runtime_error("boom from fn"); };
-  std::future<int> failed = asyncdb::async_run(db, asyncdb::read_only, throws, asio::use_future);
+  std::future<int> failed = asyncdb::async_run(db, asyncdb::read_only, throws, net::use_future);
   REQUIRE(failed.wait_for(30s) == std::future_status::ready);
   CHECK_THROWS_MATCHES(failed.get(), std::runtime_error, Catch::Matchers::Message("boom from fn"));
 
   auto writes = [](SQLite::Database& c) { c.exec("INSERT INTO users(name, email) VALUES('fut', 'f@x')"); };
-  std::future<void> wrote = asyncdb::async_run(db, writes, asio::use_future);
+  std::future<void> wrote = asyncdb::async_run(db, writes, net::use_future);
   REQUIRE(wrote.wait_for(30s) == std::future_status::ready);
   wrote.get();
   CHECK(test::count_rows(dir.file(), "name = 'fut'") == 1);
@@ -312,8 +309,8 @@ TEST_CASE("use_future delivers fn's result and exception to a thread that runs n
 TEST_CASE("async_run sends fn to the writer, and with read_only to a read-only connection", "[async_run][routing]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     auto insert = [](SQLite::Database& c) {
       c.exec("INSERT INTO users(name, email) VALUES('w', 'w@x')");
       return std::make_pair(std::this_thread::get_id(), read_only_connection(c));
@@ -338,7 +335,7 @@ TEST_CASE("async_run sends fn to the writer, and with read_only to a read-only c
 TEST_CASE("two read-only operations run at the same time on two readers", "[async_run][readers]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  asio::io_context ctx;  // one loop thread: both operations are in flight without blocking it
+  net::io_context ctx;  // one loop thread: both operations are in flight without blocking it
   rendezvous both(2);
   std::atomic<int> met{0};
   thread_set readers;
@@ -352,12 +349,12 @@ TEST_CASE("two read-only operations run at the same time on two readers", "[asyn
     readers.add(std::this_thread::get_id());
     if (both.arrive_and_wait(10s)) ++met;  // only returns true if the other read is running too
   };
-  auto one_read = [](asyncdb::database& d, decltype(meet)& f) -> asio::awaitable<void> {
+  auto one_read = [](asyncdb::database& d, decltype(meet)& f) -> net::awaitable<void> {
     co_await asyncdb::async_run(d, asyncdb::read_only, f);
   };
   outcomes done;
-  asio::co_spawn(ctx, one_read(db, meet), done.handler());
-  asio::co_spawn(ctx, one_read(db, meet), done.handler());
+  net::co_spawn(ctx, one_read(db, meet), done.handler());
+  net::co_spawn(ctx, one_read(db, meet), done.handler());
   run_ctx(ctx, 1);
 
   INFO(done.first_error);
@@ -370,8 +367,8 @@ TEST_CASE("two read-only operations run at the same time on two readers", "[asyn
 TEST_CASE("a read-only connection rejects a write with SQLITE_READONLY", "[async_run][readers][errors]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
-  asio::io_context ctx;
-  auto attempt = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto attempt = [](asyncdb::database& d) -> net::awaitable<void> {
     auto insert = [](SQLite::Database& c) { c.exec("INSERT INTO users(name, email) VALUES('ro', 'ro@x')"); };
     try {
       co_await asyncdb::async_run(d, asyncdb::read_only, insert);
@@ -387,8 +384,8 @@ TEST_CASE("a read-only connection rejects a write with SQLITE_READONLY", "[async
 TEST_CASE("with no readers, read-only operations run on the writer", "[async_run][readers]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(0)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     auto insert = [](SQLite::Database& c) {
       c.exec("INSERT INTO users(name, email) VALUES('w', 'w@x')");
       return std::this_thread::get_id();
@@ -408,8 +405,8 @@ TEST_CASE("an exception thrown by fn is rethrown at the co_await with its own ty
           "[async_run][errors]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     auto invalid = [](SQLite::Database&) -> int { throw std::invalid_argument("bad name: zed"); };
     CHECK_THROWS_MATCHES(co_await asyncdb::async_run(d, invalid), std::invalid_argument,
                          Catch::Matchers::Message("bad name: zed"));
@@ -429,8 +426,8 @@ TEST_CASE("an exception thrown by fn is rethrown at the co_await with its own ty
 TEST_CASE("an SQLite::Exception keeps its error code and message across the co_await", "[async_run][errors]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     auto insert = [](SQLite::Database& c) { c.exec("INSERT INTO users(name, email) VALUES('dup', 'd@x')"); };
     co_await asyncdb::async_run(d, insert);
     try {
@@ -457,19 +454,19 @@ TEST_CASE("a callback receives fn's exception as its exception_ptr, and void fn 
           "[async_run][errors][callback]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
-  asio::io_context ctx;
+  net::io_context ctx;
   std::exception_ptr int_error;
   int int_value = -1;
   std::exception_ptr void_error;
   int calls = 0;
   auto fails = [](SQLite::Database&) -> int { throw std::out_of_range("no such row"); };
-  asyncdb::async_run(db, fails, asio::bind_executor(ctx, [&](std::exception_ptr ep, int v) {
+  asyncdb::async_run(db, fails, net::bind_executor(ctx, [&](std::exception_ptr ep, int v) {
                        ++calls;
                        int_error = ep;
                        int_value = v;
                      }));
   auto fails_void = [](SQLite::Database&) { throw std::length_error("too long"); };
-  asyncdb::async_run(db, asyncdb::read_only, fails_void, asio::bind_executor(ctx, [&](std::exception_ptr ep) {
+  asyncdb::async_run(db, asyncdb::read_only, fails_void, net::bind_executor(ctx, [&](std::exception_ptr ep) {
                        ++calls;
                        void_error = ep;
                      }));
@@ -492,10 +489,10 @@ TEST_CASE("the caller's io_context and strand may be destroyed as soon as the co
   asyncdb::database db{dir.file(), test::default_options(1)};
   int completed = 0;
   for (int i = 0; i < 200; ++i) {
-    asio::io_context ctx;
-    strand_type strand = asio::make_strand(ctx);
+    net::io_context ctx;
+    strand_type strand = net::make_strand(ctx);
     auto fn = [](SQLite::Database&) { return 1; };
-    asyncdb::async_run(db, fn, asio::bind_executor(strand, [&completed](std::exception_ptr ep, int v) {
+    asyncdb::async_run(db, fn, net::bind_executor(strand, [&completed](std::exception_ptr ep, int v) {
                          if (!ep && v == 1) ++completed;
                        }));
     ctx.run_for(60s);
@@ -514,14 +511,14 @@ TEST_CASE("fn and everything it captured are destroyed before the caller's compl
   int completed = 0;
   int fn_alive_at_completion = 0;
   for (int i = 0; i < 200; ++i) {
-    asio::io_context ctx;
-    strand_type strand = asio::make_strand(ctx);
+    net::io_context ctx;
+    strand_type strand = net::make_strand(ctx);
     auto token = std::make_shared<int>(i);
     std::weak_ptr<int> alive = token;
     auto fn = [strand, token = std::move(token)](SQLite::Database&) {
       return strand.running_in_this_thread() ? -1 : *token;
     };
-    asyncdb::async_run(db, std::move(fn), asio::bind_executor(strand, [&, i, alive](std::exception_ptr ep, int v) {
+    asyncdb::async_run(db, std::move(fn), net::bind_executor(strand, [&, i, alive](std::exception_ptr ep, int v) {
                          if (!alive.expired()) ++fn_alive_at_completion;
                          if (!ep && v == i) ++completed;
                        }));
@@ -554,8 +551,8 @@ TEST_CASE("an operation that fails inside a transaction has it rolled back befor
           "[async_run][errors][transactions]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     auto fails_mid_transaction = [](SQLite::Database& c) {
       c.exec("BEGIN");
       c.exec("INSERT INTO users(name, email) VALUES('ghost', 'g@x')");
@@ -579,8 +576,8 @@ TEST_CASE("a read transaction left open by a failed operation is closed before t
           "[async_run][errors][transactions][readers]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};  // one reader: the next read gets the same one
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     auto fails_mid_read = [](SQLite::Database& c) {
       c.exec("BEGIN");
       c.execAndGet("SELECT count(*) FROM users");
@@ -605,8 +602,8 @@ TEST_CASE(
     "[async_run][errors][transactions]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     auto leaves_open = [](SQLite::Database& c) {
       c.exec("BEGIN IMMEDIATE");
       c.exec("INSERT INTO users(name, email) VALUES('open', 'o@x')");
@@ -615,7 +612,7 @@ TEST_CASE(
     try {
       co_await asyncdb::async_run(d, leaves_open);
       FAIL("no error for a transaction left open");
-    } catch (const std::system_error& e) {
+    } catch (const asyncdb::system_error& e) {
       CHECK(e.code() == asyncdb::errc::transaction_left_open);
     }
     auto next = [](SQLite::Database& c) {

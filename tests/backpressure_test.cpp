@@ -1,9 +1,6 @@
 // Back-pressure (options::max_queued): past the bound, new operations fail at once with
 // errc::queue_full; what was accepted still runs, nothing is lost, and stats() counts the refusals.
-#include <asio/bind_executor.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
+#include "net.hpp"
 
 #include <condition_variable>
 #include <mutex>
@@ -17,13 +14,13 @@ using test::UserCreate;
 using test::UserOper;
 
 // Starts an operation on the writer that waits at `g`; `entered` is set once it runs.
-void block_writer(asyncdb::database& db, const asio::any_io_executor& ex, test::gate& g, std::atomic<bool>& entered,
+void block_writer(asyncdb::database& db, const net::any_io_executor& ex, test::gate& g, std::atomic<bool>& entered,
                   test::completion& out) {
   auto block = [&g, &entered](SQLite::Database&) {
     entered = true;
     g.wait();
   };
-  asyncdb::async_run(db, block, asio::bind_executor(ex, test::record_into(out)));
+  asyncdb::async_run(db, block, net::bind_executor(ex, test::record_into(out)));
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -39,11 +36,11 @@ struct overflow_state {
   bool done_before_release[bound + extra] = {};
   std::size_t queued_at_peak = 0;
   std::uint64_t rejected_at_peak = 0;
-  std::error_code after_drain;
+  asyncdb::error_code after_drain;
 };
 
-asio::awaitable<void> overflow_the_queue(asyncdb::database& db, overflow_state& st) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<void> overflow_the_queue(asyncdb::database& db, overflow_state& st) {
+  auto ex = co_await net::this_coro::executor;
   block_writer(db, ex, st.g, st.entered, st.blocker);
   co_await test::until_set(st.entered);
 
@@ -54,7 +51,7 @@ asio::awaitable<void> overflow_the_queue(asyncdb::database& db, overflow_state& 
       q.exec();
     };
     test::completion& out = st.ops[i];
-    asyncdb::async_run(db, insert, asio::bind_executor(ex, test::record_into(out)));
+    asyncdb::async_run(db, insert, net::bind_executor(ex, test::record_into(out)));
   }
   // The refusals complete on their own, while the writer is still blocked.
   auto refusals_done = [&st] {
@@ -82,7 +79,7 @@ asio::awaitable<void> overflow_the_queue(asyncdb::database& db, overflow_state& 
 TEST_CASE("past options.max_queued new operations fail at once with queue_full and nothing accepted is lost",
           "[backpressure]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   overflow_state st;
   asyncdb::options opts = test::default_options();
   opts.max_queued = bound;
@@ -118,20 +115,20 @@ struct session_bound_state {
   std::atomic<bool> entered{false};
   test::completion blocker;
   test::completion queued[2];
-  std::error_code session_error;
-  std::error_code read_session_error;
-  std::error_code awaited_add_error;
+  asyncdb::error_code session_error;
+  asyncdb::error_code read_session_error;
+  asyncdb::error_code awaited_add_error;
   std::int64_t read_while_full = -1;
 };
 
-asio::awaitable<void> sessions_and_awaits_meet_the_bound(asyncdb::database& db, session_bound_state& st) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<void> sessions_and_awaits_meet_the_bound(asyncdb::database& db, session_bound_state& st) {
+  auto ex = co_await net::this_coro::executor;
   test::AsyncUsers users{db};
   block_writer(db, ex, st.g, st.entered, st.blocker);
   co_await test::until_set(st.entered);
   for (test::completion& out : st.queued) {
     asyncdb::async_run(
-        db, [](SQLite::Database& c) { c.exec("SELECT 1"); }, asio::bind_executor(ex, test::record_into(out)));
+        db, [](SQLite::Database& c) { c.exec("SELECT 1"); }, net::bind_executor(ex, test::record_into(out)));
   }
   // The bound (2) is reached: opening a session or awaiting an operation fails at the co_await.
   st.session_error = co_await test::error_of(asyncdb::async_db_session(db));
@@ -146,7 +143,7 @@ asio::awaitable<void> sessions_and_awaits_meet_the_bound(asyncdb::database& db, 
 
 TEST_CASE("the bound covers every queue: sessions, reads and awaited operations get queue_full too", "[backpressure]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   session_bound_state st;
   asyncdb::options opts = test::default_options();
   opts.max_queued = 2;
@@ -169,50 +166,50 @@ constexpr std::size_t small_bound = 8;
 constexpr std::size_t timeouts = 3 * small_bound;  // far more than the bound: each must give its place back
 
 struct timed_out_state {
-  std::error_code timeout_errors[timeouts];
+  asyncdb::error_code timeout_errors[timeouts];
   std::size_t queued_after_timeouts = 99;
   std::size_t queued_with_one_live = 99;
   test::completion live;
-  std::error_code read_error;
+  asyncdb::error_code read_error;
   std::int64_t read_count = -1;
   bool live_done_before_release = true;
 };
 
 // Awaits `aw` and stores how it ended: what `||` would otherwise swallow.
-asio::awaitable<void> store_error(asio::awaitable<std::int64_t> aw, std::error_code& out) {
+net::awaitable<void> store_error(net::awaitable<std::int64_t> aw, asyncdb::error_code& out) {
   try {
     co_await std::move(aw);
     out = {};
-  } catch (const std::system_error& e) {
+  } catch (const asyncdb::system_error& e) {
     out = e.code();
   }
 }
 
 // A write that cannot run (the writer is held) under a 1 ms timeout; returns how the write itself ended.
-asio::awaitable<std::error_code> timed_out_add(asyncdb::database& db, std::size_t i) {
-  using namespace asio::experimental::awaitable_operators;
+net::awaitable<asyncdb::error_code> timed_out_add(asyncdb::database& db, std::size_t i) {
+  using namespace net::experimental::awaitable_operators;
   test::AsyncUsers users{db};
   UserCreate u{"timed-out" + std::to_string(i), "t@x"};
-  asio::awaitable<std::int64_t> add = users.call<&UserOper::add>(u);
-  std::error_code add_error = make_error_code(std::errc::state_not_recoverable);  // "never completed"
-  asio::steady_timer timer{co_await asio::this_coro::executor, 1ms};
-  co_await (store_error(std::move(add), add_error) || timer.async_wait(asio::use_awaitable));
+  net::awaitable<std::int64_t> add = users.call<&UserOper::add>(u);
+  asyncdb::error_code add_error = make_error_code(std::errc::state_not_recoverable);  // "never completed"
+  net::steady_timer timer{co_await net::this_coro::executor, 1ms};
+  co_await (store_error(std::move(add), add_error) || timer.async_wait(net::use_awaitable));
   co_return add_error;
 }
 
-asio::awaitable<void> time_out_writes_behind_a_session(asyncdb::database& db, timed_out_state& st) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<void> time_out_writes_behind_a_session(asyncdb::database& db, timed_out_state& st) {
+  auto ex = co_await net::this_coro::executor;
   test::AsyncUsers users{db};
   {
     asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);  // holds the writer
     for (std::size_t i = 0; i < timeouts; ++i) st.timeout_errors[i] = co_await timed_out_add(db, i);
     st.queued_after_timeouts = db.stats().queued;
     auto insert = [](SQLite::Database& c) { c.exec("INSERT INTO users(name, email) VALUES('live', 'l@x')"); };
-    asyncdb::async_run(db, insert, asio::bind_executor(ex, test::record_into(st.live)));
+    asyncdb::async_run(db, insert, net::bind_executor(ex, test::record_into(st.live)));
     st.queued_with_one_live = db.stats().queued;
     try {
       st.read_count = co_await users.call<&UserOper::count>();  // a reader is idle
-    } catch (const std::system_error& e) {
+    } catch (const asyncdb::system_error& e) {
       st.read_error = e.code();
     }
     st.live_done_before_release = st.live.done;
@@ -224,7 +221,7 @@ asio::awaitable<void> time_out_writes_behind_a_session(asyncdb::database& db, ti
 TEST_CASE("an operation cancelled while queued gives its place in options.max_queued back at once",
           "[backpressure][cancellation]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::options opts = test::default_options();
   opts.max_queued = small_bound;
   asyncdb::database db{dir.file(), opts};
@@ -233,7 +230,7 @@ TEST_CASE("an operation cancelled while queued gives its place in options.max_qu
 
   for (std::size_t i = 0; i < timeouts; ++i) {
     INFO("timed-out write " << i);
-    CHECK(st.timeout_errors[i] == asio::error::operation_aborted);
+    CHECK(st.timeout_errors[i] == net::error::operation_aborted);
   }
   CHECK(st.queued_after_timeouts == 0);  // only live operations count
   CHECK(st.queued_with_one_live == 1);

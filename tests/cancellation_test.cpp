@@ -1,13 +1,7 @@
 // Cancellation (Asio per-operation cancellation): a queued operation never runs, a running one is
 // interrupted on its own connection only, a late interrupt never reaches the next operation, a busy
 // wait stops, the connection is clean afterwards, and a session learns its transaction was aborted.
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/bind_executor.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/detached.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
+#include "net.hpp"
 
 #include <sqlite3.h>
 #include <cmath>
@@ -19,7 +13,7 @@
 
 #include "support.hpp"
 
-using namespace asio::experimental::awaitable_operators;
+using namespace net::experimental::awaitable_operators;
 
 namespace {
 
@@ -29,7 +23,7 @@ using test::UserOper;
 
 // Awaits `aw`, records how it ended, and rethrows: lets a test see the error `||` swallows.
 template <class T>
-asio::awaitable<T> recorded(asio::awaitable<T> aw, std::error_code& out) {
+net::awaitable<T> recorded(net::awaitable<T> aw, asyncdb::error_code& out) {
   try {
     if constexpr (std::is_void_v<T>) {
       co_await std::move(aw);
@@ -39,7 +33,7 @@ asio::awaitable<T> recorded(asio::awaitable<T> aw, std::error_code& out) {
       out = {};
       co_return v;
     }
-  } catch (const std::system_error& e) {
+  } catch (const asyncdb::system_error& e) {
     out = e.code();
     throw;
   }
@@ -67,19 +61,19 @@ struct queued_cancel_state {
   std::atomic<bool> second_ran{false};
   test::completion blocker;
   test::completion second;
-  asio::cancellation_signal signal;  // outlives the operation even if the coroutine gives up early
+  net::cancellation_signal signal;  // outlives the operation even if the coroutine gives up early
   bool second_done_before_release = false;
   bool blocker_done_before_cancel = true;
   int second_rows_after = -1;
 };
 
-asio::awaitable<void> cancel_queued_via_signal(asyncdb::database& db, queued_cancel_state& st) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<void> cancel_queued_via_signal(asyncdb::database& db, queued_cancel_state& st) {
+  auto ex = co_await net::this_coro::executor;
   auto block = [&st](SQLite::Database&) {
     st.blocker_entered = true;
     st.g.wait();
   };
-  asyncdb::async_run(db, block, asio::bind_executor(ex, test::record_into(st.blocker)));
+  asyncdb::async_run(db, block, net::bind_executor(ex, test::record_into(st.blocker)));
   co_await test::until_set(st.blocker_entered);
 
   auto second = [&st](SQLite::Database& c) {
@@ -87,12 +81,11 @@ asio::awaitable<void> cancel_queued_via_signal(asyncdb::database& db, queued_can
     c.exec("INSERT INTO users(name, email) VALUES('second', 's@x')");
   };
   asyncdb::async_run(
-      db, second,
-      asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, test::record_into(st.second))));
+      db, second, net::bind_cancellation_slot(st.signal.slot(), net::bind_executor(ex, test::record_into(st.second))));
   auto queued = [&db] { return db.stats().queued == 1; };
   co_await test::poll_until(queued);
   st.blocker_done_before_cancel = st.blocker.done;
-  st.signal.emit(asio::cancellation_type::terminal);
+  st.signal.emit(net::cancellation_type::terminal);
   auto second_done = [&st] { return st.second.done; };
   co_await test::poll_until(second_done);
   st.second_done_before_release = !st.blocker.done;
@@ -107,7 +100,7 @@ asio::awaitable<void> cancel_queued_via_signal(asyncdb::database& db, queued_can
 
 TEST_CASE("a cancelled queued operation never runs and completes with operation_aborted", "[cancellation]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   queued_cancel_state st;
   asyncdb::database db{dir.file(), test::default_options()};
   test::open_at_exit guard{st.g};
@@ -115,7 +108,7 @@ TEST_CASE("a cancelled queued operation never runs and completes with operation_
 
   CHECK_FALSE(st.blocker_done_before_cancel);
   CHECK(st.second_done_before_release);
-  CHECK(st.second.error == asio::error::operation_aborted);
+  CHECK(st.second.error == net::error::operation_aborted);
   CHECK_FALSE(st.second_ran);
   CHECK_FALSE(st.blocker.error);
   CHECK(st.second_rows_after == 0);
@@ -129,27 +122,27 @@ struct timeout_queued_state {
   std::atomic<bool> blocker_entered{false};
   std::atomic<bool> queued_ran{false};
   std::size_t winner = 99;
-  std::error_code queued_error;
+  asyncdb::error_code queued_error;
   test::completion blocker;
   bool blocker_done_at_timeout = true;
 };
 
-asio::awaitable<void> timeout_queued_op(asyncdb::database& db, timeout_queued_state& st) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<void> timeout_queued_op(asyncdb::database& db, timeout_queued_state& st) {
+  auto ex = co_await net::this_coro::executor;
   auto block = [&st](SQLite::Database&) {
     st.blocker_entered = true;
     st.g.wait();
   };
-  asyncdb::async_run(db, block, asio::bind_executor(ex, test::record_into(st.blocker)));
+  asyncdb::async_run(db, block, net::bind_executor(ex, test::record_into(st.blocker)));
   co_await test::until_set(st.blocker_entered);
 
   auto queued = [&st](SQLite::Database&) {
     st.queued_ran = true;
     return 1;
   };
-  asio::steady_timer timer{ex, 20ms};
+  net::steady_timer timer{ex, 20ms};
   const std::variant<int, std::monostate> r =
-      co_await (recorded(asyncdb::async_run(db, queued), st.queued_error) || timer.async_wait(asio::use_awaitable));
+      co_await (recorded(asyncdb::async_run(db, queued), st.queued_error) || timer.async_wait(net::use_awaitable));
   st.winner = r.index();
   st.blocker_done_at_timeout = st.blocker.done;
   st.g.open();
@@ -160,7 +153,7 @@ asio::awaitable<void> timeout_queued_op(asyncdb::database& db, timeout_queued_st
 
 TEST_CASE("op || timer cancels a queued operation, which never runs", "[cancellation]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   timeout_queued_state st;
   asyncdb::database db{dir.file(), test::default_options()};
   test::open_at_exit guard{st.g};
@@ -168,7 +161,7 @@ TEST_CASE("op || timer cancels a queued operation, which never runs", "[cancella
 
   CHECK(st.winner == 1);
   CHECK_FALSE(st.blocker_done_at_timeout);
-  CHECK(st.queued_error == asio::error::operation_aborted);
+  CHECK(st.queued_error == net::error::operation_aborted);
   CHECK_FALSE(st.queued_ran);
   CHECK_FALSE(st.blocker.error);
 }
@@ -183,12 +176,12 @@ struct isolation_state {
   std::atomic<bool> writer_started{false};
   int writer_sqlite_code = -1;
   bool reader_progressed_while_writer_interrupted = false;
-  std::error_code writer_error;
+  asyncdb::error_code writer_error;
   std::size_t winner = 99;
   std::int64_t reader_rows = -1;
   int reader_sqlite_code = -1;
   bool reader_done = false;
-  std::error_code reader_error;
+  asyncdb::error_code reader_error;
   std::int64_t next_writer_result = -1;
 };
 
@@ -221,11 +214,11 @@ std::int64_t long_read(SQLite::Database& c, isolation_state& st) {
   }
 }
 
-asio::awaitable<void> reader_task(asyncdb::database& db, isolation_state& st) {
+net::awaitable<void> reader_task(asyncdb::database& db, isolation_state& st) {
   auto fn = [&st](SQLite::Database& c) { return long_read(c, st); };
   try {
     st.reader_rows = co_await asyncdb::async_run(db, asyncdb::read_only, fn);
-  } catch (const std::system_error& e) {
+  } catch (const asyncdb::system_error& e) {
     st.reader_error = e.code();
   } catch (...) {
     st.reader_error = std::make_error_code(std::errc::state_not_recoverable);
@@ -233,9 +226,9 @@ asio::awaitable<void> reader_task(asyncdb::database& db, isolation_state& st) {
   st.reader_done = true;
 }
 
-asio::awaitable<void> interrupt_writer_only(asyncdb::database& db, isolation_state& st) {
-  auto ex = co_await asio::this_coro::executor;
-  asio::co_spawn(ex, reader_task(db, st), asio::detached);
+net::awaitable<void> interrupt_writer_only(asyncdb::database& db, isolation_state& st) {
+  auto ex = co_await net::this_coro::executor;
+  net::co_spawn(ex, reader_task(db, st), net::detached);
   co_await test::until_set(st.reader_active);
 
   auto endless = [&st](SQLite::Database& c) {
@@ -264,7 +257,7 @@ asio::awaitable<void> interrupt_writer_only(asyncdb::database& db, isolation_sta
 
 TEST_CASE("a running operation is interrupted on its own connection only", "[cancellation]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   isolation_state st;
   asyncdb::database db{dir.file(), test::default_options(1)};
   set_at_exit stop_reader{st.stop_reading};
@@ -272,7 +265,7 @@ TEST_CASE("a running operation is interrupted on its own connection only", "[can
 
   CHECK(st.winner == 1);
   CHECK(st.writer_sqlite_code == SQLITE_INTERRUPT);
-  CHECK(st.writer_error == asio::error::operation_aborted);
+  CHECK(st.writer_error == net::error::operation_aborted);
   CHECK(st.reader_progressed_while_writer_interrupted);
   CHECK_FALSE(st.reader_error);
   CHECK(st.reader_sqlite_code == SQLITE_OK);
@@ -294,11 +287,11 @@ struct late_interrupt_state {
   std::deque<test::completion> firsts;
   std::deque<test::completion> nexts;
   std::deque<std::int64_t> next_rows;
-  std::deque<asio::cancellation_signal> signals;
+  std::deque<net::cancellation_signal> signals;
 };
 
-asio::awaitable<void> cancel_then_next(asyncdb::database& db, late_interrupt_state& st, int rounds) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<void> cancel_then_next(asyncdb::database& db, late_interrupt_state& st, int rounds) {
+  auto ex = co_await net::this_coro::executor;
   for (int i = 0; i < rounds; ++i) {
     // The first operation's length and the moment of the cancellation vary, so the cancellation lands
     // at every point of its life: queued, running, finished but not yet delivered. The next operation
@@ -307,7 +300,7 @@ asio::awaitable<void> cancel_then_next(asyncdb::database& db, late_interrupt_sta
     test::completion* first = &st.firsts.emplace_back();
     test::completion* next = &st.nexts.emplace_back();
     std::int64_t* next_rows = &st.next_rows.emplace_back(0);
-    asio::cancellation_signal* signal = &st.signals.emplace_back();
+    net::cancellation_signal* signal = &st.signals.emplace_back();
     const int first_rows = 2000 * (i % 5);
     auto first_op = [&st, first_rows](SQLite::Database& c) {
       const std::string sql = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
@@ -324,17 +317,16 @@ asio::awaitable<void> cancel_then_next(asyncdb::database& db, late_interrupt_sta
           .getInt64();
     };
     asyncdb::async_run(
-        db, first_op,
-        asio::bind_cancellation_slot(signal->slot(), asio::bind_executor(ex, [first](std::exception_ptr e) {
-                                       first->error = test::code_of(e);
-                                       first->done = true;
-                                     })));
+        db, first_op, net::bind_cancellation_slot(signal->slot(), net::bind_executor(ex, [first](std::exception_ptr e) {
+                                                    first->error = test::code_of(e);
+                                                    first->done = true;
+                                                  })));
     if (i % 3 != 0) {
-      asio::steady_timer pause{ex, std::chrono::microseconds(100 * (i % 7))};
-      co_await pause.async_wait(asio::use_awaitable);
+      net::steady_timer pause{ex, std::chrono::microseconds(100 * (i % 7))};
+      co_await pause.async_wait(net::use_awaitable);
     }
-    if (!first->done) signal->emit(asio::cancellation_type::terminal);
-    asyncdb::async_run(db, long_op, asio::bind_executor(ex, [next, next_rows](std::exception_ptr e, std::int64_t rows) {
+    if (!first->done) signal->emit(net::cancellation_type::terminal);
+    asyncdb::async_run(db, long_op, net::bind_executor(ex, [next, next_rows](std::exception_ptr e, std::int64_t rows) {
                          next->error = test::code_of(e);
                          *next_rows = rows;
                          next->done = true;
@@ -342,7 +334,7 @@ asio::awaitable<void> cancel_then_next(asyncdb::database& db, late_interrupt_sta
     auto both = [first, next] { return first->done && next->done; };
     co_await test::poll_until(both);
     ++st.rounds;
-    if (first->error == asio::error::operation_aborted) {
+    if (first->error == net::error::operation_aborted) {
       ++st.first_aborted;
     } else if (!first->error) {
       ++st.first_completed;
@@ -355,7 +347,7 @@ asio::awaitable<void> cancel_then_next(asyncdb::database& db, late_interrupt_sta
 
 TEST_CASE("a late interrupt never reaches the next operation on the same connection", "[cancellation]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options()};
   late_interrupt_state st;
   constexpr int rounds = 60;
@@ -373,12 +365,12 @@ TEST_CASE("a late interrupt never reaches the next operation on the same connect
 // Starts `dao` with st.signal as its cancellation slot and st.op as its record; once the DAO code sets
 // st.between (then waits at st.g), emits the cancellation, opens st.g, and waits until the operation completed.
 template <class State, class Dao>
-asio::awaitable<void> cancel_between_statements_of(asyncdb::database& db, Dao& dao, State& st) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<void> cancel_between_statements_of(asyncdb::database& db, Dao& dao, State& st) {
+  auto ex = co_await net::this_coro::executor;
   asyncdb::async_run(db, dao,
-                     asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, test::record_into(st.op))));
+                     net::bind_cancellation_slot(st.signal.slot(), net::bind_executor(ex, test::record_into(st.op))));
   co_await test::until_set(st.between);
-  st.signal.emit(asio::cancellation_type::terminal);
+  st.signal.emit(net::cancellation_type::terminal);
   st.g.open();
   auto done = [&st] { return st.op.done; };
   co_await test::poll_until(done);
@@ -390,11 +382,11 @@ struct between_state {
   int second_statement_code = -1;
   bool third_statement_ran = false;
   test::completion op;
-  asio::cancellation_signal signal;
+  net::cancellation_signal signal;
   std::int64_t next_result = -1;
 };
 
-asio::awaitable<void> cancel_between_statements(asyncdb::database& db, between_state& st) {
+net::awaitable<void> cancel_between_statements(asyncdb::database& db, between_state& st) {
   // The first statement only reads: an operation that has committed something is no longer interrupted.
   auto dao = [&st](SQLite::Database& c) {
     c.execAndGet("SELECT count(*) FROM users");
@@ -419,7 +411,7 @@ asio::awaitable<void> cancel_between_statements(asyncdb::database& db, between_s
 TEST_CASE("an operation cancelled between two statements stops at the next one, and the next operation runs",
           "[cancellation]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   between_state st;
   asyncdb::database db{dir.file(), test::default_options()};
   test::open_at_exit guard{st.g};
@@ -427,7 +419,7 @@ TEST_CASE("an operation cancelled between two statements stops at the next one, 
 
   CHECK(st.second_statement_code == SQLITE_INTERRUPT);
   CHECK_FALSE(st.third_statement_ran);
-  CHECK(st.op.error == asio::error::operation_aborted);
+  CHECK(st.op.error == net::error::operation_aborted);
   CHECK(st.next_result == 50000);
   CHECK(test::rows_named(dir.file(), "third") == 0);
 }
@@ -439,10 +431,10 @@ struct short_between_state {
   std::atomic<bool> between{false};
   bool second_statement_ran = false;
   test::completion op;
-  asio::cancellation_signal signal;
+  net::cancellation_signal signal;
 };
 
-asio::awaitable<void> cancel_before_a_short_statement(asyncdb::database& db, short_between_state& st) {
+net::awaitable<void> cancel_before_a_short_statement(asyncdb::database& db, short_between_state& st) {
   auto dao = [&st](SQLite::Database& c) {
     c.execAndGet("SELECT count(*) FROM users");
     st.between = true;
@@ -457,18 +449,18 @@ asio::awaitable<void> cancel_before_a_short_statement(asyncdb::database& db, sho
 // progress handler; the commit hook is what turns its commit into a rollback.
 TEST_CASE("an operation cancelled between two statements does not run even a short next statement", "[cancellation]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   short_between_state st;
   asyncdb::database db{dir.file(), test::default_options()};
   test::open_at_exit guard{st.g};
   test::run(ctx, cancel_before_a_short_statement(db, st), 30s);
 
   CHECK_FALSE(st.second_statement_ran);
-  CHECK(st.op.error == asio::error::operation_aborted);
+  CHECK(st.op.error == net::error::operation_aborted);
   CHECK(test::rows_named(dir.file(), "short") == 0);
 }
 
-asio::awaitable<void> cancel_after_a_commit(asyncdb::database& db, short_between_state& st) {
+net::awaitable<void> cancel_after_a_commit(asyncdb::database& db, short_between_state& st) {
   auto dao = [&st](SQLite::Database& c) {
     c.exec("INSERT INTO users(name, email) VALUES('committed', 'c@x')");  // autocommit: durable at once
     st.between = true;
@@ -483,7 +475,7 @@ asio::awaitable<void> cancel_after_a_commit(asyncdb::database& db, short_between
 // can no longer say that, so it runs to its end and reports what really happened.
 TEST_CASE("an operation cancelled after it committed a statement runs to its end and succeeds", "[cancellation]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   short_between_state st;
   asyncdb::database db{dir.file(), test::default_options()};
   test::open_at_exit guard{st.g};
@@ -499,28 +491,28 @@ TEST_CASE("an operation cancelled after it committed a statement runs to its end
 
 struct busy_state {
   test::completion op;
-  asio::cancellation_signal signal;
+  net::cancellation_signal signal;
   std::atomic<bool> entered{false};
 };
 
-asio::awaitable<void> cancel_busy_wait(asyncdb::database& db, busy_state& st) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<void> cancel_busy_wait(asyncdb::database& db, busy_state& st) {
+  auto ex = co_await net::this_coro::executor;
   auto insert = [&st](SQLite::Database& c) {
     st.entered = true;
     c.exec("INSERT INTO users(name, email) VALUES('blocked', 'b@x')");  // waits in the busy handler
   };
   asyncdb::async_run(db, insert,
-                     asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, test::record_into(st.op))));
+                     net::bind_cancellation_slot(st.signal.slot(), net::bind_executor(ex, test::record_into(st.op))));
   auto running = [&] { return db.stats().running == 1 && st.entered; };
   co_await test::poll_until(running);
-  st.signal.emit(asio::cancellation_type::terminal);
+  st.signal.emit(net::cancellation_type::terminal);
   auto done = [&st] { return st.op.done; };
   co_await test::poll_until(done);  // 10 s at most: far below the 30 s busy timeout
 }
 
 TEST_CASE("a wait in SQLite's busy handler stops when the operation is cancelled", "[cancellation]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::options opts = test::default_options();
   opts.busy_timeout = 30s;
   asyncdb::database db{dir.file(), opts};
@@ -531,7 +523,7 @@ TEST_CASE("a wait in SQLite's busy handler stops when the operation is cancelled
   locker.exec("ROLLBACK");
 
   CHECK(st.op.done);
-  CHECK(st.op.error == asio::error::operation_aborted);
+  CHECK(st.op.error == net::error::operation_aborted);
   CHECK(test::rows_named(dir.file(), "blocked") == 0);
 }
 
@@ -560,7 +552,7 @@ class spinner_dao {
 struct clean_state {
   std::atomic<bool> started{false};
   std::size_t winner = 99;
-  std::error_code error;
+  asyncdb::error_code error;
   int autocommit = -1;
   int busy_statements = -1;
   int spun_rows = -1;
@@ -583,7 +575,7 @@ connection_state inspect(SQLite::Database& c) {
   return {autocommit, busy, spun};
 }
 
-asio::awaitable<void> cancel_then_inspect(asyncdb::database& db, clean_state& st) {
+net::awaitable<void> cancel_then_inspect(asyncdb::database& db, clean_state& st) {
   const std::variant<std::int64_t, std::monostate> r =
       co_await (recorded(asyncdb::async_db_operation<&spinner_dao::spin_in_transaction>{}(db), st.error) ||
                 test::timer_after_start(st.started));
@@ -596,7 +588,7 @@ asio::awaitable<void> cancel_then_inspect(asyncdb::database& db, clean_state& st
 
 TEST_CASE("after a cancellation the connection has no open transaction and no stepping statement", "[cancellation]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options()};
   clean_state st;
   spinner_started = &st.started;
@@ -604,7 +596,7 @@ TEST_CASE("after a cancellation the connection has no open transaction and no st
   spinner_started = nullptr;
 
   CHECK(st.winner == 1);
-  CHECK(st.error == asio::error::operation_aborted);
+  CHECK(st.error == net::error::operation_aborted);
   CHECK(st.autocommit == 1);
   CHECK(st.busy_statements == 0);
   CHECK(st.spun_rows == 0);
@@ -615,16 +607,16 @@ TEST_CASE("after a cancellation the connection has no open transaction and no st
 struct session_abort_state {
   std::atomic<bool> started{false};
   std::size_t winner = 99;
-  std::error_code cancelled_error;
+  asyncdb::error_code cancelled_error;
   int lock_after_cancel = -1;
-  std::error_code add_after;
-  std::error_code commit_after;
-  std::error_code begin_after;
+  asyncdb::error_code add_after;
+  asyncdb::error_code commit_after;
+  asyncdb::error_code begin_after;
   std::int64_t t2_id = 0;
 };
 
-asio::awaitable<void> interrupt_session_transaction(asyncdb::database& db, const std::filesystem::path& file,
-                                                    session_abort_state& st) {
+net::awaitable<void> interrupt_session_transaction(asyncdb::database& db, const std::filesystem::path& file,
+                                                   session_abort_state& st) {
   asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
   co_await s.begin();
   UserCreate t1{"t1", "t1@x"};
@@ -660,13 +652,13 @@ asio::awaitable<void> interrupt_session_transaction(asyncdb::database& db, const
 TEST_CASE("a session operation interrupted inside a transaction rolls it back and the session says so",
           "[cancellation][session]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options()};
   session_abort_state st;
   test::run(ctx, interrupt_session_transaction(db, dir.file(), st), 30s);
 
   CHECK(st.winner == 1);
-  CHECK(st.cancelled_error == asio::error::operation_aborted);
+  CHECK(st.cancelled_error == net::error::operation_aborted);
   CHECK(st.lock_after_cancel == SQLITE_OK);
   CHECK(st.add_after == asyncdb::errc::transaction_aborted);
   CHECK(st.commit_after == asyncdb::errc::transaction_aborted);
@@ -700,15 +692,15 @@ auto summed_insert_of(std::int64_t key) {
 }
 
 struct commit_race_state {
-  std::vector<std::optional<std::error_code>> outcomes;  // per attempt, whose key is its index
+  std::vector<std::optional<asyncdb::error_code>> outcomes;  // per attempt, whose key is its index
   unsigned seed = 0;
 };
 
 // Awaits `aw` and stores how it ended: no error, or code_of() its exception; nothing escapes.
-asio::awaitable<void> outcome_into(asio::awaitable<void> aw, std::optional<std::error_code>& out) {
+net::awaitable<void> outcome_into(net::awaitable<void> aw, std::optional<asyncdb::error_code>& out) {
   try {
     co_await std::move(aw);
-    out = std::error_code{};
+    out = asyncdb::error_code{};
   } catch (...) {
     out = test::code_of(std::current_exception());
   }
@@ -717,22 +709,22 @@ asio::awaitable<void> outcome_into(asio::awaitable<void> aw, std::optional<std::
 // One attempt after another, each with its own key, each raced against a timer whose delay is drawn
 // log-uniformly from 1 us to 20 ms, so that whatever this machine's fsync costs right now, the cancellation
 // lands at every point of an attempt's life: queued, running, committing, done.
-asio::awaitable<void> cancel_writes_at_random(asyncdb::database& db, commit_race_state& st) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<void> cancel_writes_at_random(asyncdb::database& db, commit_race_state& st) {
+  auto ex = co_await net::this_coro::executor;
   std::mt19937 random{st.seed};
   std::uniform_real_distribution<double> log_delay(0.0, std::log(20000.0));
   for (std::size_t key = 0; key < st.outcomes.size(); ++key) {
     auto insert = summed_insert_of(static_cast<std::int64_t>(key));
     const auto delay = std::chrono::microseconds(static_cast<std::int64_t>(std::exp(log_delay(random))));
-    asio::steady_timer timer{ex, delay};
-    co_await (outcome_into(asyncdb::async_run(db, insert), st.outcomes[key]) || timer.async_wait(asio::use_awaitable));
+    net::steady_timer timer{ex, delay};
+    co_await (outcome_into(asyncdb::async_run(db, insert), st.outcomes[key]) || timer.async_wait(net::use_awaitable));
   }
 }
 
 TEST_CASE("a write cancelled at a random moment is either aborted and absent or successful and present once",
           "[cancellation]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   commit_race_state st;
   st.outcomes.resize(200);
   st.seed = std::random_device{}();
@@ -751,8 +743,8 @@ TEST_CASE("a write cancelled at a random moment is either aborted and absent or 
     rows.bind(1, static_cast<std::int64_t>(key));
     rows.executeStep();
     const int found = rows.getColumn(0).getInt();
-    const std::optional<std::error_code>& o = st.outcomes[key];
-    if (o && *o == asio::error::operation_aborted) {
+    const std::optional<asyncdb::error_code>& o = st.outcomes[key];
+    if (o && *o == net::error::operation_aborted) {
       ++aborted;
       if (found != 0) ++aborted_but_committed;
     } else if (o && !*o) {

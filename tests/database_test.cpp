@@ -2,8 +2,7 @@
 // handling, on_open order), the paths it refuses, and that no connection is ever shared by two threads.
 #include "support.hpp"
 
-#include <asio/bind_executor.hpp>
-#include <asio/io_context.hpp>
+#include "net.hpp"
 
 #include <map>
 #include <mutex>
@@ -40,7 +39,7 @@ void check_rejected(const std::filesystem::path& path) {
   try {
     asyncdb::database db{path, test::default_options(1)};
     FAIL("opened " << path);
-  } catch (const std::system_error& e) {
+  } catch (const asyncdb::system_error& e) {
     CHECK(e.code() == asyncdb::errc::memory_database);
     CHECK(e.code().category() == asyncdb::error_category());
   }
@@ -80,7 +79,7 @@ class connection_usage {
   std::map<sqlite3*, slot> slots_;
 };
 
-asio::awaitable<void> use_connections(asyncdb::database& db, connection_usage& usage, int worker, int n) {
+net::awaitable<void> use_connections(asyncdb::database& db, connection_usage& usage, int worker, int n) {
   for (int i = 0; i < n; ++i) {
     auto write = [&usage, worker, i](SQLite::Database& c) {
       usage.enter(c.getHandle());
@@ -139,8 +138,8 @@ TEST_CASE("on_open runs once per connection on that connection's thread, the wri
   CHECK(threads.count(std::this_thread::get_id()) == 0);
 
   // The writer's on_open ran on the thread that serves writes, and no reader's did.
-  asio::io_context ctx;
-  auto where = [](asyncdb::database& d) -> asio::awaitable<std::thread::id> {
+  net::io_context ctx;
+  auto where = [](asyncdb::database& d) -> net::awaitable<std::thread::id> {
     auto insert = [](SQLite::Database& c) {
       c.exec("INSERT INTO users(name, email) VALUES('w', 'w@x')");
       return std::this_thread::get_id();
@@ -157,8 +156,8 @@ TEST_CASE("the writer switches the file to WAL, which every connection then uses
     SQLite::Database plain(dir.file(), SQLITE_OPEN_READONLY);
     CHECK(plain.execAndGet("PRAGMA journal_mode").getString() == "wal");
   }
-  asio::io_context ctx;
-  auto modes = [](asyncdb::database& d) -> asio::awaitable<std::pair<std::string, std::string>> {
+  net::io_context ctx;
+  auto modes = [](asyncdb::database& d) -> net::awaitable<std::pair<std::string, std::string>> {
     auto mode = [](SQLite::Database& c) { return c.execAndGet("PRAGMA journal_mode").getString(); };
     std::string writer = co_await asyncdb::async_run(d, mode);
     std::string reader = co_await asyncdb::async_run(d, asyncdb::read_only, mode);
@@ -185,11 +184,11 @@ TEST_CASE("a write waits for a lock another connection holds, then succeeds", "[
   };
   // The completion runs on `loop`, joined before anything reads it (an exception object shared with a
   // thread still running would need libstdc++'s uninstrumented refcount to order, which TSan cannot see).
-  asio::io_context ctx;
+  net::io_context ctx;
   std::exception_ptr error;
   int changes = -1;
   std::atomic<bool> completed{false};
-  asyncdb::async_run(db, write, asio::bind_executor(ctx, [&](std::exception_ptr ep, int n) {
+  asyncdb::async_run(db, write, net::bind_executor(ctx, [&](std::exception_ptr ep, int n) {
                        error = ep;
                        changes = n;
                        completed = true;
@@ -227,10 +226,10 @@ TEST_CASE("a write fails with SQLITE_BUSY once busy_timeout passes while another
   other.exec("BEGIN IMMEDIATE");  // held until the write has given up
 
   auto write = [](SQLite::Database& c) { c.exec("INSERT INTO users(name, email) VALUES('mine', 'm@x')"); };
-  asio::io_context ctx;
+  net::io_context ctx;
   std::exception_ptr error;
   bool completed = false;
-  asyncdb::async_run(db, write, asio::bind_executor(ctx, [&](std::exception_ptr ep) {
+  asyncdb::async_run(db, write, net::bind_executor(ctx, [&](std::exception_ptr ep) {
                        error = ep;
                        completed = true;
                      }));
@@ -284,14 +283,14 @@ TEST_CASE("an on_open that throws makes the constructor throw it", "[database][o
 TEST_CASE("no connection is ever used by two threads at once", "[database][threads]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(3)};
-  asio::io_context ctx;
+  net::io_context ctx;
   connection_usage usage;
   std::atomic<int> ok{0};
   std::atomic<int> failed{0};
   constexpr int workers = 12;
   constexpr int ops = 30;
   for (int w = 0; w < workers; ++w) {
-    asio::co_spawn(ctx, use_connections(db, usage, w, ops), [&](std::exception_ptr ep) { ++(ep ? failed : ok); });
+    net::co_spawn(ctx, use_connections(db, usage, w, ops), [&](std::exception_ptr ep) { ++(ep ? failed : ok); });
   }
   test::run_on_threads(ctx, 3, 60s);
 

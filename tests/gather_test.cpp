@@ -3,8 +3,7 @@
 // once every sibling has finished.
 #include "support.hpp"
 
-#include <asio/io_context.hpp>
-#include <asio/strand.hpp>
+#include "net.hpp"
 
 #include <condition_variable>
 #include <mutex>
@@ -48,7 +47,7 @@ class gate {
 };
 
 // Input position 0: waits on a reader until both failing siblings have thrown, then writes a row.
-asio::awaitable<int> slow_sibling(asyncdb::database& db, gate& g, std::atomic<bool>& finished) {
+net::awaitable<int> slow_sibling(asyncdb::database& db, gate& g, std::atomic<bool>& finished) {
   auto wait = [&g](SQLite::Database&) {
     if (!g.wait_for(2)) throw std::runtime_error("the failing siblings never ran");
   };
@@ -59,7 +58,7 @@ asio::awaitable<int> slow_sibling(asyncdb::database& db, gate& g, std::atomic<bo
   co_return 0;
 }
 
-asio::awaitable<void> slow_void_sibling(asyncdb::database& db, gate& g, std::atomic<bool>& finished) {
+net::awaitable<void> slow_void_sibling(asyncdb::database& db, gate& g, std::atomic<bool>& finished) {
   co_await slow_sibling(db, g, finished);
 }
 
@@ -83,7 +82,7 @@ auto fails_early(gate& g) {
 // Awaits `all` (a gather of fails_late, then fails_early, in input order) and checks that it rethrew
 // fails_late's std::invalid_argument, the first failure in input order.
 template <class T>
-asio::awaitable<void> check_rethrows_first_in_input_order(asio::awaitable<T> all) {
+net::awaitable<void> check_rethrows_first_in_input_order(net::awaitable<T> all) {
   try {
     co_await std::move(all);
     FAIL("gather did not throw");
@@ -99,11 +98,11 @@ asio::awaitable<void> check_rethrows_first_in_input_order(asio::awaitable<T> all
 TEST_CASE("gather of a vector returns each result at its input position, whatever the completion order", "[gather]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     constexpr int n = 8;
     gate others_done;
-    std::vector<asio::awaitable<int>> tasks;
+    std::vector<net::awaitable<int>> tasks;
     auto last = [&others_done](SQLite::Database&) { return others_done.wait_for(n - 1) ? 0 : -1; };
     tasks.push_back(asyncdb::async_run(d, asyncdb::read_only, last));  // finishes after all the others
     for (int i = 1; i < n; ++i) {
@@ -123,11 +122,11 @@ TEST_CASE("gather of a vector returns each result at its input position, whateve
 TEST_CASE("gather of adds returns the id of each add at its input position", "[gather]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  asio::io_context ctx;
+  net::io_context ctx;
   std::vector<std::int64_t> ids;
-  auto adds = [](asyncdb::database& d) -> asio::awaitable<std::vector<std::int64_t>> {
+  auto adds = [](asyncdb::database& d) -> net::awaitable<std::vector<std::int64_t>> {
     AsyncUsers users{d};
-    std::vector<asio::awaitable<std::int64_t>> tasks;
+    std::vector<net::awaitable<std::int64_t>> tasks;
     for (int i = 0; i < 20; ++i) {
       test::UserCreate u{"user" + std::to_string(i), "u@x"};
       tasks.push_back(users.add(u));  // arguments are copied: u may go now
@@ -147,12 +146,12 @@ TEST_CASE("gather of adds returns the id of each add at its input position", "[g
 }
 
 TEST_CASE("gather of an empty vector completes with no results", "[gather]") {
-  asio::io_context ctx;
-  auto check = []() -> asio::awaitable<void> {
-    std::vector<asio::awaitable<int>> no_values;
+  net::io_context ctx;
+  auto check = []() -> net::awaitable<void> {
+    std::vector<net::awaitable<int>> no_values;
     const std::vector<int> none = co_await asyncdb::gather(std::move(no_values));
     CHECK(none.empty());
-    std::vector<asio::awaitable<void>> no_work;
+    std::vector<net::awaitable<void>> no_work;
     co_await asyncdb::gather(std::move(no_work));
   };
   test::run(ctx, check());
@@ -167,11 +166,11 @@ struct start_record {
 
 // Counts its start; the first child also posts a probe, which records how many children had started by the
 // time the loop got to run it.
-asio::awaitable<int> counted_child(int i, start_record& r) {
+net::awaitable<int> counted_child(int i, start_record& r) {
   ++r.started;
   if (i == 0) {
     auto probe = [&r] { r.started_when_probe_ran = r.started; };
-    asio::post(co_await asio::this_coro::executor, probe);
+    net::post(co_await net::this_coro::executor, probe);
   }
   co_return i;
 }
@@ -179,11 +178,11 @@ asio::awaitable<int> counted_child(int i, start_record& r) {
 }  // namespace
 
 TEST_CASE("gather of many awaitables starts them in chunks, so other handlers on the loop run in between", "[gather]") {
-  asio::io_context ctx;
+  net::io_context ctx;
   start_record r;
   constexpr int n = 2000;
-  auto check = [&r]() -> asio::awaitable<void> {
-    std::vector<asio::awaitable<int>> children;
+  auto check = [&r]() -> net::awaitable<void> {
+    std::vector<net::awaitable<int>> children;
     for (int i = 0; i < n; ++i) children.push_back(counted_child(i, r));
     const std::vector<int> results = co_await asyncdb::gather(std::move(children));
     REQUIRE(results.size() == static_cast<std::size_t>(n));
@@ -198,9 +197,9 @@ TEST_CASE("gather of many awaitables starts them in chunks, so other handlers on
 TEST_CASE("gather of void awaitables returns once every one of them has finished", "[gather]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d, const std::filesystem::path& file) -> asio::awaitable<void> {
-    std::vector<asio::awaitable<void>> writes;
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d, const std::filesystem::path& file) -> net::awaitable<void> {
+    std::vector<net::awaitable<void>> writes;
     for (int i = 0; i < 10; ++i) {
       auto insert = [i](SQLite::Database& c) {
         c.exec("INSERT INTO users(name, email) VALUES('v" + std::to_string(i) + "', 'v@x')");
@@ -216,8 +215,8 @@ TEST_CASE("gather of void awaitables returns once every one of them has finished
 TEST_CASE("variadic gather returns a tuple for structured bindings, void results as std::monostate", "[gather]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     AsyncUsers users{d};
     for (const char* name : {"ann", "bob", "cid"}) {
       test::UserCreate u{name, "x@x", name[0] != 'b'};
@@ -244,11 +243,11 @@ TEST_CASE("gather of a vector waits for every sibling, then rethrows the first f
           "[gather][errors]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d, const std::filesystem::path& file) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d, const std::filesystem::path& file) -> net::awaitable<void> {
     gate g;
     std::atomic<bool> slow_finished{false};
-    std::vector<asio::awaitable<int>> tasks;
+    std::vector<net::awaitable<int>> tasks;
     tasks.push_back(slow_sibling(d, g, slow_finished));
     auto late = fails_late(g);
     auto early = fails_early(g);
@@ -266,8 +265,8 @@ TEST_CASE("variadic gather waits for every sibling, then rethrows the first fail
           "[gather][errors]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d, const std::filesystem::path& file) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d, const std::filesystem::path& file) -> net::awaitable<void> {
     gate g;
     std::atomic<bool> slow_finished{false};
     auto late = fails_late(g);
@@ -284,13 +283,13 @@ TEST_CASE("variadic gather waits for every sibling, then rethrows the first fail
 TEST_CASE("gather resumes the caller on its own strand of a multi-threaded loop", "[gather][threads]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  asio::io_context ctx;
-  using strand_type = asio::strand<asio::io_context::executor_type>;
+  net::io_context ctx;
+  using strand_type = net::strand<net::io_context::executor_type>;
   std::atomic<int> wrong{0};
   std::atomic<int> ok{0};
-  auto body = [](asyncdb::database& d, strand_type s, std::atomic<int>& bad) -> asio::awaitable<void> {
+  auto body = [](asyncdb::database& d, strand_type s, std::atomic<int>& bad) -> net::awaitable<void> {
     for (int round = 0; round < 5; ++round) {
-      std::vector<asio::awaitable<std::thread::id>> tasks;
+      std::vector<net::awaitable<std::thread::id>> tasks;
       auto where = [](SQLite::Database&) { return std::this_thread::get_id(); };
       for (int i = 0; i < 4; ++i) tasks.push_back(asyncdb::async_run(d, asyncdb::read_only, where));
       const auto threads = co_await asyncdb::gather(std::move(tasks));
@@ -303,8 +302,8 @@ TEST_CASE("gather resumes the caller on its own strand of a multi-threaded loop"
     }
   };
   for (int c = 0; c < 3; ++c) {
-    strand_type s = asio::make_strand(ctx);
-    asio::co_spawn(s, body(db, s, wrong), [&](std::exception_ptr ep) { ++(ep ? wrong : ok); });
+    strand_type s = net::make_strand(ctx);
+    net::co_spawn(s, body(db, s, wrong), [&](std::exception_ptr ep) { ++(ep ? wrong : ok); });
   }
   test::run_on_threads(ctx, 3, 60s);
   CHECK(ok == 3);

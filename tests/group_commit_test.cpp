@@ -7,11 +7,7 @@
 // by one (each queued before the next starts, so their order is known), and the gate opens only once
 // all of them wait in the queue; the writer then finds them together and takes them as one group.
 // Every test checks stats().group_commits / grouped, so it proves the group really formed.
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/bind_executor.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/detached.hpp>
-#include <asio/this_coro.hpp>
+#include "net.hpp"
 
 #include <sqlite3.h>
 #include <future>
@@ -39,7 +35,7 @@ struct held_writer {
   int unexpected = 0;        // operations whose coroutine let an exception escape
 };
 
-asio::awaitable<void> hold(asyncdb::database& db, held_writer& w) {
+net::awaitable<void> hold(asyncdb::database& db, held_writer& w) {
   auto block = [&w](SQLite::Database&) {
     w.entered = true;
     w.gate.wait();
@@ -49,17 +45,17 @@ asio::awaitable<void> hold(asyncdb::database& db, held_writer& w) {
 
 // Holds the writer, starts `ops` in order (each one queued before the next starts), releases the writer
 // once all wait in its queue, and returns when every one of them (and the holder) has finished.
-asio::awaitable<void> run_as_group(asyncdb::database& db, held_writer& w, std::vector<asio::awaitable<void>> ops) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<void> run_as_group(asyncdb::database& db, held_writer& w, std::vector<net::awaitable<void>> ops) {
+  auto ex = co_await net::this_coro::executor;
   auto count = [&w](std::exception_ptr e) {
     if (e) ++w.unexpected;
     ++w.finished;
   };
-  asio::co_spawn(ex, hold(db, w), count);
+  net::co_spawn(ex, hold(db, w), count);
   co_await test::until_set(w.entered);
   const std::size_t n = ops.size();
   for (std::size_t i = 0; i < n; ++i) {
-    asio::co_spawn(ex, std::move(ops[i]), count);
+    net::co_spawn(ex, std::move(ops[i]), count);
     auto queued = [&db, i] { return db.stats().queued == i + 1; };
     co_await test::poll_until(queued);
   }
@@ -70,15 +66,15 @@ asio::awaitable<void> run_as_group(asyncdb::database& db, held_writer& w, std::v
 
 // The operations of one group, in the order run_as_group starts them (each is lazy: nothing runs here).
 template <class... Ops>
-std::vector<asio::awaitable<void>> group_of(Ops... ops) {
-  std::vector<asio::awaitable<void>> group;
+std::vector<net::awaitable<void>> group_of(Ops... ops) {
+  std::vector<net::awaitable<void>> group;
   (group.push_back(std::move(ops)), ...);
   return group;
 }
 
 // run_as_group on `ctx`, failing past `deadline`; returns db.stats() once the group and its holder finished.
-asyncdb::stats run_group(asio::io_context& ctx, asyncdb::database& db, held_writer& w,
-                         std::vector<asio::awaitable<void>> ops, std::chrono::seconds deadline = 60s) {
+asyncdb::stats run_group(net::io_context& ctx, asyncdb::database& db, held_writer& w,
+                         std::vector<net::awaitable<void>> ops, std::chrono::seconds deadline = 60s) {
   test::run(ctx, run_as_group(db, w, std::move(ops)), deadline);
   return db.stats();
 }
@@ -89,13 +85,13 @@ struct outcome {
   bool ok = false;
   std::string error;
   bool runtime_error_exactly = false;
-  std::error_code code;
+  asyncdb::error_code code;
 };
 
 void record_failure(outcome& out, std::exception_ptr e) {
   try {
     std::rethrow_exception(e);
-  } catch (const std::system_error& s) {
+  } catch (const asyncdb::system_error& s) {
     out.code = s.code();
     out.error = s.what();
   } catch (const std::runtime_error& r) {
@@ -109,8 +105,8 @@ void record_failure(outcome& out, std::exception_ptr e) {
 // Awaits `op` and records in `out` how it ended: ok once it returned (and, when `expected` is given,
 // returned that), else why it failed; nothing escapes.
 template <class T>
-asio::awaitable<void> record_outcome(asio::awaitable<T> op, outcome& out,
-                                     std::type_identity_t<std::optional<T>> expected = std::nullopt) {
+net::awaitable<void> record_outcome(net::awaitable<T> op, outcome& out,
+                                    std::type_identity_t<std::optional<T>> expected = std::nullopt) {
   try {
     const T result = co_await std::move(op);
     out.ok = !expected || result == *expected;
@@ -120,7 +116,7 @@ asio::awaitable<void> record_outcome(asio::awaitable<T> op, outcome& out,
   out.done = true;
 }
 
-asio::awaitable<void> record_outcome(asio::awaitable<void> op, outcome& out) {
+net::awaitable<void> record_outcome(net::awaitable<void> op, outcome& out) {
   try {
     co_await std::move(op);
     out.ok = true;
@@ -139,19 +135,19 @@ void insert_user(SQLite::Database& c, const std::string& name) {
 // Calls the DAO member `AddPair` (which adds `prefix`-a and `prefix`-b and returns 2) through
 // async_db_operation; ok once it returned 2.
 template <auto AddPair>
-asio::awaitable<void> add_pair_with(asyncdb::database& db, std::string prefix, outcome& out) {
+net::awaitable<void> add_pair_with(asyncdb::database& db, std::string prefix, outcome& out) {
   auto add = asyncdb::async_db_operation<AddPair>{}(db, prefix);
   co_await record_outcome(std::move(add), out, 2);
 }
 
 // A plain write through async_run: on the writer, groupable.
-asio::awaitable<void> insert_named(asyncdb::database& db, std::string name, outcome& out) {
+net::awaitable<void> insert_named(asyncdb::database& db, std::string name, outcome& out) {
   auto insert = [name](SQLite::Database& c) { insert_user(c, name); };
   co_await record_outcome(asyncdb::async_run(db, insert), out);
 }
 
 // Writes its row, then throws: inside a group only its own row must vanish.
-asio::awaitable<void> insert_then_throw(asyncdb::database& db, std::string name, outcome& out) {
+net::awaitable<void> insert_then_throw(asyncdb::database& db, std::string name, outcome& out) {
   auto insert = [name](SQLite::Database& c) {
     insert_user(c, name);
     throw std::runtime_error("bad write refused by its DAO");
@@ -166,7 +162,7 @@ asio::awaitable<void> insert_then_throw(asyncdb::database& db, std::string name,
 TEST_CASE("a write that throws inside a group loses only its own changes and gets its own exception",
           "[group_commit]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   held_writer w;
   outcome ok1, bad, ok2;
   asyncdb::stats after;
@@ -205,8 +201,8 @@ struct visibility {
 };
 
 // Right after its co_await returns, the write must be committed: visible to any other connection.
-asio::awaitable<void> insert_then_look(asyncdb::database& db, std::filesystem::path file, std::string name,
-                                       visibility& v) {
+net::awaitable<void> insert_then_look(asyncdb::database& db, std::filesystem::path file, std::string name,
+                                      visibility& v) {
   co_await insert_named(db, name, v.write);
   if (!v.write.ok) co_return;
   v.seen_by_plain_connection = test::rows_named(file, name);
@@ -224,7 +220,7 @@ asio::awaitable<void> insert_then_look(asyncdb::database& db, std::filesystem::p
 TEST_CASE("every awaiter of a group resumes only after the shared commit, so its write is visible at once",
           "[group_commit]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   held_writer w;
   constexpr int n = 8;
   std::vector<visibility> seen(n);
@@ -232,7 +228,7 @@ TEST_CASE("every awaiter of a group resumes only after the shared commit, so its
   {
     asyncdb::database db{dir.file(), grouping_options()};
     test::open_at_exit guard{w.gate};
-    std::vector<asio::awaitable<void>> ops;
+    std::vector<net::awaitable<void>> ops;
     for (int i = 0; i < n; ++i) ops.push_back(insert_then_look(db, dir.file(), "v" + std::to_string(i), seen[i]));
     after = run_group(ctx, db, w, std::move(ops));
   }
@@ -279,7 +275,7 @@ inline constexpr bool asyncdb::is_write<&own_transaction_dao::add_pair> = true;
 TEST_CASE("a DAO member opening its own transaction inside a group reruns alone and is never grouped again",
           "[group_commit]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   held_writer first_round, second_round;
   outcome a1, pair1, a2, b1, b2, pair2, b3;
   int runs_after_first = -1;
@@ -324,7 +320,7 @@ TEST_CASE("a DAO member opening its own transaction inside a group reruns alone 
 
 namespace {
 
-asio::awaitable<void> add_user(asyncdb::database& db, int i, outcome& out) {
+net::awaitable<void> add_user(asyncdb::database& db, int i, outcome& out) {
   test::UserCreate u{"d" + std::to_string(i), "d@x"};
   auto add = asyncdb::async_db_operation<&test::UserOper::add>{}(db, u);
   co_await record_outcome(std::move(add), out);
@@ -334,7 +330,7 @@ asio::awaitable<void> add_user(asyncdb::database& db, int i, outcome& out) {
 
 TEST_CASE("200 grouped adds with synchronous=FULL are all in the file once the database is closed", "[group_commit]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   held_writer w;
   constexpr int n = 200;
   std::vector<outcome> adds(n);
@@ -350,7 +346,7 @@ TEST_CASE("200 grouped adds with synchronous=FULL are all in the file once the d
     test::open_at_exit guard{w.gate};
     auto pragma = [](SQLite::Database& c) { return c.execAndGet("PRAGMA synchronous").getInt64(); };
     synchronous = test::run(ctx, asyncdb::async_run(db, pragma), 60s);
-    std::vector<asio::awaitable<void>> ops;
+    std::vector<net::awaitable<void>> ops;
     for (int i = 0; i < n; ++i) ops.push_back(add_user(db, i, adds[i]));
     after = run_group(ctx, db, w, std::move(ops), 120s);
   }
@@ -372,7 +368,7 @@ TEST_CASE("200 grouped adds with synchronous=FULL are all in the file once the d
 
 TEST_CASE("with group commit disabled writes queued together each commit alone and all land", "[group_commit]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   held_writer w;
   outcome x1, x2, x3;
   asyncdb::stats after;
@@ -397,7 +393,7 @@ TEST_CASE("with group commit disabled writes queued together each commit alone a
 
 TEST_CASE("max_operations bounds a group: the writes waiting behind a full group form the next one", "[group_commit]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   held_writer w;
   outcome y1, y2, y3, y4, y5;
   asyncdb::stats after;
@@ -431,7 +427,7 @@ struct session_record {
 };
 
 // A write session that begins, inserts `name`, then commits or rolls back, while plain writes wait around it.
-asio::awaitable<void> session_write(asyncdb::database& db, std::string name, bool commit, session_record& r) {
+net::awaitable<void> session_write(asyncdb::database& db, std::string name, bool commit, session_record& r) {
   try {
     asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
     co_await s.begin();
@@ -465,7 +461,7 @@ asio::awaitable<void> session_write(asyncdb::database& db, std::string name, boo
 TEST_CASE("write sessions are never grouped: their own BEGIN, COMMIT and ROLLBACK keep their meaning",
           "[group_commit][session]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   held_writer w;
   outcome w1, w2, w3, w4, w5, w6;
   session_record rolled_back, committed;
@@ -510,7 +506,7 @@ namespace {
 struct victim_state {
   test::gate gate;  // where the victim waits, inside the group, until the cancellation was emitted
   std::atomic<bool> entered{false};
-  asio::cancellation_signal signal;
+  net::cancellation_signal signal;
   bool done = false;
   std::exception_ptr error;
   std::int64_t result = -1;
@@ -518,9 +514,9 @@ struct victim_state {
 
 // Once the victim's code runs, cancels it through its signal, lets it go on, and waits until it completed.
 template <class Victim>
-asio::awaitable<void> cancel_once_entered(Victim& v) {
+net::awaitable<void> cancel_once_entered(Victim& v) {
   co_await test::until_set(v.entered);
-  v.signal.emit(asio::cancellation_type::terminal);
+  v.signal.emit(net::cancellation_type::terminal);
   v.gate.open();
   auto finished = [&v] { return v.done; };
   co_await test::poll_until(finished, 60s);
@@ -528,8 +524,8 @@ asio::awaitable<void> cancel_once_entered(Victim& v) {
 
 // Runs second in the group: writes its row, waits until the test has cancelled it, then runs a statement
 // long enough for an interrupt to land (were it allowed: only the first of a group may be interrupted).
-asio::awaitable<void> cancelled_in_group(asyncdb::database& db, victim_state& v) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<void> cancelled_in_group(asyncdb::database& db, victim_state& v) {
+  auto ex = co_await net::this_coro::executor;
   auto work = [&v](SQLite::Database& c) {
     insert_user(c, "victim");
     v.entered = true;
@@ -544,7 +540,7 @@ asio::awaitable<void> cancelled_in_group(asyncdb::database& db, victim_state& v)
     v.result = r;
     v.done = true;
   };
-  asyncdb::async_run(db, work, asio::bind_cancellation_slot(v.signal.slot(), asio::bind_executor(ex, handler)));
+  asyncdb::async_run(db, work, net::bind_cancellation_slot(v.signal.slot(), net::bind_executor(ex, handler)));
   co_await cancel_once_entered(v);
 }
 
@@ -553,7 +549,7 @@ asio::awaitable<void> cancelled_in_group(asyncdb::database& db, victim_state& v)
 TEST_CASE("an operation cancelled while it runs inside a group never undoes the others' writes",
           "[group_commit][cancellation]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   held_writer w;
   victim_state victim;
   outcome first, last;
@@ -579,7 +575,7 @@ TEST_CASE("an operation cancelled while it runs inside a group never undoes the 
   if (victim_succeeded) {
     CHECK(victim.result == 200000);
   } else {
-    CHECK(victim_outcome.code == asio::error::operation_aborted);
+    CHECK(victim_outcome.code == net::error::operation_aborted);
   }
   CHECK(after.group_commits == 1);
   CHECK(test::rows_named(dir.file(), "first") == 1);
@@ -594,15 +590,15 @@ namespace {
 struct first_victim_state {
   test::gate gate;
   std::atomic<bool> entered{false};
-  asio::cancellation_signal signal;
+  net::cancellation_signal signal;
   bool done = false;
   std::exception_ptr error;
 };
 
 // Runs first in the group: writes its row, waits until cancelled, then starts a long write, which the
 // interrupt stops (SQLite then rolls back the whole transaction, which holds nobody else's write yet).
-asio::awaitable<void> cancelled_first_in_group(asyncdb::database& db, first_victim_state& v) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<void> cancelled_first_in_group(asyncdb::database& db, first_victim_state& v) {
+  auto ex = co_await net::this_coro::executor;
   auto work = [&v](SQLite::Database& c) {
     insert_user(c, "first-victim");
     v.entered = true;
@@ -615,7 +611,7 @@ asio::awaitable<void> cancelled_first_in_group(asyncdb::database& db, first_vict
     v.error = e;
     v.done = true;
   };
-  asyncdb::async_run(db, work, asio::bind_cancellation_slot(v.signal.slot(), asio::bind_executor(ex, handler)));
+  asyncdb::async_run(db, work, net::bind_cancellation_slot(v.signal.slot(), net::bind_executor(ex, handler)));
   co_await cancel_once_entered(v);
 }
 
@@ -624,7 +620,7 @@ asio::awaitable<void> cancelled_first_in_group(asyncdb::database& db, first_vict
 TEST_CASE("the first operation of a group cancelled while it runs is interrupted and the others still commit",
           "[group_commit][cancellation]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   held_writer w;
   first_victim_state victim;
   outcome second, third;
@@ -645,7 +641,7 @@ TEST_CASE("the first operation of a group cancelled while it runs is interrupted
   REQUIRE(victim.done);
   outcome victim_outcome;
   if (victim.error) record_failure(victim_outcome, victim.error);
-  CHECK(victim_outcome.code == asio::error::operation_aborted);
+  CHECK(victim_outcome.code == net::error::operation_aborted);
   CHECK(after.cancelled == 1);
   CHECK(test::rows_named(dir.file(), "first-victim") == 0);
   CHECK(test::count_rows(dir.file(), "name LIKE 'bulk%'") == 0);
@@ -668,7 +664,7 @@ void deferred_fk_schema(SQLite::Database& c) {
 }
 
 // Each statement succeeds: a deferred foreign key is only checked when the transaction commits.
-asio::awaitable<void> orphan_note(asyncdb::database& db, outcome& out) {
+net::awaitable<void> orphan_note(asyncdb::database& db, outcome& out) {
   auto insert = [](SQLite::Database& c) { c.exec("INSERT INTO notes(user_id) VALUES(424242)"); };
   co_await record_outcome(asyncdb::async_run(db, insert), out);
 }
@@ -682,7 +678,7 @@ bool is_constraint_error(const outcome& o) {
 TEST_CASE("when the shared COMMIT fails every write of the group fails with its error and none lands",
           "[group_commit]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   held_writer w;
   outcome before, orphan, behind, later;
   asyncdb::stats after;
@@ -755,7 +751,7 @@ TEST_CASE(
     "run again and land",
     "[group_commit]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   held_writer first_round, second_round;
   outcome d1, pair1, d2, e1, pair2, e2;
   asyncdb::stats after_first;
@@ -829,16 +825,16 @@ class catching_transaction_dao {
 
 // Calls the DAO member `Open` through async_db_operation; ok once it returned true.
 template <auto Open>
-asio::awaitable<void> open_with(asyncdb::database& db, std::string name, outcome& out) {
+net::awaitable<void> open_with(asyncdb::database& db, std::string name, outcome& out) {
   auto open = asyncdb::async_db_operation<Open>{}(db, name);
   co_await record_outcome(std::move(open), out, true);
 }
 
 // One plain write, then `n` calls of `Open`, all queued together behind the held writer.
 template <auto Open>
-asyncdb::stats catching_round(asio::io_context& ctx, asyncdb::database& db, held_writer& w, const std::string& prefix,
+asyncdb::stats catching_round(net::io_context& ctx, asyncdb::database& db, held_writer& w, const std::string& prefix,
                               outcome& plain, std::vector<outcome>& calls) {
-  std::vector<asio::awaitable<void>> ops;
+  std::vector<net::awaitable<void>> ops;
   ops.push_back(insert_named(db, prefix + "-plain", plain));
   for (std::size_t i = 0; i < calls.size(); ++i)
     ops.push_back(open_with<Open>(db, prefix + std::to_string(i), calls[i]));
@@ -859,7 +855,7 @@ inline constexpr bool asyncdb::is_write<&catching_transaction_dao::open_declared
 TEST_CASE("a DAO that catches the failure of its own BEGIN inside a group still writes and every call returns true",
           "[group_commit]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   constexpr std::size_t n = 50;
   held_writer declared_round, undeclared_round;
   outcome declared_plain, undeclared_plain;
@@ -928,7 +924,7 @@ class ledger_dao {
 
 // Ok once it returned 1: the account was opened, or the deposit found it.
 template <auto Member, class... Args>
-asio::awaitable<void> ledger_call(asyncdb::database& db, outcome& out, Args... args) {
+net::awaitable<void> ledger_call(asyncdb::database& db, outcome& out, Args... args) {
   auto call = asyncdb::async_db_operation<Member>{}(db, args...);
   co_await record_outcome(std::move(call), out, 1);
 }
@@ -952,7 +948,7 @@ TEST_CASE(
     "inside a group",
     "[group_commit]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   held_writer w;
   outcome opened, deposited;
   {
@@ -978,7 +974,7 @@ TEST_CASE(
 namespace {
 
 // SQLite's primary error code at a write's co_await (SQLITE_OK when it succeeded, -1 for another exception).
-asio::awaitable<void> insert_recording_code(asyncdb::database& db, std::string name, int& code) {
+net::awaitable<void> insert_recording_code(asyncdb::database& db, std::string name, int& code) {
   auto insert = [name](SQLite::Database& c) { insert_user(c, name); };
   try {
     co_await asyncdb::async_run(db, insert);
@@ -995,7 +991,7 @@ asio::awaitable<void> insert_recording_code(asyncdb::database& db, std::string n
 // one's failure.
 std::chrono::steady_clock::duration writes_behind_foreign_lock(const std::filesystem::path& file, bool group_commit,
                                                                std::vector<int>& codes) {
-  asio::io_context ctx;
+  net::io_context ctx;
   held_writer w;
   asyncdb::options opts = grouping_options();
   opts.busy_timeout = 300ms;
@@ -1008,7 +1004,7 @@ std::chrono::steady_clock::duration writes_behind_foreign_lock(const std::filesy
     SQLite::Database& c;
     ~release_at_exit() { c.exec("ROLLBACK"); }
   } release{other};
-  std::vector<asio::awaitable<void>> ops;
+  std::vector<net::awaitable<void>> ops;
   for (std::size_t i = 0; i < codes.size(); ++i) {
     ops.push_back(insert_recording_code(db, "locked" + std::to_string(i), codes[i]));
   }
@@ -1050,12 +1046,12 @@ struct endless_write_state {
   held_writer w;
   std::atomic<bool> stepping{false};  // keep_going() was called: the endless statement is running
   std::atomic<bool> give_up{false};
-  asio::cancellation_signal signal;
+  net::cancellation_signal signal;
   bool first_done = false;
   std::exception_ptr first_error;
   std::int64_t first_id = -1;
   bool victim_done = false;
-  std::error_code victim_code;
+  asyncdb::error_code victim_code;
   bool first_in_time = false;
   bool victim_in_time = false;
 };
@@ -1074,27 +1070,27 @@ constexpr const char* endless_insert =
 
 // As test::poll_until, but reports a passed deadline instead of throwing, so the test can still unblock a hang.
 template <class Pred>
-asio::awaitable<bool> done_within(Pred& done, std::chrono::milliseconds deadline) {
-  asio::steady_timer timer{co_await asio::this_coro::executor};
+net::awaitable<bool> done_within(Pred& done, std::chrono::milliseconds deadline) {
+  net::steady_timer timer{co_await net::this_coro::executor};
   const auto give_up = std::chrono::steady_clock::now() + deadline;
   while (!done()) {
     if (std::chrono::steady_clock::now() > give_up) co_return false;
     timer.expires_after(1ms);
-    co_await timer.async_wait(asio::use_awaitable);
+    co_await timer.async_wait(net::use_awaitable);
   }
   co_return true;
 }
 
 // Queues a plain write and the endless one behind the held writer, releases it, cancels the endless write
 // once its statement runs (second in the group), and waits (5 s at most) for both to complete.
-asio::awaitable<void> cancel_endless_second(asyncdb::database& db, endless_write_state& st) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<void> cancel_endless_second(asyncdb::database& db, endless_write_state& st) {
+  auto ex = co_await net::this_coro::executor;
   endless_write_state* s = &st;  // handlers hold pointers, never the frame's references
   auto count = [s](std::exception_ptr e) {
     if (e) ++s->w.unexpected;
     ++s->w.finished;
   };
-  asio::co_spawn(ex, hold(db, st.w), count);
+  net::co_spawn(ex, hold(db, st.w), count);
   co_await test::until_set(st.w.entered);
 
   auto first = [](SQLite::Database& c) {
@@ -1106,7 +1102,7 @@ asio::awaitable<void> cancel_endless_second(asyncdb::database& db, endless_write
     s->first_id = id;
     s->first_done = true;
   };
-  asyncdb::async_run(db, first, asio::bind_executor(ex, first_done));
+  asyncdb::async_run(db, first, net::bind_executor(ex, first_done));
   auto one_queued = [&db] { return db.stats().queued == 1; };
   co_await test::poll_until(one_queued);
 
@@ -1118,13 +1114,13 @@ asio::awaitable<void> cancel_endless_second(asyncdb::database& db, endless_write
     s->victim_code = test::code_of(e);
     s->victim_done = true;
   };
-  asyncdb::async_run(db, endless, asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, victim_done)));
+  asyncdb::async_run(db, endless, net::bind_cancellation_slot(st.signal.slot(), net::bind_executor(ex, victim_done)));
   auto two_queued = [&db] { return db.stats().queued == 2; };
   co_await test::poll_until(two_queued);
 
   st.w.gate.open();
   co_await test::until_set(st.stepping);
-  st.signal.emit(asio::cancellation_type::terminal);
+  st.signal.emit(net::cancellation_type::terminal);
   auto both_done = [s] { return s->first_done && s->victim_done; };
   co_await done_within(both_done, 5s);
   st.first_in_time = st.first_done;
@@ -1144,7 +1140,7 @@ TEST_CASE("a never-ending write second in a group can be cancelled and the first
           "[group_commit][cancellation]") {
   test::temp_dir dir;
   endless_write_state st;  // outlives the database: its connections call keep_going()
-  asio::io_context ctx;
+  net::io_context ctx;
   bool scenario_done = false;
   std::exception_ptr scenario_error;
   bool closed_in_time = false;
@@ -1162,7 +1158,7 @@ TEST_CASE("a never-ending write second in a group can be cancelled and the first
       ~give_up_at_exit() { give_up = true; }
     } unblock{st.give_up};
 
-    asio::co_spawn(ctx, cancel_endless_second(db, st), [&](std::exception_ptr e) {
+    net::co_spawn(ctx, cancel_endless_second(db, st), [&](std::exception_ptr e) {
       scenario_error = e;
       scenario_done = true;
       ctx.stop();  // operations a failing library never completed keep the context busy
@@ -1186,7 +1182,7 @@ TEST_CASE("a never-ending write second in a group can be cancelled and the first
   if (scenario_error) std::rethrow_exception(scenario_error);
   CHECK(st.w.unexpected == 0);
   CHECK(st.victim_in_time);
-  CHECK(st.victim_code == asio::error::operation_aborted);
+  CHECK(st.victim_code == net::error::operation_aborted);
   CHECK(st.first_in_time);
   outcome first;
   if (st.first_error) record_failure(first, st.first_error);

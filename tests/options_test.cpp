@@ -1,8 +1,7 @@
 // asyncdb::options beyond the basics other files cover: poll_before_sleep, and the names of the threads.
 #include "support.hpp"
 
-#include <asio/io_context.hpp>
-#include <asio/use_future.hpp>
+#include "net.hpp"
 
 #include <pthread.h>
 
@@ -21,16 +20,16 @@ std::string this_thread_name() {
   return name;
 }
 
-asio::awaitable<std::vector<std::string>> names_and_work(asyncdb::database& db) {
+net::awaitable<std::vector<std::string>> names_and_work(asyncdb::database& db) {
   test::AsyncUsers users{db};
-  std::vector<asio::awaitable<std::int64_t>> adds;
+  std::vector<net::awaitable<std::int64_t>> adds;
   for (int i = 0; i < 50; ++i) {
     test::UserCreate u{"p" + std::to_string(i), "p@x"};
     adds.push_back(users.call<&test::UserOper::add>(u));
   }
   const std::vector<std::int64_t> ids = co_await asyncdb::gather(std::move(adds));
   auto count = [](SQLite::Database& c) { return c.execAndGet("SELECT count(*) FROM users").getInt64(); };
-  std::vector<asio::awaitable<std::int64_t>> counts;
+  std::vector<net::awaitable<std::int64_t>> counts;
   for (int i = 0; i < 20; ++i) counts.push_back(asyncdb::async_run(db, asyncdb::read_only, count));
   const std::vector<std::int64_t> seen = co_await asyncdb::gather(std::move(counts));
   std::vector<std::string> out;
@@ -46,7 +45,7 @@ asio::awaitable<std::vector<std::string>> names_and_work(asyncdb::database& db) 
 
 TEST_CASE("with poll_before_sleep, connection threads serve every operation and close() still returns", "[options]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::options opts = test::default_options(2);
   opts.poll_before_sleep = 500us;
   asyncdb::database db{dir.file(), opts};
@@ -56,11 +55,11 @@ TEST_CASE("with poll_before_sleep, connection threads serve every operation and 
   for (std::size_t i = 1; i <= 20; ++i) CHECK(out[i] == "50");  // each read saw all 50 committed adds
   db.close();  // the lanes poll an empty queue now; closing must wake and join them (ctest's timeout guards a hang)
   auto late = [](SQLite::Database&) { return 1; };
-  std::error_code after_close;
+  asyncdb::error_code after_close;
   try {
-    std::future<int> f = asyncdb::async_run(db, late, asio::use_future);
+    std::future<int> f = asyncdb::async_run(db, late, net::use_future);
     f.get();
-  } catch (const std::system_error& e) {
+  } catch (const asyncdb::system_error& e) {
     after_close = e.code();
   }
   CHECK(after_close == asyncdb::errc::closed);
@@ -68,7 +67,7 @@ TEST_CASE("with poll_before_sleep, connection threads serve every operation and 
 
 TEST_CASE("the writer and reader threads are named asyncdb-writer and asyncdb-reader", "[options][threads]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(1)};
   const std::vector<std::string> out = test::run(ctx, names_and_work(db));
   REQUIRE(out.size() == 23);

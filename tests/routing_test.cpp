@@ -4,10 +4,7 @@
 //
 // What is learned is process-wide (per DAO member or function), so every test below uses a DAO or a
 // function of its own: no test may depend on which other test ran first.
-#include <asio/detached.hpp>
-#include <asio/io_context.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
+#include "net.hpp"
 
 #include <algorithm>
 
@@ -37,12 +34,12 @@ struct run_log {
 };
 
 // The writer's thread: async_run without read_only always runs there.
-asio::awaitable<std::thread::id> writer_thread(asyncdb::database& db) {
+net::awaitable<std::thread::id> writer_thread(asyncdb::database& db) {
   auto where = [](SQLite::Database&) { return std::this_thread::get_id(); };
   co_return co_await asyncdb::async_run(db, where);
 }
 
-asio::awaitable<void> seed(asyncdb::database& db, int rows) {
+net::awaitable<void> seed(asyncdb::database& db, int rows) {
   auto insert = [rows](SQLite::Database& c) {
     for (int i = 0; i < rows; ++i)
       c.exec("INSERT INTO users(name, email) VALUES('seed" + std::to_string(i) + "', 's@x')");
@@ -128,7 +125,7 @@ class lifted : public asyncdb::to_async_db_oper<lifted<Dao>, Dao> {
 
 // Learns the writer's thread, then calls Dao::add(name) once through lifted<Dao>; returns the writer's thread.
 template <class Dao>
-asio::awaitable<std::thread::id> writer_then_add(asyncdb::database& db, std::string name) {
+net::awaitable<std::thread::id> writer_then_add(asyncdb::database& db, std::string name) {
   const std::thread::id writer = co_await writer_thread(db);
   lifted<Dao> dao{db};
   co_await dao.template call<&Dao::add>(name);
@@ -137,7 +134,7 @@ asio::awaitable<std::thread::id> writer_then_add(asyncdb::database& db, std::str
 
 // Calls Dao::add_quietly(name) once through lifted<Dao> and returns its answer.
 template <class Dao>
-asio::awaitable<bool> add_quietly(asyncdb::database& db, std::string name) {
+net::awaitable<bool> add_quietly(asyncdb::database& db, std::string name) {
   lifted<Dao> dao{db};
   co_return co_await dao.template call<&Dao::add_quietly>(name);
 }
@@ -170,7 +167,7 @@ struct pure_read_result {
   std::vector<std::int64_t> counts;
 };
 
-asio::awaitable<pure_read_result> read_three_times(asyncdb::database& db) {
+net::awaitable<pure_read_result> read_three_times(asyncdb::database& db) {
   pure_read_result r;
   co_await seed(db, 2);
   r.writer = co_await writer_thread(db);
@@ -183,7 +180,7 @@ asio::awaitable<pure_read_result> read_three_times(asyncdb::database& db) {
 
 TEST_CASE("an undeclared member that only reads runs on a reader and is never rerouted", "[routing]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
   const pure_read_result r = test::run(ctx, read_three_times(db));
 
@@ -215,7 +212,7 @@ struct two_calls {
   std::int64_t second_id = 0;
 };
 
-asio::awaitable<two_calls> add_twice(asyncdb::database& db) {
+net::awaitable<two_calls> add_twice(asyncdb::database& db) {
   two_calls r;
   r.writer = co_await writer_thread(db);
   lifted<prepared_write_dao> dao{db};
@@ -232,7 +229,7 @@ asio::awaitable<two_calls> add_twice(asyncdb::database& db) {
 
 TEST_CASE("an undeclared member writing through a prepared statement moves to the writer once, for good", "[routing]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
   const two_calls r = test::run(ctx, add_twice(db));
 
@@ -273,7 +270,7 @@ struct read_then_write_result {
   std::int64_t count = 0;
 };
 
-asio::awaitable<read_then_write_result> add_and_count(asyncdb::database& db) {
+net::awaitable<read_then_write_result> add_and_count(asyncdb::database& db) {
   read_then_write_result r;
   co_await seed(db, 2);
   r.writer = co_await writer_thread(db);
@@ -286,7 +283,7 @@ asio::awaitable<read_then_write_result> add_and_count(asyncdb::database& db) {
 
 TEST_CASE("an undeclared member that reads then writes ends on the writer with the writer's result", "[routing]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
   const read_then_write_result r = test::run(ctx, add_and_count(db));
 
@@ -331,7 +328,7 @@ class swallowing_prepared_dao {
 
 TEST_CASE("an undeclared member that swallows the exception of its prepared INSERT is still rerouted", "[routing]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
   const bool added = test::run(ctx, add_quietly<swallowing_prepared_dao>(db, "quiet"));
 
@@ -370,7 +367,7 @@ class swallowing_exec_dao {
 
 TEST_CASE("an undeclared member that swallows the exception of db.exec(INSERT) is still rerouted", "[routing]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
   const bool added = test::run(ctx, add_quietly<swallowing_exec_dao>(db, "exec-quiet"));
 
@@ -396,7 +393,7 @@ inline constexpr bool asyncdb::is_write<&declared_write_dao::add> = true;
 
 TEST_CASE("a member declared is_write runs on the writer from its first call, once", "[routing]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
   const std::thread::id writer = test::run(ctx, writer_then_add<declared_write_dao>(db, "declared"));
 
@@ -427,7 +424,7 @@ struct refused {
   std::string what;
 };
 
-asio::awaitable<refused> add_on_reader(asyncdb::database& db) {
+net::awaitable<refused> add_on_reader(asyncdb::database& db) {
   refused r;
   lifted<lying_read_only_dao> dao{db};
   const std::string name = "lying";
@@ -445,7 +442,7 @@ asio::awaitable<refused> add_on_reader(asyncdb::database& db) {
 
 TEST_CASE("a member declared is_read_only that writes fails with SQLITE_READONLY and is not rerouted", "[routing]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
   const refused r = test::run(ctx, add_on_reader(db));
 
@@ -481,7 +478,7 @@ struct free_function_result {
   std::int64_t second = 0;
 };
 
-asio::awaitable<free_function_result> insert_two_notes(asyncdb::database& db) {
+net::awaitable<free_function_result> insert_two_notes(asyncdb::database& db) {
   free_function_result r;
   r.writer = co_await writer_thread(db);
   const std::string a = "note-a";
@@ -496,7 +493,7 @@ asio::awaitable<free_function_result> insert_two_notes(asyncdb::database& db) {
 
 TEST_CASE("async_db_operation of an undeclared free function that writes is rerouted once", "[routing]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
   const free_function_result r = test::run(ctx, insert_two_notes(db));
 
@@ -522,7 +519,7 @@ using no_readers_dao = logged_insert_dao<no_readers_log>;
 
 TEST_CASE("with no readers an undeclared write runs once, on the writer", "[routing]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(0)};
   const std::thread::id writer = test::run(ctx, writer_then_add<no_readers_dao>(db, "no-readers"));
 
@@ -542,9 +539,9 @@ using concurrent_write_dao = logged_prepared_insert_dao<concurrent_log, concurre
 
 constexpr int concurrent_calls = 100;
 
-asio::awaitable<std::vector<std::int64_t>> add_many_at_once(asyncdb::database& db) {
+net::awaitable<std::vector<std::int64_t>> add_many_at_once(asyncdb::database& db) {
   lifted<concurrent_write_dao> dao{db};
-  std::vector<asio::awaitable<std::int64_t>> tasks;
+  std::vector<net::awaitable<std::int64_t>> tasks;
   for (int i = 0; i < concurrent_calls; ++i) {
     const std::string name = "c" + std::to_string(i);
     tasks.push_back(dao.call<&concurrent_write_dao::add>(name));
@@ -556,7 +553,7 @@ asio::awaitable<std::vector<std::int64_t>> add_many_at_once(asyncdb::database& d
 
 TEST_CASE("100 concurrent first calls of an undeclared write each land exactly once", "[routing][concurrency]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
   const std::vector<std::int64_t> ids = test::run(ctx, add_many_at_once(db));
 
@@ -613,10 +610,10 @@ struct closing_result {
   bool done = false;
   bool ok = false;
   std::string error;
-  std::error_code probe;  // what a new operation got once close() had begun
+  asyncdb::error_code probe;  // what a new operation got once close() had begun
 };
 
-asio::awaitable<void> add_while_closing(asyncdb::database& db, closing_result& r) {
+net::awaitable<void> add_while_closing(asyncdb::database& db, closing_result& r) {
   lifted<closing_dao> dao{db};
   const std::string name = "moved-during-close";
   try {
@@ -628,26 +625,26 @@ asio::awaitable<void> add_while_closing(asyncdb::database& db, closing_result& r
   r.done = true;
 }
 
-asio::awaitable<void> probe_until_closed(asyncdb::database& db, closing_result& r) {
-  asio::steady_timer timer{co_await asio::this_coro::executor};
+net::awaitable<void> probe_until_closed(asyncdb::database& db, closing_result& r) {
+  net::steady_timer timer{co_await net::this_coro::executor};
   const auto give_up = std::chrono::steady_clock::now() + 10s;
   auto probe = [](SQLite::Database& c) { c.exec("SELECT 1"); };
   while (std::chrono::steady_clock::now() < give_up) {
     try {
       co_await asyncdb::async_run(db, asyncdb::read_only, probe);
-    } catch (const std::system_error& e) {
+    } catch (const asyncdb::system_error& e) {
       r.probe = e.code();
       co_return;
     }
     timer.expires_after(1ms);
-    co_await timer.async_wait(asio::use_awaitable);
+    co_await timer.async_wait(net::use_awaitable);
   }
 }
 
-asio::awaitable<void> close_during_trial_run(asyncdb::database& db, test::gate& gate, std::thread& closer,
-                                             closing_result& r) {
-  auto ex = co_await asio::this_coro::executor;
-  asio::co_spawn(ex, add_while_closing(db, r), asio::detached);
+net::awaitable<void> close_during_trial_run(asyncdb::database& db, test::gate& gate, std::thread& closer,
+                                            closing_result& r) {
+  auto ex = co_await net::this_coro::executor;
+  net::co_spawn(ex, add_while_closing(db, r), net::detached);
   co_await test::until_set(closing_entered);
   closer = std::thread([&db] { db.close(); });
   co_await probe_until_closed(db, r);
@@ -661,7 +658,7 @@ asio::awaitable<void> close_during_trial_run(asyncdb::database& db, test::gate& 
 TEST_CASE("an undeclared write caught on a reader while the database closes still runs on the writer",
           "[routing][shutdown]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   test::gate gate;
   closing_gate = &gate;
   closing_result r;

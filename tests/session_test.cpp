@@ -1,10 +1,7 @@
 // Sessions (session.hpp): one connection pinned across awaits, the writer held until the session ends,
 // BEGIN IMMEDIATE, asynchronous opening, release without a free worker, rollback on scope exit, one
 // snapshot per read session, move-only handles.
-#include <asio/detached.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
+#include "net.hpp"
 
 #include <sqlite3.h>
 #include <condition_variable>
@@ -23,7 +20,7 @@ using test::UserOper;
 
 // ------------------------------------------------------------------------------------------------
 
-asio::awaitable<void> api_block_sessions(asyncdb::database& db) {
+net::awaitable<void> api_block_sessions(asyncdb::database& db) {
   test::AsyncUsers users{db};
   UserCreate ann{"ann", "ann@x.org"};
   co_await users.call<&UserOper::add>(ann);
@@ -47,7 +44,7 @@ asio::awaitable<void> api_block_sessions(asyncdb::database& db) {
 
 TEST_CASE("every session line of the API block compiles and runs", "[session]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   {
     asyncdb::database db{dir.file(), test::default_options()};
     test::run(ctx, api_block_sessions(db), 30s);
@@ -70,7 +67,7 @@ struct one_connection_log {
   std::vector<int> order;  // written on the session's thread only; read after the ops completed
 };
 
-asio::awaitable<void> use_one_session(asyncdb::database& db, bool read_only, one_connection_log& log) {
+net::awaitable<void> use_one_session(asyncdb::database& db, bool read_only, one_connection_log& log) {
   asyncdb::AsyncDbSession s;
   if (read_only) {
     s = co_await asyncdb::async_db_session(db, asyncdb::read_only);
@@ -86,7 +83,7 @@ asio::awaitable<void> use_one_session(asyncdb::database& db, bool read_only, one
     log.dao_threads.push_back(dao_thread);
   }
   // Started back to back from one coroutine (gather starts them in input order): run in that order.
-  std::vector<asio::awaitable<int>> batch;
+  std::vector<net::awaitable<int>> batch;
   for (int i = 0; i < 8; ++i) {
     auto record = [&log, i](SQLite::Database&) {
       log.order.push_back(i);
@@ -99,7 +96,7 @@ asio::awaitable<void> use_one_session(asyncdb::database& db, bool read_only, one
 
 TEST_CASE("a session's operations run in order on one connection and one thread", "[session]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
   one_connection_log writer;
   one_connection_log reader;
@@ -137,7 +134,7 @@ struct writer_hold_state {
   int outside_rows_while_held = -1;
 };
 
-asio::awaitable<void> outside_write(asyncdb::database& db, writer_hold_state& st) {
+net::awaitable<void> outside_write(asyncdb::database& db, writer_hold_state& st) {
   auto insert = [&st](SQLite::Database& c) {
     st.outside_step = st.sequence++;
     st.outside_ran = true;
@@ -148,7 +145,7 @@ asio::awaitable<void> outside_write(asyncdb::database& db, writer_hold_state& st
   st.outside_done = true;
 }
 
-asio::awaitable<void> hold_the_writer(asyncdb::database& db, const std::filesystem::path& file, writer_hold_state& st) {
+net::awaitable<void> hold_the_writer(asyncdb::database& db, const std::filesystem::path& file, writer_hold_state& st) {
   test::AsyncUsers users{db};
   {
     asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
@@ -156,7 +153,7 @@ asio::awaitable<void> hold_the_writer(asyncdb::database& db, const std::filesyst
     UserCreate first{"s1", "s1@x"};
     st.session_ids[0] = co_await s.call<&UserOper::add>(first);
 
-    asio::co_spawn(co_await asio::this_coro::executor, outside_write(db, st), asio::detached);
+    net::co_spawn(co_await net::this_coro::executor, outside_write(db, st), net::detached);
     auto outside_queued = [&db] { return db.stats().queued == 1; };
     co_await test::poll_until(outside_queued);
 
@@ -182,7 +179,7 @@ asio::awaitable<void> hold_the_writer(asyncdb::database& db, const std::filesyst
 
 TEST_CASE("a write session holds the writer: an outside write runs only after the session ends", "[session]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
   writer_hold_state st;
   test::run(ctx, hold_the_writer(db, dir.file(), st), 30s);
@@ -219,7 +216,7 @@ struct lock_probe {
   int after_rollback = -1;
 };
 
-asio::awaitable<void> probe_write_lock(asyncdb::database& db, SQLite::Database& other, lock_probe& p) {
+net::awaitable<void> probe_write_lock(asyncdb::database& db, SQLite::Database& other, lock_probe& p) {
   asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
   p.before_begin = try_begin_immediate(other);
   // Control: a deferred BEGIN takes no lock, so the probe below can tell the two apart.
@@ -234,7 +231,7 @@ asio::awaitable<void> probe_write_lock(asyncdb::database& db, SQLite::Database& 
 
 TEST_CASE("begin() opens the session's transaction with BEGIN IMMEDIATE", "[session]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options()};
   SQLite::Database other(dir.file(), SQLite::OPEN_READWRITE);  // busy timeout 0: fails at once
   lock_probe p;
@@ -257,31 +254,31 @@ struct open_wait_state {
   int ticks_total = 0;
 };
 
-asio::awaitable<void> first_holder(asyncdb::database& db, open_wait_state& st) {
+net::awaitable<void> first_holder(asyncdb::database& db, open_wait_state& st) {
   asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
   st.held = true;
   co_await test::until_set(st.release_holder);
 }
 
-asio::awaitable<void> second_opener(asyncdb::database& db, open_wait_state& st) {
+net::awaitable<void> second_opener(asyncdb::database& db, open_wait_state& st) {
   st.waiter_started = true;
   asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
   st.waiter_opened = true;
   co_await s.run([](SQLite::Database& c) { c.exec("SELECT 1"); });
 }
 
-asio::awaitable<void> open_while_busy(asyncdb::database& db, open_wait_state& st) {
-  auto ex = co_await asio::this_coro::executor;
-  asio::co_spawn(ex, first_holder(db, st), asio::detached);
+net::awaitable<void> open_while_busy(asyncdb::database& db, open_wait_state& st) {
+  auto ex = co_await net::this_coro::executor;
+  net::co_spawn(ex, first_holder(db, st), net::detached);
   co_await test::until_set(st.held);
-  asio::co_spawn(ex, second_opener(db, st), asio::detached);
+  net::co_spawn(ex, second_opener(db, st), net::detached);
   auto pending = [&] { return st.waiter_started && db.stats().queued == 1; };
   co_await test::poll_until(pending);
   // The io_context has a single thread: these timer handlers only run if opening did not block it.
-  asio::steady_timer timer{ex};
+  net::steady_timer timer{ex};
   for (int i = 0; i < 5; ++i) {
     timer.expires_after(1ms);
-    co_await timer.async_wait(asio::use_awaitable);
+    co_await timer.async_wait(net::use_awaitable);
     ++st.ticks_total;
     if (!st.waiter_opened) ++st.ticks_while_pending;
   }
@@ -292,7 +289,7 @@ asio::awaitable<void> open_while_busy(asyncdb::database& db, open_wait_state& st
 
 TEST_CASE("opening a session while the writer is held waits without blocking the event loop", "[session]") {
   test::temp_dir dir;
-  asio::io_context ctx;  // run by this thread only
+  net::io_context ctx;  // run by this thread only
   asyncdb::database db{dir.file(), test::default_options()};
   open_wait_state st;
   test::run(ctx, open_while_busy(db, st), 30s);
@@ -311,14 +308,14 @@ struct pool_deadlock_state {
   int finished = 0;
 };
 
-asio::awaitable<void> hold_the_only_reader(asyncdb::database& db, pool_deadlock_state& st) {
+net::awaitable<void> hold_the_only_reader(asyncdb::database& db, pool_deadlock_state& st) {
   asyncdb::AsyncDbSession r = co_await asyncdb::async_db_session(db, asyncdb::read_only);
   co_await r.call<&UserOper::count>();
   st.read_held = true;
   co_await test::until_set(st.release_read);
 }  // released here, while the writer serves a session waiting for this very reader
 
-asio::awaitable<void> write_session_needing_a_read(asyncdb::database& db, int i, pool_deadlock_state& st) {
+net::awaitable<void> write_session_needing_a_read(asyncdb::database& db, int i, pool_deadlock_state& st) {
   test::AsyncUsers users{db};
   asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
   co_await s.begin();
@@ -334,11 +331,11 @@ asio::awaitable<void> write_session_needing_a_read(asyncdb::database& db, int i,
   ++st.finished;
 }
 
-asio::awaitable<void> pool_deadlock_pattern(asyncdb::database& db, pool_deadlock_state& st, int writers) {
-  auto ex = co_await asio::this_coro::executor;
-  asio::co_spawn(ex, hold_the_only_reader(db, st), asio::detached);
+net::awaitable<void> pool_deadlock_pattern(asyncdb::database& db, pool_deadlock_state& st, int writers) {
+  auto ex = co_await net::this_coro::executor;
+  net::co_spawn(ex, hold_the_only_reader(db, st), net::detached);
   co_await test::until_set(st.read_held);
-  for (int i = 0; i < writers; ++i) asio::co_spawn(ex, write_session_needing_a_read(db, i, st), asio::detached);
+  for (int i = 0; i < writers; ++i) net::co_spawn(ex, write_session_needing_a_read(db, i, st), net::detached);
   // Every connection is now taken: the reader by the read session, the writer by a session waiting
   // for a read; the other writers' sessions are queued.
   auto all_waiting = [&] {
@@ -352,7 +349,7 @@ asio::awaitable<void> pool_deadlock_pattern(asyncdb::database& db, pool_deadlock
 
 TEST_CASE("releasing a session never needs a free worker (the FastAPI 3205 pool deadlock)", "[session]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(1)};
   pool_deadlock_state st;
   constexpr int writers = 8;
@@ -372,11 +369,11 @@ struct abandon_state {
   int rows_inside_transaction = -1;
   bool destructor_returned_while_blocked = false;
   bool blocked_op_done = false;
-  std::error_code blocked_op_error;
+  asyncdb::error_code blocked_op_error;
   int rows_seen_by_writer_after = -1;
 };
 
-asio::awaitable<void> blocked_session_op(asyncdb::AsyncDbSession& s, abandon_state& st) {
+net::awaitable<void> blocked_session_op(asyncdb::AsyncDbSession& s, abandon_state& st) {
   auto wait_at_gate = [&st](SQLite::Database& c) {
     st.rows_inside_transaction = c.execAndGet("SELECT count(*) FROM users WHERE name = 'abandoned'").getInt();
     st.entered = true;
@@ -388,13 +385,13 @@ asio::awaitable<void> blocked_session_op(asyncdb::AsyncDbSession& s, abandon_sta
   st.blocked_op_done = true;
 }
 
-asio::awaitable<void> abandon_transaction(asyncdb::database& db, abandon_state& st) {
+net::awaitable<void> abandon_transaction(asyncdb::database& db, abandon_state& st) {
   {
     asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
     co_await s.begin();
     UserCreate u{"abandoned", "a@x"};
     co_await s.call<&UserOper::add>(u);
-    asio::co_spawn(co_await asio::this_coro::executor, blocked_session_op(s, st), asio::detached);
+    net::co_spawn(co_await net::this_coro::executor, blocked_session_op(s, st), net::detached);
     co_await test::until_set(st.entered);
   }  // ~AsyncDbSession, with the writer blocked inside one of the session's operations
   st.destructor_returned_while_blocked = st.entered && !st.left;
@@ -409,7 +406,7 @@ asio::awaitable<void> abandon_transaction(asyncdb::database& db, abandon_state& 
 
 TEST_CASE("leaving a session's scope with an open transaction rolls back without blocking the caller", "[session]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   abandon_state st;
   asyncdb::database db{dir.file(), test::default_options()};
   test::open_at_exit guard{st.g};
@@ -433,7 +430,7 @@ struct snapshot_state {
   std::int64_t new_session_read = -1;
 };
 
-asio::awaitable<void> read_one_snapshot(asyncdb::database& db, snapshot_state& st) {
+net::awaitable<void> read_one_snapshot(asyncdb::database& db, snapshot_state& st) {
   test::AsyncUsers users{db};
   UserCreate before{"before", "b@x"};
   co_await users.call<&UserOper::add>(before);
@@ -452,7 +449,7 @@ asio::awaitable<void> read_one_snapshot(asyncdb::database& db, snapshot_state& s
 
 TEST_CASE("a read session's reads all see the snapshot taken when it opened", "[session]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
   snapshot_state st;
   test::run(ctx, read_one_snapshot(db, st), 30s);
@@ -472,16 +469,16 @@ static_assert(!std::is_copy_constructible_v<asyncdb::AsyncDbSession>);
 static_assert(!std::is_copy_assignable_v<asyncdb::AsyncDbSession>);
 
 struct move_state {
-  std::error_code moved_from;
-  std::error_code moved_from_begin;
-  std::error_code default_constructed;
-  std::error_code released;
+  asyncdb::error_code moved_from;
+  asyncdb::error_code moved_from_begin;
+  asyncdb::error_code default_constructed;
+  asyncdb::error_code released;
   bool moved_from_is_false = false;
   std::int64_t moved_to_id = 0;
   std::int64_t assigned_to_count = -1;
 };
 
-asio::awaitable<void> move_sessions(asyncdb::database& db, move_state& st) {
+net::awaitable<void> move_sessions(asyncdb::database& db, move_state& st) {
   asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
   asyncdb::AsyncDbSession moved = std::move(s);
   st.moved_from_is_false = !s;  // NOLINT(bugprone-use-after-move): the moved-from state is the contract
@@ -503,7 +500,7 @@ asio::awaitable<void> move_sessions(asyncdb::database& db, move_state& st) {
 
 TEST_CASE("a session is movable, not copyable, and a moved-from session fails with session_ended", "[session]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options()};
   move_state st;
   test::run(ctx, move_sessions(db, st), 30s);
@@ -521,14 +518,14 @@ TEST_CASE("a session is movable, not copyable, and a moved-from session fails wi
 // ------------------------------------------------------------------------------------------------
 
 struct read_session_state {
-  std::error_code begin_error;
-  std::error_code commit_error;
-  std::error_code rollback_error;
+  asyncdb::error_code begin_error;
+  asyncdb::error_code commit_error;
+  asyncdb::error_code rollback_error;
   int write_error = SQLITE_OK;
   std::int64_t count_after = -1;
 };
 
-asio::awaitable<void> misuse_read_session(asyncdb::database& db, read_session_state& st) {
+net::awaitable<void> misuse_read_session(asyncdb::database& db, read_session_state& st) {
   asyncdb::AsyncDbSession r = co_await asyncdb::async_db_session(db, asyncdb::read_only);
   st.begin_error = co_await test::error_of(r.begin());
   st.commit_error = co_await test::error_of(r.commit());
@@ -543,7 +540,7 @@ asio::awaitable<void> misuse_read_session(asyncdb::database& db, read_session_st
 
 TEST_CASE("begin, commit and rollback on a read session fail with read_only_session", "[session]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options()};
   read_session_state st;
   test::run(ctx, misuse_read_session(db, st), 30s);
@@ -564,29 +561,29 @@ constexpr const char* endless_read =
 struct cancelled_read_state {
   std::atomic<bool> started{false};
   std::size_t winner = 99;
-  std::error_code cancelled_error;
-  std::error_code next_error;
+  asyncdb::error_code cancelled_error;
+  asyncdb::error_code next_error;
   std::int64_t next_count = -1;
-  std::error_code list_error;
+  asyncdb::error_code list_error;
   std::vector<std::string> listed;
   std::int64_t outside_count = -1;
 };
 
-// Awaits `aw` and stores the code of the std::system_error it threw (none if it completed), then rethrows:
+// Awaits `aw` and stores the code of the asyncdb::system_error it threw (none if it completed), then rethrows:
 // shows what `||` swallows.
-asio::awaitable<std::int64_t> ended_with(asio::awaitable<std::int64_t> aw, std::error_code& out) {
+net::awaitable<std::int64_t> ended_with(net::awaitable<std::int64_t> aw, asyncdb::error_code& out) {
   try {
     const std::int64_t v = co_await std::move(aw);
     out = {};
     co_return v;
-  } catch (const std::system_error& e) {
+  } catch (const asyncdb::system_error& e) {
     out = e.code();
     throw;
   }
 }
 
-asio::awaitable<void> time_out_a_read_in_a_read_session(asyncdb::database& db, cancelled_read_state& st) {
-  using namespace asio::experimental::awaitable_operators;
+net::awaitable<void> time_out_a_read_in_a_read_session(asyncdb::database& db, cancelled_read_state& st) {
+  using namespace net::experimental::awaitable_operators;
   test::AsyncUsers users{db};
   UserCreate before{"before", "b@x"};
   co_await users.call<&UserOper::add>(before);
@@ -604,13 +601,13 @@ asio::awaitable<void> time_out_a_read_in_a_read_session(asyncdb::database& db, c
 
   try {
     st.next_count = co_await r.call<&UserOper::count>();
-  } catch (const std::system_error& e) {
+  } catch (const asyncdb::system_error& e) {
     st.next_error = e.code();
   }
   try {
     const std::vector<test::User> rows = co_await r.call<&UserOper::list>();
     for (const test::User& u : rows) st.listed.push_back(u.name);
-  } catch (const std::system_error& e) {
+  } catch (const asyncdb::system_error& e) {
     st.list_error = e.code();
   }
   st.outside_count = co_await users.call<&UserOper::count>();
@@ -619,13 +616,13 @@ asio::awaitable<void> time_out_a_read_in_a_read_session(asyncdb::database& db, c
 TEST_CASE("a read session whose running read timed out still serves its next reads from the snapshot it opened with",
           "[session][cancellation]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options(2)};
   cancelled_read_state st;
   test::run(ctx, time_out_a_read_in_a_read_session(db, st), 30s);
 
   CHECK(st.winner == 1);
-  CHECK(st.cancelled_error == asio::error::operation_aborted);
+  CHECK(st.cancelled_error == net::error::operation_aborted);
   CHECK_FALSE(st.next_error);
   CHECK(st.next_count == 1);  // "after" was committed after the session opened
   CHECK_FALSE(st.list_error);

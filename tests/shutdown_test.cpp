@@ -1,11 +1,7 @@
 // Shutdown (database::close() and ~database): intake stops, what is queued runs (drained, not failed),
 // open sessions are rolled back, later operations fail at once with errc::closed, close() is
 // idempotent and refused from inside an operation, and the caller's io_context may die first or last.
-#include <asio/bind_executor.hpp>
-#include <asio/detached.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/strand.hpp>
-#include <asio/this_coro.hpp>
+#include "net.hpp"
 
 #include <poll.h>
 #include <sys/wait.h>
@@ -29,7 +25,7 @@ using test::UserOper;
 
 // Runs `ctx` on this thread, one handler at a time, until `done()`; fails the test past the deadline.
 template <class Pred>
-void run_until(asio::io_context& ctx, Pred done, std::chrono::seconds deadline = 10s) {
+void run_until(net::io_context& ctx, Pred done, std::chrono::seconds deadline = 10s) {
   const auto give_up = std::chrono::steady_clock::now() + deadline;
   while (!done()) {
     if (std::chrono::steady_clock::now() > give_up) FAIL("run_until: deadline passed");
@@ -64,30 +60,30 @@ struct drain_state {
   std::deque<test::completion> probes;
   bool queued_done_before_release = true;
   bool close_returned_before_release = true;
-  std::error_code after_close_run;
-  std::error_code after_close_read;
-  std::error_code after_close_session;
-  std::error_code after_close_read_session;
-  std::error_code after_close_call;
+  asyncdb::error_code after_close_run;
+  asyncdb::error_code after_close_read;
+  asyncdb::error_code after_close_session;
+  asyncdb::error_code after_close_read_session;
+  asyncdb::error_code after_close_call;
 };
 
-void insert_named(asyncdb::database& db, const asio::any_io_executor& ex, std::string name, test::completion& out) {
+void insert_named(asyncdb::database& db, const net::any_io_executor& ex, std::string name, test::completion& out) {
   auto insert = [name](SQLite::Database& c) {
     SQLite::Statement q(c, "INSERT INTO users(name, email) VALUES(?, 'd@x')");
     q.bind(1, name);
     q.exec();
   };
-  asyncdb::async_run(db, insert, asio::bind_executor(ex, test::record_into(out)));
+  asyncdb::async_run(db, insert, net::bind_executor(ex, test::record_into(out)));
 }
 
-asio::awaitable<void> close_with_work_queued(asyncdb::database& db, drain_state& st, std::jthread& closer) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<void> close_with_work_queued(asyncdb::database& db, drain_state& st, std::jthread& closer) {
+  auto ex = co_await net::this_coro::executor;
   test::AsyncUsers users{db};
   auto block = [&st](SQLite::Database&) {
     st.entered = true;
     st.g.wait();
   };
-  asyncdb::async_run(db, block, asio::bind_executor(ex, test::record_into(st.blocker)));
+  asyncdb::async_run(db, block, net::bind_executor(ex, test::record_into(st.blocker)));
   co_await test::until_set(st.entered);
   for (int i = 0; i < 3; ++i) insert_named(db, ex, "queued" + std::to_string(i), st.queued[i]);
 
@@ -103,14 +99,14 @@ asio::awaitable<void> close_with_work_queued(asyncdb::database& db, drain_state&
     }
     return false;
   };
-  asio::steady_timer timer{ex};
+  net::steady_timer timer{ex};
   const auto give_up = std::chrono::steady_clock::now() + 10s;
   while (!refused()) {
     if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("close() never stopped intake");
     test::completion& p = st.probes.emplace_back();
-    asyncdb::async_run(db, probe, asio::bind_executor(ex, test::record_into(p)));
+    asyncdb::async_run(db, probe, net::bind_executor(ex, test::record_into(p)));
     timer.expires_after(1ms);
-    co_await timer.async_wait(asio::use_awaitable);
+    co_await timer.async_wait(net::use_awaitable);
   }
   st.queued_done_before_release = st.queued[0].done || st.queued[1].done || st.queued[2].done;
   st.close_returned_before_release = st.close_returned;
@@ -136,7 +132,7 @@ asio::awaitable<void> close_with_work_queued(asyncdb::database& db, drain_state&
 
 TEST_CASE("close() runs every queued operation, then refuses new ones at once with errc::closed", "[shutdown]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   drain_state st;
   asyncdb::database db{dir.file(), test::default_options()};
   std::jthread closer;  // joined before the database is destroyed, after the guard opened the gate
@@ -174,24 +170,24 @@ struct session_close_state {
   bool waiter_started = false;
   bool holder_done = false;
   bool waiter_done = false;
-  std::error_code waiter_error;
-  std::error_code holder_next_use;
+  asyncdb::error_code waiter_error;
+  asyncdb::error_code holder_next_use;
   int rows_after_close = -1;
 };
 
-asio::awaitable<void> wait_for_session(asyncdb::database& db, session_close_state& st) {
+net::awaitable<void> wait_for_session(asyncdb::database& db, session_close_state& st) {
   st.waiter_started = true;
   st.waiter_error = co_await test::error_of(asyncdb::async_db_session(db));
   st.waiter_done = true;
 }
 
-asio::awaitable<void> close_under_open_session(asyncdb::database& db, const std::filesystem::path& file,
-                                               session_close_state& st) {
+net::awaitable<void> close_under_open_session(asyncdb::database& db, const std::filesystem::path& file,
+                                              session_close_state& st) {
   asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
   co_await s.begin();
   UserCreate u{"uncommitted", "u@x"};
   co_await s.call<&UserOper::add>(u);
-  asio::co_spawn(co_await asio::this_coro::executor, wait_for_session(db, st), asio::detached);
+  net::co_spawn(co_await net::this_coro::executor, wait_for_session(db, st), net::detached);
   auto waiting = [&] { return st.waiter_started && db.stats().queued == 1; };
   co_await test::poll_until(waiting);
 
@@ -206,7 +202,7 @@ asio::awaitable<void> close_under_open_session(asyncdb::database& db, const std:
 
 TEST_CASE("close() rolls back open sessions and fails sessions still waiting to open", "[shutdown][session]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options()};
   session_close_state st;
   test::run(ctx, close_under_open_session(db, dir.file(), st), 30s);
@@ -227,7 +223,7 @@ struct inside_close_state {
   std::int64_t id_after = 0;
 };
 
-asio::awaitable<void> close_from_inside(asyncdb::database& db, inside_close_state& st) {
+net::awaitable<void> close_from_inside(asyncdb::database& db, inside_close_state& st) {
   auto close_it = [&db](SQLite::Database&) { db.close(); };
   try {
     co_await asyncdb::async_run(db, close_it);
@@ -254,7 +250,7 @@ asio::awaitable<void> close_from_inside(asyncdb::database& db, inside_close_stat
 
 TEST_CASE("close() called from inside an operation throws std::logic_error and closes nothing", "[shutdown]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options()};
   inside_close_state st;
   test::run(ctx, close_from_inside(db, st), 30s);
@@ -279,7 +275,7 @@ struct in_flight_state {
   int resumed_other = 0;
 };
 
-void tally(in_flight_state& st, const std::error_code& ec) {
+void tally(in_flight_state& st, const asyncdb::error_code& ec) {
   if (!ec) {
     ++st.resumed_ok;
   } else if (ec == asyncdb::errc::closed) {
@@ -289,7 +285,7 @@ void tally(in_flight_state& st, const std::error_code& ec) {
   }
 }
 
-asio::awaitable<void> await_blocked_write(asyncdb::database& db, in_flight_state& st) {
+net::awaitable<void> await_blocked_write(asyncdb::database& db, in_flight_state& st) {
   in_frame counted{st.frames};
   auto block = [&st](SQLite::Database& c) {
     st.writer_entered = true;
@@ -300,7 +296,7 @@ asio::awaitable<void> await_blocked_write(asyncdb::database& db, in_flight_state
   tally(st, co_await test::error_of(asyncdb::async_run(db, block)));
 }
 
-asio::awaitable<void> await_blocked_read(asyncdb::database& db, in_flight_state& st) {
+net::awaitable<void> await_blocked_read(asyncdb::database& db, in_flight_state& st) {
   in_frame counted{st.frames};
   auto block = [&st](SQLite::Database& c) {
     st.reader_entered = true;
@@ -310,16 +306,16 @@ asio::awaitable<void> await_blocked_read(asyncdb::database& db, in_flight_state&
   tally(st, co_await test::error_of(asyncdb::async_run(db, asyncdb::read_only, block)));
 }
 
-asio::awaitable<void> await_queued_add(asyncdb::database& db, int i, in_flight_state& st) {
+net::awaitable<void> await_queued_add(asyncdb::database& db, int i, in_flight_state& st) {
   in_frame counted{st.frames};
   test::AsyncUsers users{db};
   UserCreate u{"queued" + std::to_string(i), "q@x"};
   tally(st, co_await test::error_of(users.call<&UserOper::add>(u)));
 }
 
-asio::awaitable<void> await_queued_session(asyncdb::database& db, in_flight_state& st) {
+net::awaitable<void> await_queued_session(asyncdb::database& db, in_flight_state& st) {
   in_frame counted{st.frames};
-  std::error_code ec;
+  asyncdb::error_code ec;
   try {
     // Either refused at open, or granted just before close and then ended by it.
     asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
@@ -327,7 +323,7 @@ asio::awaitable<void> await_queued_session(asyncdb::database& db, in_flight_stat
     UserCreate u{"from-session", "s@x"};
     co_await s.call<&UserOper::add>(u);
     co_await s.commit();
-  } catch (const std::system_error& e) {
+  } catch (const asyncdb::system_error& e) {
     ec = e.code();
   }
   tally(st, ec);
@@ -335,11 +331,11 @@ asio::awaitable<void> await_queued_session(asyncdb::database& db, in_flight_stat
 
 constexpr int queued_adds = 3;
 
-void spawn_in_flight(asio::io_context& ctx, asyncdb::database& db, in_flight_state& st) {
-  asio::co_spawn(ctx, await_blocked_write(db, st), asio::detached);
-  asio::co_spawn(ctx, await_blocked_read(db, st), asio::detached);
-  for (int i = 0; i < queued_adds; ++i) asio::co_spawn(ctx, await_queued_add(db, i, st), asio::detached);
-  asio::co_spawn(ctx, await_queued_session(db, st), asio::detached);
+void spawn_in_flight(net::io_context& ctx, asyncdb::database& db, in_flight_state& st) {
+  net::co_spawn(ctx, await_blocked_write(db, st), net::detached);
+  net::co_spawn(ctx, await_blocked_read(db, st), net::detached);
+  for (int i = 0; i < queued_adds; ++i) net::co_spawn(ctx, await_queued_add(db, i, st), net::detached);
+  net::co_spawn(ctx, await_queued_session(db, st), net::detached);
 }
 
 TEST_CASE("destroying the io_context first, with operations queued and running, is safe", "[shutdown][io_context]") {
@@ -349,7 +345,7 @@ TEST_CASE("destroying the io_context first, with operations queued and running, 
   db.emplace(dir.file(), test::default_options());
   test::open_at_exit writer_guard{st.writer_gate};
   test::open_at_exit reader_guard{st.reader_gate};
-  auto ctx = std::make_unique<asio::io_context>();
+  auto ctx = std::make_unique<net::io_context>();
   spawn_in_flight(*ctx, *db, st);
   run_until(*ctx, [&] { return st.writer_entered && st.reader_entered && db->stats().queued == queued_adds + 1; });
   REQUIRE(st.frames.alive == queued_adds + 3);
@@ -370,7 +366,7 @@ TEST_CASE("destroying the io_context first, with operations queued and running, 
 TEST_CASE("destroying the database with operations in flight, then running the io_context, delivers every result",
           "[shutdown][io_context]") {
   test::temp_dir dir;
-  asio::io_context ctx;  // outlives the database
+  net::io_context ctx;  // outlives the database
   in_flight_state st;
   std::optional<asyncdb::database> db;
   db.emplace(dir.file(), test::default_options());
@@ -404,18 +400,18 @@ struct parked_state {
   frame_count frames;
 };
 
-asio::awaitable<void> park_in_session(asyncdb::database& db, parked_state& st) {
+net::awaitable<void> park_in_session(asyncdb::database& db, parked_state& st) {
   in_frame counted{st.frames};
   asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
   co_await s.begin();
   UserCreate u{"parked", "p@x"};
   co_await s.call<&UserOper::add>(u);
   st.ready = true;
-  asio::steady_timer forever{co_await asio::this_coro::executor, 1h};
-  co_await forever.async_wait(asio::use_awaitable);
+  net::steady_timer forever{co_await net::this_coro::executor, 1h};
+  co_await forever.async_wait(net::use_awaitable);
 }
 
-asio::awaitable<int> parked_rows_on_writer(asyncdb::database& db) {
+net::awaitable<int> parked_rows_on_writer(asyncdb::database& db) {
   co_return co_await asyncdb::async_run(db, [](SQLite::Database& c) {
     return c.execAndGet("SELECT count(*) FROM users WHERE name = 'parked'").getInt();
   });
@@ -427,8 +423,8 @@ TEST_CASE("a session alive in a coroutine frame survives the database and the io
   parked_state st;
   std::optional<asyncdb::database> db;
   db.emplace(dir.file(), test::default_options());
-  auto ctx = std::make_unique<asio::io_context>();
-  asio::co_spawn(*ctx, park_in_session(*db, st), asio::detached);
+  auto ctx = std::make_unique<net::io_context>();
+  net::co_spawn(*ctx, park_in_session(*db, st), net::detached);
   run_until(*ctx, [&] { return st.ready.load(); });
   REQUIRE(st.frames.alive == 1);
 
@@ -440,7 +436,7 @@ TEST_CASE("a session alive in a coroutine frame survives the database and the io
   SECTION("io_context first") {
     ctx.reset();  // ~AsyncDbSession runs while the database is alive: the writer is released
     CHECK(st.frames.alive == 0);
-    asio::io_context other;
+    net::io_context other;
     CHECK(test::run(other, parked_rows_on_writer(*db), 30s) == 0);
     db.reset();
   }
@@ -485,7 +481,7 @@ struct slow_moving_rows {
 constexpr int coroutines_per_context = 64;
 constexpr int seeded_users = 3;
 
-asio::awaitable<void> seed_users(asyncdb::database& db) {
+net::awaitable<void> seed_users(asyncdb::database& db) {
   test::AsyncUsers users{db};
   for (int i = 0; i < seeded_users; ++i) {
     UserCreate u{"seeded" + std::to_string(i), "s@x"};
@@ -494,7 +490,7 @@ asio::awaitable<void> seed_users(asyncdb::database& db) {
 }
 
 // Reads until its io_context is destroyed under it.
-asio::awaitable<void> read_until_destroyed(asyncdb::database& db, std::uint64_t& reads) {
+net::awaitable<void> read_until_destroyed(asyncdb::database& db, std::uint64_t& reads) {
   test::AsyncUsers users{db};
   auto list = [](UserOper& o) { return slow_moving_rows(o.list()); };
   for (;;) {
@@ -505,7 +501,7 @@ asio::awaitable<void> read_until_destroyed(asyncdb::database& db, std::uint64_t&
 
 // Waits until the operations of the io_contexts destroyed so far have run.
 void wait_until_idle(asyncdb::database& db) {
-  asio::io_context ctx;
+  net::io_context ctx;
   auto idle = [&db] {
     const asyncdb::stats s = db.stats();
     return s.queued == 0 && s.running == 0;
@@ -513,7 +509,7 @@ void wait_until_idle(asyncdb::database& db) {
   test::run(ctx, test::poll_until(idle));
 }
 
-asio::awaitable<std::pair<std::size_t, std::int64_t>> read_and_write(asyncdb::database& db) {
+net::awaitable<std::pair<std::size_t, std::int64_t>> read_and_write(asyncdb::database& db) {
   test::AsyncUsers users{db};
   const std::vector<test::User> all = co_await users.call<&UserOper::list>();
   UserCreate u{"after-the-contexts", "a@x"};
@@ -530,7 +526,7 @@ TEST_CASE(
   destroying_thread = std::this_thread::get_id();
   asyncdb::database db{dir.file(), test::default_options()};
   {
-    asio::io_context ctx;
+    net::io_context ctx;
     test::run(ctx, seed_users(db));
   }
   const auto seed = std::random_device{}();
@@ -541,15 +537,15 @@ TEST_CASE(
 
   for (int i = 0; i < iterations; ++i) {
     wait_until_idle(db);  // the readers then deliver into this iteration's context, not into a dead one's
-    auto ctx = std::make_unique<asio::io_context>();
+    auto ctx = std::make_unique<net::io_context>();
     {
       // Half resume on a strand, half on the io_context itself: completions to both kinds of executor race.
-      auto strand = asio::make_strand(*ctx);
+      auto strand = net::make_strand(*ctx);
       for (int c = 0; c < coroutines_per_context; ++c) {
         if (c % 2 == 0) {
-          asio::co_spawn(*ctx, read_until_destroyed(db, reads), asio::detached);
+          net::co_spawn(*ctx, read_until_destroyed(db, reads), net::detached);
         } else {
-          asio::co_spawn(strand, read_until_destroyed(db, reads), asio::detached);
+          net::co_spawn(strand, read_until_destroyed(db, reads), net::detached);
         }
       }
     }
@@ -560,7 +556,7 @@ TEST_CASE(
   }
   CHECK(reads > 0);
 
-  asio::io_context fresh;
+  net::io_context fresh;
   const auto [listed, id] = test::run(fresh, read_and_write(db), 30s);
   CHECK(listed == seeded_users);
   CHECK(id > 0);
@@ -571,7 +567,7 @@ TEST_CASE(
 
 // Not a coroutine: the named `fn` dies when this returns, so the operation's own copy of it ends up the
 // database's last owner, released on the writer's thread once the call has run.
-asio::awaitable<int> async_run_owning_the_database(std::shared_ptr<asyncdb::database> db) {
+net::awaitable<int> async_run_owning_the_database(std::shared_ptr<asyncdb::database> db) {
   asyncdb::database& d = *db;
   auto fn = [keep = std::move(db)](SQLite::Database& c) {
     (void)keep;
@@ -581,7 +577,7 @@ asio::awaitable<int> async_run_owning_the_database(std::shared_ptr<asyncdb::data
 }
 
 // As above, on a reader: released on a reader's thread.
-asio::awaitable<int> read_owning_the_database(std::shared_ptr<asyncdb::database> db) {
+net::awaitable<int> read_owning_the_database(std::shared_ptr<asyncdb::database> db) {
   asyncdb::database& d = *db;
   auto fn = [keep = std::move(db)](SQLite::Database& c) {
     (void)keep;
@@ -591,7 +587,7 @@ asio::awaitable<int> read_owning_the_database(std::shared_ptr<asyncdb::database>
 }
 
 // As above, on the writer through to_async_db_oper::run(fn).
-asio::awaitable<std::int64_t> dao_run_owning_the_database(std::shared_ptr<asyncdb::database> db) {
+net::awaitable<std::int64_t> dao_run_owning_the_database(std::shared_ptr<asyncdb::database> db) {
   test::AsyncUsers users{*db};
   auto fn = [keep = std::move(db)](UserOper& o) {
     (void)keep;
@@ -601,7 +597,7 @@ asio::awaitable<std::int64_t> dao_run_owning_the_database(std::shared_ptr<asyncd
 }
 
 // Builds a UserOper on the writer and on a reader: their destruction tells that the connections closed.
-asio::awaitable<void> build_daos(asyncdb::database& db) {
+net::awaitable<void> build_daos(asyncdb::database& db) {
   test::AsyncUsers users{db};
   co_await users.call<&UserOper::where>();
   co_await users.call<&UserOper::count>();
@@ -616,7 +612,7 @@ template <class OwningOp>
 int last_owner_scenario(const std::filesystem::path& file, OwningOp owning_op) {
   const int daos_before = test::user_dao_log().alive;
   auto db = std::make_shared<asyncdb::database>(file, test::default_options());
-  asio::io_context ctx;
+  net::io_context ctx;
   test::run(ctx, build_daos(*db));
   auto op = owning_op(std::move(db));
   if (test::run(ctx, std::move(op)) != 42) return wrong_result;

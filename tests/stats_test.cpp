@@ -1,19 +1,13 @@
 // Statistics (database::stats()): queue depth, running operations, outcome counters, queue wait, and
 // who holds the writer (an operation by its DAO member or caller, a session by the function that opened it).
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/bind_executor.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/detached.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
+#include "net.hpp"
 
 #include <condition_variable>
 #include <mutex>
 
 #include "support.hpp"
 
-using namespace asio::experimental::awaitable_operators;
+using namespace net::experimental::awaitable_operators;
 
 namespace {
 
@@ -69,24 +63,24 @@ struct holder_state {
   asyncdb::stats after;
 };
 
-asio::awaitable<void> gated_add(asyncdb::database& db, holder_state& st) {
+net::awaitable<void> gated_add(asyncdb::database& db, holder_state& st) {
   AsyncGated users{db};
   UserCreate u{"gated", "g@x"};
   co_await users.call<&gated_dao::add>(u);
   ++st.finished;
 }
 
-asio::awaitable<void> plain_write(asyncdb::database& db, holder_state& st) {
+net::awaitable<void> plain_write(asyncdb::database& db, holder_state& st) {
   co_await asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); });
   ++st.finished;
 }
 
-asio::awaitable<void> hold_writer_with_an_operation(asyncdb::database& db, holder_state& st) {
-  auto ex = co_await asio::this_coro::executor;
-  asio::co_spawn(ex, gated_add(db, st), asio::detached);
+net::awaitable<void> hold_writer_with_an_operation(asyncdb::database& db, holder_state& st) {
+  auto ex = co_await net::this_coro::executor;
+  net::co_spawn(ex, gated_add(db, st), net::detached);
   co_await test::until_set(st.entered);
-  asio::co_spawn(ex, plain_write(db, st), asio::detached);
-  asio::co_spawn(ex, plain_write(db, st), asio::detached);
+  net::co_spawn(ex, plain_write(db, st), net::detached);
+  net::co_spawn(ex, plain_write(db, st), net::detached);
   auto two_queued = [&db] { return db.stats().queued == 2; };
   co_await test::poll_until(two_queued);
   st.while_blocked = db.stats();
@@ -98,7 +92,7 @@ asio::awaitable<void> hold_writer_with_an_operation(asyncdb::database& db, holde
 
 TEST_CASE("stats() names the operation holding the writer and counts the operations queued behind it", "[stats]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   holder_state st;
   dao_gate = &st.g;
   dao_entered = &st.entered;
@@ -133,7 +127,7 @@ struct run_holder_state {
   asyncdb::writer_holder holder;
 };
 
-asio::awaitable<void> hold_writer_via_run(asyncdb::database& db, run_holder_state& st) {
+net::awaitable<void> hold_writer_via_run(asyncdb::database& db, run_holder_state& st) {
   AsyncGated users{db};
   auto wait_in_dao = [&st](gated_dao&) {
     st.entered = true;
@@ -142,9 +136,9 @@ asio::awaitable<void> hold_writer_via_run(asyncdb::database& db, run_holder_stat
   co_await users.run(wait_in_dao);
 }
 
-asio::awaitable<void> observe_run_holder(asyncdb::database& db, run_holder_state& st) {
-  auto ex = co_await asio::this_coro::executor;
-  asio::co_spawn(ex, hold_writer_via_run(db, st), [&st](std::exception_ptr) { st.done = true; });
+net::awaitable<void> observe_run_holder(asyncdb::database& db, run_holder_state& st) {
+  auto ex = co_await net::this_coro::executor;
+  net::co_spawn(ex, hold_writer_via_run(db, st), [&st](std::exception_ptr) { st.done = true; });
   co_await test::until_set(st.entered);
   st.holder = db.stats().writer;
   st.g.open();
@@ -154,7 +148,7 @@ asio::awaitable<void> observe_run_holder(asyncdb::database& db, run_holder_state
 
 TEST_CASE("stats() names the calling function for an operation given as a callable", "[stats]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   run_holder_state st;
   asyncdb::database db{dir.file(), test::default_options()};
   test::open_at_exit guard{st.g};
@@ -173,7 +167,7 @@ struct session_holder_state {
   asyncdb::writer_holder during_read_session;
 };
 
-asio::awaitable<void> open_session_for_stats(asyncdb::database& db, session_holder_state& st) {
+net::awaitable<void> open_session_for_stats(asyncdb::database& db, session_holder_state& st) {
   asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
   co_await s.begin();
   co_await s.run([](SQLite::Database& c) { c.exec("INSERT INTO users(name, email) VALUES('s', 's@x')"); });
@@ -181,7 +175,7 @@ asio::awaitable<void> open_session_for_stats(asyncdb::database& db, session_hold
   st.running_while_idle = db.stats().running;
 }
 
-asio::awaitable<void> observe_session_holder(asyncdb::database& db, session_holder_state& st) {
+net::awaitable<void> observe_session_holder(asyncdb::database& db, session_holder_state& st) {
   co_await open_session_for_stats(db, st);
   auto released = [&db] { return db.stats().writer.what == asyncdb::writer_holder::kind::none; };
   co_await test::poll_until(released);
@@ -192,7 +186,7 @@ asio::awaitable<void> observe_session_holder(asyncdb::database& db, session_hold
 
 TEST_CASE("stats() names the coroutine that opened the write session holding the writer", "[stats][session]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   asyncdb::database db{dir.file(), test::default_options()};
   session_holder_state st;
   test::run(ctx, observe_session_holder(db, st), 30s);
@@ -217,17 +211,17 @@ struct counting_state {
   int fail_seen = 0;
   test::completion blocker;
   test::completion to_cancel;
-  asio::cancellation_signal signal;
+  net::cancellation_signal signal;
   test::completion behind;
-  std::error_code refused;
-  std::error_code interrupted;
+  asyncdb::error_code refused;
+  asyncdb::error_code interrupted;
   asyncdb::stats at_end;
   asyncdb::stats after_close;
-  std::error_code after_close_error;
+  asyncdb::error_code after_close_error;
 };
 
-asio::awaitable<void> do_counted_things(asyncdb::database& db, counting_state& st) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<void> do_counted_things(asyncdb::database& db, counting_state& st) {
+  auto ex = co_await net::this_coro::executor;
   st.at_start = db.stats();
   // 3 operations that complete.
   for (int i = 0; i < 3; ++i) {
@@ -250,16 +244,16 @@ asio::awaitable<void> do_counted_things(asyncdb::database& db, counting_state& s
     st.blocker_entered = true;
     st.g.wait();
   };
-  asyncdb::async_run(db, block, asio::bind_executor(ex, test::record_into(st.blocker)));
+  asyncdb::async_run(db, block, net::bind_executor(ex, test::record_into(st.blocker)));
   co_await test::until_set(st.blocker_entered);
   auto never = [&st](SQLite::Database&) { st.cancelled_ran = true; };
   asyncdb::async_run(
       db, never,
-      asio::bind_cancellation_slot(st.signal.slot(), asio::bind_executor(ex, test::record_into(st.to_cancel))));
+      net::bind_cancellation_slot(st.signal.slot(), net::bind_executor(ex, test::record_into(st.to_cancel))));
   asyncdb::async_run(
-      db, [](SQLite::Database& c) { c.exec("SELECT 1"); }, asio::bind_executor(ex, test::record_into(st.behind)));
+      db, [](SQLite::Database& c) { c.exec("SELECT 1"); }, net::bind_executor(ex, test::record_into(st.behind)));
   st.refused = co_await test::error_of(asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); }));
-  st.signal.emit(asio::cancellation_type::terminal);
+  st.signal.emit(net::cancellation_type::terminal);
   st.g.open();
   auto drained = [&st] { return st.blocker.done && st.to_cancel.done && st.behind.done; };
   co_await test::poll_until(drained);
@@ -274,7 +268,8 @@ asio::awaitable<void> do_counted_things(asyncdb::database& db, counting_state& s
   };
   const std::variant<std::int64_t, std::monostate> r =
       co_await (asyncdb::async_run(db, spin) || test::timer_after_start(st.spin_started));
-  st.interrupted = r.index() == 1 ? std::error_code{} : std::make_error_code(std::errc::timed_out);
+  st.interrupted =
+      r.index() == 1 ? asyncdb::error_code{} : asyncdb::error_code{std::make_error_code(std::errc::timed_out)};
   st.at_end = db.stats();
   db.close();
   st.after_close_error =
@@ -284,7 +279,7 @@ asio::awaitable<void> do_counted_things(asyncdb::database& db, counting_state& s
 
 TEST_CASE("stats() counts completed, failed, cancelled and rejected operations exactly", "[stats]") {
   test::temp_dir dir;
-  asio::io_context ctx;
+  net::io_context ctx;
   counting_state st;
   asyncdb::options opts = test::default_options();
   opts.max_queued = 2;
@@ -303,7 +298,7 @@ TEST_CASE("stats() counts completed, failed, cancelled and rejected operations e
   REQUIRE(st.add_ok == 3);
   REQUIRE(st.fail_seen == 2);
   CHECK_FALSE(st.blocker.error);
-  CHECK(st.to_cancel.error == asio::error::operation_aborted);
+  CHECK(st.to_cancel.error == net::error::operation_aborted);
   CHECK_FALSE(st.cancelled_ran);
   CHECK_FALSE(st.behind.error);
   CHECK(st.refused == asyncdb::errc::queue_full);

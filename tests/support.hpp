@@ -3,11 +3,8 @@
 // that drive real io_contexts with a deadline instead of sleeps.
 #include <asyncdb/asyncdb.hpp>
 
-#include <asio/io_context.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
 #include <catch2/catch.hpp>
+#include "net.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -161,18 +158,18 @@ class AsyncUsers : public asyncdb::to_async_db_oper<AsyncUsers, UserOper> {
 /// Polls `done()` every millisecond on the caller's executor, so other handlers keep running; throws
 /// past the deadline instead of hanging. Takes an lvalue: name the predicate before the co_await (g++ 12).
 template <class Pred>
-asio::awaitable<void> poll_until(Pred& done, std::chrono::seconds deadline = std::chrono::seconds(10)) {
-  asio::steady_timer timer{co_await asio::this_coro::executor};
+net::awaitable<void> poll_until(Pred& done, std::chrono::seconds deadline = std::chrono::seconds(10)) {
+  net::steady_timer timer{co_await net::this_coro::executor};
   const auto give_up = std::chrono::steady_clock::now() + deadline;
   while (!done()) {
     if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("poll_until: deadline passed");
     timer.expires_after(std::chrono::milliseconds(1));
-    co_await timer.async_wait(asio::use_awaitable);
+    co_await timer.async_wait(net::use_awaitable);
   }
 }
 
 /// Waits (polling, with poll_until's deadline) until `flag` is set, typically by DAO code on a database thread.
-inline asio::awaitable<void> until_set(const std::atomic<bool>& flag) {
+inline net::awaitable<void> until_set(const std::atomic<bool>& flag) {
   auto is_set = [&flag] { return flag.load(); };
   co_await poll_until(is_set);
 }
@@ -208,40 +205,40 @@ struct open_at_exit {
 
 /// The right-hand side of `op || ...`: completes once `started` is set (the operation's code runs), then
 /// after 5 ms more, so a cancellation reaches a running operation, never a queued one.
-inline asio::awaitable<void> timer_after_start(const std::atomic<bool>& started) {
+inline net::awaitable<void> timer_after_start(const std::atomic<bool>& started) {
   co_await until_set(started);
-  asio::steady_timer timer{co_await asio::this_coro::executor, std::chrono::milliseconds(5)};
-  co_await timer.async_wait(asio::use_awaitable);
+  net::steady_timer timer{co_await net::this_coro::executor, std::chrono::milliseconds(5)};
+  co_await timer.async_wait(net::use_awaitable);
 }
 
-/// The error code a completion carried: none for no exception, the code of a std::system_error, and
+/// The error code a completion carried: none for no exception, the code of a asyncdb::system_error, and
 /// errc::state_not_recoverable standing for "some other exception".
-inline std::error_code code_of(const std::exception_ptr& e) {
+inline asyncdb::error_code code_of(const std::exception_ptr& e) {
   if (!e) return {};
   try {
     std::rethrow_exception(e);
-  } catch (const std::system_error& s) {
+  } catch (const asyncdb::system_error& s) {
     return s.code();
   } catch (...) {
     return std::make_error_code(std::errc::state_not_recoverable);  // "some other exception"
   }
 }
 
-/// Awaits `aw` and returns the code of the std::system_error it threw, or no error; other exceptions propagate.
+/// Awaits `aw` and returns the code of the asyncdb::system_error it threw, or no error; other exceptions propagate.
 template <class T>
-asio::awaitable<std::error_code> error_of(asio::awaitable<T> aw) {
+net::awaitable<asyncdb::error_code> error_of(net::awaitable<T> aw) {
   try {
     co_await std::move(aw);
-  } catch (const std::system_error& e) {
+  } catch (const asyncdb::system_error& e) {
     co_return e.code();
   }
-  co_return std::error_code{};
+  co_return asyncdb::error_code{};
 }
 
 /// How a callback-style operation ended, as filled in by record_into(); read on the test thread.
 struct completion {
   bool done = false;
-  std::error_code error;
+  asyncdb::error_code error;
 };
 
 /// A completion handler for `void(std::exception_ptr)` that stores code_of(e) in `out`, then marks it done.
@@ -268,7 +265,7 @@ inline std::int64_t count_rows(const std::filesystem::path& file, const std::str
 }
 
 /// Runs `ctx` on `threads` threads at once, each for at most `deadline`, and returns once all have stopped.
-inline void run_on_threads(asio::io_context& ctx, std::size_t threads, std::chrono::seconds deadline) {
+inline void run_on_threads(net::io_context& ctx, std::size_t threads, std::chrono::seconds deadline) {
   std::vector<std::thread> pool;
   for (std::size_t i = 0; i < threads; ++i) pool.emplace_back([&] { ctx.run_for(deadline); });
   for (auto& t : pool) t.join();
@@ -281,16 +278,16 @@ using result_slot = std::optional<std::conditional_t<std::is_void_v<T>, int, T>>
 /// Spawns `aw` on `ctx`; when it ends, stores what it threw in `error` and what it returned in `value`,
 /// then sets `done` (a bool, or an atomic when several threads run `ctx`).
 template <class T, class Done>
-void spawn_recorded(asio::io_context& ctx, asio::awaitable<T> aw, result_slot<T>& value, std::exception_ptr& error,
+void spawn_recorded(net::io_context& ctx, net::awaitable<T> aw, result_slot<T>& value, std::exception_ptr& error,
                     Done& done) {
   // Pointers, not references: the handler runs after this function returned.
   if constexpr (std::is_void_v<T>) {
-    asio::co_spawn(ctx, std::move(aw), [err = &error, fin = &done](std::exception_ptr e) {
+    net::co_spawn(ctx, std::move(aw), [err = &error, fin = &done](std::exception_ptr e) {
       *err = e;
       *fin = true;
     });
   } else {
-    asio::co_spawn(ctx, std::move(aw), [val = &value, err = &error, fin = &done](std::exception_ptr e, T v) {
+    net::co_spawn(ctx, std::move(aw), [val = &value, err = &error, fin = &done](std::exception_ptr e, T v) {
       *err = e;
       if (!e) val->emplace(std::move(v));
       *fin = true;
@@ -301,7 +298,7 @@ void spawn_recorded(asio::io_context& ctx, asio::awaitable<T> aw, result_slot<T>
 /// Runs `aw` on `ctx` until it and everything it started finish; fails the test past `deadline`
 /// (a hang), and rethrows what the coroutine threw. io_context::run returning proves no work is left.
 template <class T>
-T run(asio::io_context& ctx, asio::awaitable<T> aw, std::chrono::seconds deadline = std::chrono::seconds(60)) {
+T run(net::io_context& ctx, net::awaitable<T> aw, std::chrono::seconds deadline = std::chrono::seconds(60)) {
   result_slot<T> value;
   std::exception_ptr error;
   bool done = false;
@@ -316,8 +313,8 @@ T run(asio::io_context& ctx, asio::awaitable<T> aw, std::chrono::seconds deadlin
 
 /// As run(), with the io_context run by `threads` threads at once.
 template <class T>
-T run_threads(std::size_t threads, asio::awaitable<T> aw, std::chrono::seconds deadline = std::chrono::seconds(60)) {
-  asio::io_context ctx;
+T run_threads(std::size_t threads, net::awaitable<T> aw, std::chrono::seconds deadline = std::chrono::seconds(60)) {
+  net::io_context ctx;
   std::atomic<bool> done{false};
   std::exception_ptr error;
   result_slot<T> value;

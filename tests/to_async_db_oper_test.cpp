@@ -2,9 +2,7 @@
 // concurrent writes, read/write routing, one UserOper per connection, copied arguments, failures.
 #include "support.hpp"
 
-#include <asio/bind_executor.hpp>
-#include <asio/io_context.hpp>
-#include <asio/this_coro.hpp>
+#include "net.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -32,7 +30,7 @@ class AsyncUsers : public asyncdb::to_async_db_oper<AsyncUsers, test::UserOper> 
   auto add(const test::UserCreate& u) { return call<&test::UserOper::add>(u); }
 };
 
-asio::awaitable<std::thread::id> writer_thread(asyncdb::database& db) {
+net::awaitable<std::thread::id> writer_thread(asyncdb::database& db) {
   auto insert = [](SQLite::Database& c) {
     c.exec("INSERT INTO users(name, email) VALUES('known-write', 'k@x')");  // only the writer can do this
     return std::this_thread::get_id();
@@ -48,7 +46,7 @@ struct adds_log {
   std::string first_error;
 };
 
-asio::awaitable<void> add_one(AsyncUsers users, asio::io_context& ctx, int i, adds_log& log) {
+net::awaitable<void> add_one(AsyncUsers users, net::io_context& ctx, int i, adds_log& log) {
   test::UserCreate u{"user-" + std::to_string(i), "u" + std::to_string(i) + "@x", i % 2 == 0};
   const std::int64_t id = co_await users.call<&test::UserOper::add>(u);
   if (!ctx.get_executor().running_in_this_thread()) ++log.wrong_executor;
@@ -67,11 +65,11 @@ TEST_CASE("2,000 concurrent adds from as many coroutines on a multi-threaded loo
   };
   asyncdb::database db{dir.file(), opts};
   AsyncUsers users{db};
-  asio::io_context ctx;
+  net::io_context ctx;
   adds_log log;
   constexpr int n = 2000;
   for (int i = 0; i < n; ++i) {
-    asio::co_spawn(ctx, add_one(users, ctx, i, log), [&log](std::exception_ptr ep) {
+    net::co_spawn(ctx, add_one(users, ctx, i, log), [&log](std::exception_ptr ep) {
       if (!ep) return;
       ++log.failed;
       std::lock_guard lock(log.mutex);
@@ -100,8 +98,8 @@ TEST_CASE("to_async_db_oper runs members not declared read-only, and run(), on t
           "[to_async_db_oper][routing]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(2)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     AsyncUsers users{d};
     const std::thread::id writer = co_await writer_thread(d);
     const std::thread::id by_call = co_await users.call<&test::UserOper::where>();
@@ -143,8 +141,8 @@ TEST_CASE("to_async_db_oper builds one UserOper for the writer on its thread and
   std::set<std::uintptr_t> addresses;
   {
     asyncdb::database db{dir.file(), test::default_options(2)};
-    asio::io_context ctx;
-    auto calls = [](asyncdb::database& d, std::set<std::uintptr_t>& seen) -> asio::awaitable<std::thread::id> {
+    net::io_context ctx;
+    auto calls = [](asyncdb::database& d, std::set<std::uintptr_t>& seen) -> net::awaitable<std::thread::id> {
       AsyncUsers users{d};
       for (int i = 0; i < 50; ++i) {
         test::UserCreate u{"u" + std::to_string(i), "u@x"};
@@ -172,10 +170,10 @@ TEST_CASE("to_async_db_oper builds reader DAOs only on reader threads, one per r
   std::set<std::thread::id> reader_threads;
   {
     asyncdb::database db{dir.file(), test::default_options(2)};
-    asio::io_context ctx;
-    auto reads = [](asyncdb::database& d) -> asio::awaitable<std::vector<std::thread::id>> {
+    net::io_context ctx;
+    auto reads = [](asyncdb::database& d) -> net::awaitable<std::vector<std::thread::id>> {
       AsyncUsers users{d};
-      std::vector<asio::awaitable<std::thread::id>> all;
+      std::vector<net::awaitable<std::thread::id>> all;
       for (int i = 0; i < 30; ++i)
         all.push_back(users.run(asyncdb::read_only, [](test::UserOper& o) { return o.where(); }));
       co_return co_await asyncdb::gather(std::move(all));
@@ -192,11 +190,11 @@ TEST_CASE("to_async_db_oper builds reader DAOs only on reader threads, one per r
 TEST_CASE("to_async_db_oper copies call arguments when the awaitable is created", "[to_async_db_oper][arguments]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     AsyncUsers users{d};
     test::UserCreate u{"ann", "ann@x"};
-    asio::awaitable<std::int64_t> pending = users.call<&test::UserOper::add>(u);
+    net::awaitable<std::int64_t> pending = users.call<&test::UserOper::add>(u);
     u.name = "changed";
     u.email = "changed@x";
     const std::int64_t id = co_await std::move(pending);
@@ -217,8 +215,8 @@ TEST_CASE("to_async_db_oper results are values the caller owns, also after the d
   std::vector<test::User> all;
   {
     asyncdb::database db{dir.file(), test::default_options(1)};
-    asio::io_context ctx;
-    auto fill = [](asyncdb::database& d) -> asio::awaitable<std::vector<test::User>> {
+    net::io_context ctx;
+    auto fill = [](asyncdb::database& d) -> net::awaitable<std::vector<test::User>> {
       AsyncUsers users{d};
       for (const char* name : {"ann", "bob", "cid"}) {
         test::UserCreate u{name, std::string(name) + "@x", name[0] != 'b'};
@@ -239,8 +237,8 @@ TEST_CASE("to_async_db_oper rethrows a DAO's own exception and SQLite's constrai
           "[to_async_db_oper][errors]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     AsyncUsers users{d};
     const std::string why = "name must not be empty";
     CHECK_THROWS_MATCHES(co_await users.call<&test::UserOper::fail>(why), std::invalid_argument,
@@ -264,8 +262,8 @@ TEST_CASE("a DAO call that fails inside its own transaction leaves nothing behin
           "[to_async_db_oper][errors][transactions]") {
   test::temp_dir dir;
   asyncdb::database db{dir.file(), test::default_options(1)};
-  asio::io_context ctx;
-  auto check = [](asyncdb::database& d) -> asio::awaitable<void> {
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
     AsyncUsers users{d};
     try {
       co_await users.run([](test::UserOper& o) {
@@ -316,18 +314,18 @@ struct held_writer {
 // is queued, calls `spoil()` (which overwrites and frees the caller's buffer), then lets the writer go and
 // returns what the operation returned.
 template <class T, class Start, class Spoil>
-asio::awaitable<T> queued_while_spoiled(asyncdb::database& db, held_writer& w, Start& start, Spoil& spoil) {
-  auto ex = co_await asio::this_coro::executor;
+net::awaitable<T> queued_while_spoiled(asyncdb::database& db, held_writer& w, Start& start, Spoil& spoil) {
+  auto ex = co_await net::this_coro::executor;
   auto block = [&w](SQLite::Database&) {
     w.entered = true;
     w.g.wait();
   };
-  asyncdb::async_run(db, block, asio::bind_executor(ex, test::record_into(w.blocker)));
+  asyncdb::async_run(db, block, net::bind_executor(ex, test::record_into(w.blocker)));
   co_await test::until_set(w.entered);
   std::optional<T> result;
   std::exception_ptr error;
   bool done = false;
-  asio::co_spawn(ex, start(), [&](std::exception_ptr e, T v) {
+  net::co_spawn(ex, start(), [&](std::exception_ptr e, T v) {
     error = e;
     if (!e) result.emplace(std::move(v));
     done = true;
@@ -362,7 +360,7 @@ TEST_CASE(
   held_writer w;
   asyncdb::database db{dir.file(), test::default_options(0)};  // no readers: every call queues behind the writer
   test::open_at_exit guard{w.g};
-  asio::io_context ctx;
+  net::io_context ctx;
   AsyncViews views{db};
 
   SECTION("a std::string_view") {
