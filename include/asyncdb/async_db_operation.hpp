@@ -7,6 +7,7 @@
 #include <utility>
 
 namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
 
 /// Wraps `Operation`, a DAO member `R (Dao::*)(Args...)` or a function `R (*)(SQLite::Database&, Args...)`,
 /// into an awaitable call. Members run on the connection's own Dao instance, created there on first use.
@@ -24,4 +25,5 @@ struct async_db_operation {
   }
 };
 
+}  // namespace ASYNCDB_FLAVOUR
 }  // namespace asyncdb

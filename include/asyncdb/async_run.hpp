@@ -8,6 +8,7 @@
 #include <utility>
 
 namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
 
 /// Runs `fn(SQLite::Database&) -> R` on the writer connection.
 /// Completion: void(std::exception_ptr, R), or void(std::exception_ptr) when R is void.
@@ -26,4 +27,5 @@ auto async_run(database& db, read_only_t, Fn&& fn, Token&& token = net::use_awai
   return detail::async_run_on(detail::database_access::of(db), true, std::forward<Fn>(fn), std::forward<Token>(token));
 }
 
+}  // namespace ASYNCDB_FLAVOUR
 }  // namespace asyncdb

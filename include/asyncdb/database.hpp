@@ -8,6 +8,7 @@
 #include <memory>
 
 namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
 
 namespace detail {
 struct database_access;
@@ -53,4 +54,5 @@ struct database_access {
 };
 }  // namespace detail
 
+}  // namespace ASYNCDB_FLAVOUR
 }  // namespace asyncdb

@@ -6,6 +6,7 @@
 #include <system_error>
 
 namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
 
 /// Failures asyncdb itself reports; delivered as asyncdb::system_error (std::system_error, or
 /// boost::system::system_error in the Boost.Asio flavour) at the co_await.
@@ -54,6 +55,7 @@ inline const detail::error_category_base& error_category() noexcept {
 /// Makes an error code in asyncdb's category.
 inline error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
 
+}  // namespace ASYNCDB_FLAVOUR
 }  // namespace asyncdb
 
 // errc converts to the flavour's error_code; in the Boost flavour to std::error_code as well (Boost.System

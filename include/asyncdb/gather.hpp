@@ -10,6 +10,7 @@
 #include <vector>
 
 namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
 
 /// Runs every awaitable concurrently on the caller's executor and waits for all of them; they start in
 /// chunks of 128, so other handlers on that executor run between chunks.
@@ -53,4 +54,5 @@ net::awaitable<std::tuple<detail::gathered_t<Ts>...>, Executor> gather(net::awai
       net::use_awaitable_t<Executor>{}, std::move(tasks)...);
 }
 
+}  // namespace ASYNCDB_FLAVOUR
 }  // namespace asyncdb

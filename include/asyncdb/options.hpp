@@ -1,5 +1,7 @@
 #pragma once
 // How a database opens and bounds its connections.
+#include <asyncdb/detail/config.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -10,6 +12,7 @@ class Database;
 }
 
 namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
 
 /// How independent writes waiting for the writer share one transaction (one commit) instead of one each.
 struct group_commit_options {
@@ -59,4 +62,5 @@ struct options {
   std::uint64_t wal_checkpoint_bytes = 16u << 20;
 };
 
+}  // namespace ASYNCDB_FLAVOUR
 }  // namespace asyncdb

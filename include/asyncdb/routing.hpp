@@ -1,7 +1,9 @@
 #pragma once
 // Read/write routing: which connection an operation runs on.
+#include <asyncdb/detail/config.hpp>
 
 namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
 
 /// Tag that sends an operation or session to a read-only connection.
 struct read_only_t {
@@ -26,4 +28,5 @@ inline constexpr bool is_write = false;
 template <auto... Members>
 struct members {};
 
+}  // namespace ASYNCDB_FLAVOUR
 }  // namespace asyncdb

@@ -13,6 +13,7 @@
 #include <utility>
 
 namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
 
 namespace detail {
 // A session of another backend (detail/pg/session.hpp) brings its own transaction control; its
@@ -176,4 +177,5 @@ auto async_db_session(database& db, read_only_t, Token&& token = net::use_awaita
   return detail::open_session<AsyncDbSession>(detail::database_access::of(db), true, std::forward<Token>(token), where);
 }
 
+}  // namespace ASYNCDB_FLAVOUR
 }  // namespace asyncdb

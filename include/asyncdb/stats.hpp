@@ -1,11 +1,14 @@
 #pragma once
 // A point-in-time picture of a database's work.
+#include <asyncdb/detail/config.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
 namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
 
 /// Who holds the writer connection at the moment of the snapshot.
 struct writer_holder {
@@ -30,4 +33,5 @@ struct stats {
   writer_holder writer;                    ///< who holds the writer now
 };
 
+}  // namespace ASYNCDB_FLAVOUR
 }  // namespace asyncdb

@@ -9,6 +9,7 @@
 #include <utility>
 
 namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
 
 /// CRTP base giving `Derived` awaitable access to every member of the synchronous `Dao`. Each connection
 /// gets its own `Dao(SQLite::Database&)`, built on first use on that connection's thread and kept.
@@ -77,4 +78,5 @@ class to_async_db_oper {
   database* db_;
 };
 
+}  // namespace ASYNCDB_FLAVOUR
 }  // namespace asyncdb

@@ -1,12 +1,16 @@
 #pragma once
 // How an operation's arguments cross to the database thread: as owning values, never as views.
+#include <asyncdb/detail/config.hpp>
+
 #include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 // The characters of a `const char*` or char-array argument, copied when the operation starts; the DAO
 // gets them as whichever of const char*, std::string_view or const std::string& it takes.
@@ -59,4 +63,6 @@ stored_t<Arg> to_stored(Arg&& arg) {
   }
 }
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

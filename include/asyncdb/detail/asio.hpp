@@ -1,7 +1,9 @@
 #pragma once
 // The one place asyncdb includes Asio. The flavour is standalone Asio (<asio/...>, namespace ::asio,
-// error_code) unless ASYNCDB_USE_BOOST_ASIO is defined, then Boost.Asio (<boost/asio/...>, namespace
+// std::error_code) unless ASYNCDB_USE_BOOST_ASIO is defined, then Boost.Asio (<boost/asio/...>, namespace
 // ::boost::asio, boost::system::error_code). Linking asyncdb::asyncdb_boost defines the macro.
+
+#include <asyncdb/detail/config.hpp>
 
 #if defined(ASYNCDB_USE_BOOST_ASIO)
 
@@ -34,6 +36,7 @@
 #endif
 
 namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
 /// The Asio flavour asyncdb is built on; every other header names Asio only through this alias.
 namespace net = ::boost::asio;
 /// The error code of the flavour: what asyncdb's errors and operation_aborted compare against.
@@ -43,6 +46,7 @@ using system_error = ::boost::system::system_error;
 namespace detail {
 using error_category_base = ::boost::system::error_category;
 }
+}  // namespace ASYNCDB_FLAVOUR
 }  // namespace asyncdb
 
 #else
@@ -73,6 +77,7 @@ define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (linking asyncdb::asyncd
 #endif
 
 namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
 /// The Asio flavour asyncdb is built on; every other header names Asio only through this alias.
 namespace net = ::asio;
 /// The error code of the flavour: what asyncdb's errors and operation_aborted compare against.
@@ -82,6 +87,7 @@ using system_error = std::system_error;
 namespace detail {
 using error_category_base = std::error_category;
 }
+}  // namespace ASYNCDB_FLAVOUR
 }  // namespace asyncdb
 
 #endif

@@ -12,7 +12,9 @@
 #include <typeinfo>
 #include <utility>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 // The execution context behind a handler's executor: standard executors answer the query, older ones
 // (use_future's promise executor among them) have context().
@@ -139,4 +141,6 @@ class async_op : public operation_base {
   bool drains_ = false;  // completes_on_its_context(), decided before any other thread can abandon us
 };
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

@@ -19,7 +19,9 @@
 #include <string>
 #include <utility>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 // What a watch looks for while one operation runs (see connection::watch).
 enum class watch_for : unsigned char { nothing, writes, transactions };
@@ -299,4 +301,6 @@ class connection final : public interruptible {
   bool gave_up_ = false;
 };
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

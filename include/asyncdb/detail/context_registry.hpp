@@ -8,7 +8,9 @@
 #include <utility>
 #include <vector>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 class completion_registry;
 
@@ -160,4 +162,6 @@ class context_registry final : public net::execution_context::service {
   std::shared_ptr<completion_registry> registry_;
 };
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

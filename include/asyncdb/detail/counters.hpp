@@ -1,9 +1,13 @@
 #pragma once
+#include <asyncdb/detail/config.hpp>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 // Shared (by shared_ptr) between a database and its sessions' queues, so that a session
 // outliving its database never touches freed counters. Relaxed atomics: these are statistics,
@@ -22,4 +26,6 @@ struct counters {
   std::size_t max_queued = 0;
 };
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

@@ -1,12 +1,15 @@
 #pragma once
 #include <SQLiteCpp/Database.h>
+#include <asyncdb/detail/config.hpp>
 
 #include <atomic>
 #include <cstddef>
 #include <type_traits>
 #include <vector>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 inline std::size_t next_dao_slot() noexcept {
   static std::atomic<std::size_t> next{0};
@@ -68,4 +71,6 @@ class dao_cache {
   std::vector<entry> created_;
 };
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

@@ -18,7 +18,9 @@
 #include <thread>
 #include <vector>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 // The lanes of one database file: one writer with its own queue, `readers` readers sharing one.
 class engine {
@@ -175,4 +177,6 @@ class engine {
   bool stopped_ = false;
 };
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

@@ -13,7 +13,9 @@
 #include <variant>
 #include <vector>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 // Shared by the children of one gather. Each child writes only its own value slot; the one that
 // brings `remaining_` to zero (acq_rel: it sees every other child's writes) completes the parent.
@@ -179,4 +181,6 @@ void spawn_from(std::shared_ptr<State> state, std::shared_ptr<std::vector<net::a
   }
 }
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

@@ -9,7 +9,9 @@
 #include <utility>
 #include <vector>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 // The writer's loop when group commit is on. A write alone costs one commit, which is most of its
 // cost; when several independent writes are waiting, they share one transaction: each runs inside its
@@ -217,4 +219,6 @@ class group_commit {
   const group_commit_options& opts_;
 };
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

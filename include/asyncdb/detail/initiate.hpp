@@ -12,7 +12,9 @@
 #include <string_view>
 #include <type_traits>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 template <class R>
 struct signature_of {
@@ -116,4 +118,6 @@ auto async_run_on(engine& e, bool read_only, Fn&& fn, Token&& token) {
       "async_run");
 }
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

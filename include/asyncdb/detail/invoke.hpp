@@ -7,7 +7,9 @@
 #include <type_traits>
 #include <utility>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 template <class M, class C>
 C class_of_member(M C::*);
@@ -54,4 +56,6 @@ auto bind_call(Args&&... args) {
   };
 }
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

@@ -6,7 +6,9 @@
 #include <memory>
 #include <system_error>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 class lane;
 class job_queue;
@@ -63,4 +65,6 @@ class job {
   job_queue* queue_ = nullptr;
 };
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

@@ -11,7 +11,9 @@
 #include <system_error>
 #include <thread>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 // FIFO of jobs feeding one or more lanes: an intrusive list, so a cancelled job leaves it in O(1). All
 // queues of a database share one admission counter, so options::max_queued bounds the whole database,
@@ -163,4 +165,6 @@ class job_queue {
   error_code close_reason_;
 };
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

@@ -22,7 +22,9 @@
 #include <thread>
 #include <utility>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 // The connection is only ever touched on the lane's thread (connection::interrupt excepted).
 class lane {
@@ -184,4 +186,6 @@ class lane {
   bool stopping_ = false;
 };
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

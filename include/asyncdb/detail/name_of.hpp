@@ -1,7 +1,11 @@
 #pragma once
+#include <asyncdb/detail/config.hpp>
+
 #include <string_view>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 // "UserOper::add" for &UserOper::add, read from the compiler's signature string (static storage),
 // so stats() can name the operation that holds the writer without any registration.
@@ -25,4 +29,6 @@ constexpr std::string_view name_of() noexcept {
   return name_of_v<F>;
 }
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

@@ -4,7 +4,9 @@
 #include <atomic>
 #include <type_traits>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 // What the library has learned about one kind of operation (one DAO member, function or callable
 // type) by running it. Process-wide: whether code writes, or opens its own transaction, is a
@@ -60,4 +62,6 @@ constexpr route declared_route() noexcept {
   return reads ? route::reader : writes ? route::writer : route::detect;
 }
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

@@ -9,7 +9,9 @@
 #include <mutex>
 #include <system_error>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 // The state machine every operation shares, whatever its handler: it decides who completes it (the
 // lane, a canceller, or a refusing queue) and guards the interrupt.
@@ -102,4 +104,6 @@ class operation_base : public job, public pending_completion, public std::enable
   counters* counters_ = nullptr;
 };
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

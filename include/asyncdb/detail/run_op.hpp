@@ -10,7 +10,9 @@
 #include <type_traits>
 #include <variant>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 template <class Handler, class R>
 struct async_op_for {
@@ -164,4 +166,6 @@ class run_op final : public async_op_for<Handler, R>::type, public group_member 
   bool aborted_ = false;
 };
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

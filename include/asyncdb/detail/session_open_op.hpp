@@ -10,7 +10,9 @@
 #include <source_location>
 #include <string_view>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 // Waits in a lane's queue like any operation; when popped, the lane itself becomes the session's
 // server until the session ends. `Session` is AsyncDbSession (a parameter only to break the include cycle).
@@ -81,4 +83,6 @@ auto open_session(engine& e, bool read_only, Token&& token, const std::source_lo
       token, &e.queue(read_only), &e.stats_counters(), read_only, std::string_view(where.function_name()));
 }
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

@@ -4,7 +4,9 @@
 #include <memory>
 #include <string_view>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 struct session_controls;  // set by a backend other than SQLite (detail/pg/session.hpp)
 
@@ -21,4 +23,6 @@ struct session_state {
   const session_controls* controls = nullptr;  // null: an SQLite session
 };
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

@@ -1,6 +1,8 @@
 #pragma once
 // SQLite facts every connection relies on: what "clean" means between two leases, and the
 // transaction-control statements of group commit.
+#include <asyncdb/detail/config.hpp>
+
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Exception.h>
 #include <sqlite3.h>
@@ -10,7 +12,9 @@
 #include <string>
 #include <utility>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 // Resets every statement still stepping. A stepping statement keeps a reader's snapshot alive
 // (blocking checkpoints and hiding newer commits) and counts as "active" for sqlite3_interrupt,
@@ -104,4 +108,6 @@ inline bool is_private_database(const std::filesystem::path& path) {
          (s.rfind("file:", 0) == 0 && s.find("mode=memory") != std::string::npos);
 }
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb

@@ -1,5 +1,7 @@
 #pragma once
 // Compile-time refusals with messages a user can act on.
+#include <asyncdb/detail/config.hpp>
+
 #include <SQLiteCpp/Backup.h>
 #include <SQLiteCpp/Column.h>
 #include <SQLiteCpp/Database.h>
@@ -9,7 +11,9 @@
 
 #include <type_traits>
 
-namespace asyncdb::detail {
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+namespace detail {
 
 template <class R>
 inline constexpr bool refers_to_connection =
@@ -70,4 +74,6 @@ constexpr void refuse_coawait_temporary_callable() {
 #endif
 }
 
-}  // namespace asyncdb::detail
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb
