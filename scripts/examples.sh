@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-./scripts/install-deps.sh cmake ninja-build g++ libsqlitecpp-dev libasio-dev catch2 \
+./scripts/install-deps.sh cmake ninja-build g++ libsqlitecpp-dev libasio-dev libboost1.81-dev catch2 \
   librestinio-dev nlohmann-json3-dev libcpp-jwt-dev libssl-dev curl sqlite3
 
 count=$(find examples -maxdepth 1 -name '[0-9][0-9]_*.cpp' ! -name '11_postgres.cpp' | wc -l)

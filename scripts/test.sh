@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The whole suite, as CI runs it (.ci/run). Each step is a CMake workflow preset (configure, build, test):
-#   dev    g++ -Werror: unit, example, package and compile-fail tests; every header compiled on its own
-#   asan   g++ AddressSanitizer + UBSan: unit and example tests
-#   tsan   g++ ThreadSanitizer: unit and example tests
-#   clang  clang++-19 -Werror: unit, example, package and compile-fail tests
+#   dev    g++ -Werror: unit tests in both Asio flavours (unit.*, unit_boost.*), examples, package consumers for
+#          both flavours, both flavours in one program, compile-fail tests; every header compiled on its own
+#          in each flavour
+#   asan   g++ AddressSanitizer + UBSan: unit tests in both flavours, examples
+#   tsan   g++ ThreadSanitizer: unit tests in both flavours, examples
+#   clang  clang++-19 -Werror: standalone unit tests, examples (10_boost_beast builds and runs the Boost
+#          flavour), standalone package consumers, compile-fail tests
 #   format clang-format --dry-run --Werror over the C++ sources
 # Every step runs even if an earlier one failed; logs go to build/<step>.log. Rerunnable, -j2.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-./scripts/install-deps.sh cmake ninja-build g++ libsqlitecpp-dev libasio-dev catch2 clang-19 \
-  libclang-rt-19-dev clang-format librestinio-dev nlohmann-json3-dev libcpp-jwt-dev libssl-dev curl sqlite3
+./scripts/install-deps.sh cmake ninja-build g++ libsqlitecpp-dev libasio-dev libboost1.81-dev catch2 clang-19 \
+  libclang-rt-19-dev clang-format librestinio-dev nlohmann-json3-dev libcpp-jwt-dev libssl-dev curl sqlite3 \
+  libpqxx-dev pkg-config postgresql-15
 mkdir -p build
 
 # g++ 12's TSan needs a fixed memory layout: with more than 28 bits of mmap ASLR (vm.mmap_rnd_bits,

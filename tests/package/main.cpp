@@ -1,13 +1,9 @@
 // The smallest real consumer: one query through asyncdb on a file database, checked.
-// Shared by the find_package, add_subdirectory and include_path consumer projects.
+// Shared by the find_package, add_subdirectory and include_path consumer projects, each built once per
+// Asio flavour; it names Asio through asyncdb::net, so the flavour is whatever the build chose.
 #include <asyncdb/asyncdb.hpp>
 
 #include <SQLiteCpp/SQLiteCpp.h>
-
-#include <asio/awaitable.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
-#include <asio/use_awaitable.hpp>
 
 #include <chrono>
 #include <exception>
@@ -18,9 +14,16 @@
 
 namespace {
 
-asio::awaitable<int> ask(asyncdb::database& db) {
+namespace net = asyncdb::net;
+#if defined(ASYNCDB_USE_BOOST_ASIO)
+constexpr const char* flavour = "Boost.Asio";
+#else
+constexpr const char* flavour = "standalone Asio";
+#endif
+
+net::awaitable<int> ask(asyncdb::database& db) {
   co_return co_await asyncdb::async_run(
-      db, [](SQLite::Database& c) { return c.execAndGet("SELECT 40+2").getInt(); }, asio::use_awaitable);
+      db, [](SQLite::Database& c) { return c.execAndGet("SELECT 40+2").getInt(); }, net::use_awaitable);
 }
 
 }  // namespace
@@ -34,8 +37,8 @@ int main() {
   std::optional<int> answer;
   try {
     asyncdb::database db{dir / "consumer.db"};
-    asio::io_context io;
-    asio::co_spawn(io, ask(db), [&](const std::exception_ptr& error, int value) {
+    net::io_context io;
+    net::co_spawn(io, ask(db), [&](const std::exception_ptr& error, int value) {
       if (error) std::rethrow_exception(error);
       answer = value;
     });
@@ -45,6 +48,7 @@ int main() {
   }
   fs::remove_all(dir);
 
-  std::cout << "consumer: SELECT 40+2 -> " << (answer ? std::to_string(*answer) : "nothing") << '\n';
+  std::cout << "consumer (" << flavour << "): SELECT 40+2 -> " << (answer ? std::to_string(*answer) : "nothing")
+            << '\n';
   return answer == 42 ? 0 : 1;
 }
