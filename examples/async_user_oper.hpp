@@ -12,7 +12,7 @@ inline constexpr bool asyncdb::is_read_only<&get_user_by_name_sync> = true;
 
 // Guide method 1, `AsyncUserOper = to_async_db_oper(UserOper)`: every UserOper method is awaitable through
 // call<&UserOper::method>(args...); the named one-liners are for convenience. Each call returns an
-// asio::awaitable that holds copies of its arguments.
+// awaitable of the Asio flavour asyncdb is built with (asyncdb::net::awaitable) that holds copies of its arguments.
 class AsyncUserOper : public asyncdb::to_async_db_oper<AsyncUserOper, UserOper> {
  public:
   using to_async_db_oper::to_async_db_oper;
