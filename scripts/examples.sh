@@ -19,7 +19,8 @@ fi
 ./scripts/install-deps.sh libpqxx-dev pkg-config postgresql-15 || echo "examples.sh: cannot install PostgreSQL" >&2
 cmake --preset dev >/dev/null
 if cmake --build --preset dev --target example_11_postgres 2>/dev/null; then
-  export ASYNCDB_PG_DIR="$PWD/build/dev/examples/pg-cluster" ASYNCDB_PG_PORT=${ASYNCDB_PG_PORT:-55442}
+  # Outside the checkout: the servers run as the postgres user, who may not be allowed to enter it.
+  export ASYNCDB_PG_DIR=/tmp/asyncdb-pg-examples-$(id -u) ASYNCDB_PG_PORT=${ASYNCDB_PG_PORT:-55442}
   trap './scripts/pg-test-cluster.sh stop' EXIT
   eval "$(./scripts/pg-test-cluster.sh start)"
   export ASYNCDB_PG_PRIMARY ASYNCDB_PG_REPLICA

@@ -19,7 +19,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 conninfo() { echo "host=127.0.0.1 port=$1 dbname=$db user=postgres connect_timeout=5"; }
 
 as_postgres() {
-  if [[ $(id -un) == postgres ]]; then "$@"; else runuser -u postgres -- "$@"; fi
+  # From /: the caller's folder may be one the postgres user cannot enter.
+  if [[ $(id -un) == postgres ]]; then "$@"; else (cd / && runuser -u postgres -- "$@"); fi
 }
 
 running() {  # running <data dir>: the postmaster of that folder is alive
