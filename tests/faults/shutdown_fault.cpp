@@ -491,14 +491,15 @@ class lock_holder {
 
 TEST_CASE("close while another process holds the write lock is bounded by busy_timeout and the grace",
           "[faults][shutdown]") {
-  // Few writes: each waits busy_timeout, so close() takes about their sum. Many: the grace cuts it short.
+  // Writes queued behind one lock share one busy_timeout (they fail together once it is over), so close()
+  // takes about busy_timeout however many there are. With a grace shorter than that, the grace cuts it short.
   const bool many = GENERATE(false, true);
   test::temp_dir dir;
   { asyncdb::database create(dir.file(), shutdown_options()); }
   lock_holder other(dir.file());  // before any thread of this test
   auto opts = shutdown_options();
-  opts.busy_timeout = 400ms;
-  opts.close_grace = many ? 1000ms : 5000ms;
+  opts.busy_timeout = many ? 2000ms : 400ms;
+  opts.close_grace = many ? 100ms : 5000ms;
   const std::size_t n = many ? 50 : 2;
   faults::watchdog dog(30s, "close while another process holds the lock");
   asio::io_context ctx;
@@ -515,12 +516,11 @@ TEST_CASE("close while another process holds the write lock is bounded by busy_t
   other.release();
   ctx.run_for(10s);
   std::printf("shutdown behind another process's lock: %zu writes:%s\n", n, t.summary().c_str());
-  const auto bound = many ? opts.close_grace + 1s : opts.busy_timeout * static_cast<long>(n) + 1s;
-  CHECK(took < bound);
+  CHECK(took < (many ? opts.close_grace : opts.busy_timeout) + 1s);
+  if (many) CHECK(took < opts.busy_timeout);
   CHECK(t.each_once());
   CHECK(t.count(ok) == 0);
   CHECK(t.count(busy) + t.count(closed) + t.count(interrupted) == static_cast<int>(n));
-  if (many) CHECK(t.count(closed) > 0);
   const auto keys = keys_in(dir.file());
   CHECK(keys.empty());  // neither ours (all failed) nor the other process's uncommitted row
   check_stats_add_up(s, n);
