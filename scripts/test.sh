@@ -6,7 +6,7 @@
 #   asan   g++ -O0 AddressSanitizer + UBSan: standalone unit tests, fault suite (smaller), service, PostgreSQL
 #   tsan   g++ ThreadSanitizer: unit tests in both flavours, fault suite (smaller), PostgreSQL
 #   clang  clang++-19 -Werror: standalone unit tests, examples (10_boost_beast runs the Boost flavour),
-#          service, PostgreSQL, package consumers, compile-fail tests
+#          service, PostgreSQL, compile-fail tests
 #   format clang-format --dry-run --Werror over the C++ sources
 # Every step runs even if an earlier one failed; logs go to build/<step>.log. Rerunnable, -j2.
 set -euo pipefail
