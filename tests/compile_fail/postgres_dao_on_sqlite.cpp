@@ -1,4 +1,4 @@
-// expect: asyncdb: this DAO is constructed from pqxx::connection&, so its to_async_db_oper needs an asyncdb::postgres::database
+// expect: so its to_async_db_oper needs an asyncdb::postgres::database
 // needs: libpqxx
 // A libpqxx DAO's wrapper given an SQLite database: refused at compile time, naming the backend it needs.
 #include <asyncdb/postgres.hpp>
