@@ -29,7 +29,7 @@ class database {
   /// Closes as close() does. On one of the database's own threads (its last owner captured by an
   /// operation), it cannot wait for itself: intake stops at once and the database closes in the background.
   ~database() {
-    if (engine_ && engine_->on_own_thread()) detail::engine::close_in_background(std::move(engine_));
+    if (engine_ && engine_->on_own_thread()) detail::close_in_background(std::move(engine_));
   }
 
   /// Stops intake (later operations fail with errc::closed), runs what is already queued, rolls back

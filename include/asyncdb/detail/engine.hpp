@@ -1,22 +1,19 @@
 #pragma once
+#include <asyncdb/detail/grace_timer.hpp>
 #include <asyncdb/detail/group_commit.hpp>
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/lane.hpp>
+#include <asyncdb/detail/lane_group.hpp>
 #include <asyncdb/detail/sqlite.hpp>
 #include <asyncdb/error.hpp>
 #include <asyncdb/options.hpp>
 #include <asyncdb/stats.hpp>
 
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
-#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
-#include <stdexcept>
-#include <thread>
-#include <vector>
 
 namespace asyncdb {
 inline namespace ASYNCDB_FLAVOUR {
@@ -35,12 +32,10 @@ class engine {
     try {
       // One at a time, writer first: it creates the file and switches it to WAL, which the
       // read-only connections cannot do, and on_open sees connections in a fixed order.
-      lanes_.push_back(std::make_unique<lane>(true, path, opts_, writer_queue_, counters_, &group_commit::serve,
-                                              readers_closed_.get_future().share(), &reader_queue_));
-      lanes_.back()->start();
+      lanes_.add(std::make_unique<lane>(true, path, opts_, writer_queue_, counters_, &group_commit::serve,
+                                        readers_closed_.get_future().share(), &reader_queue_));
       for (std::size_t i = 0; i < opts_.readers; ++i) {
-        lanes_.push_back(std::make_unique<lane>(false, path, opts_, reader_queue_, counters_));
-        lanes_.back()->start();
+        lanes_.add(std::make_unique<lane>(false, path, opts_, reader_queue_, counters_));
       }
     } catch (...) {
       stop();
@@ -53,33 +48,16 @@ class engine {
   ~engine() { stop(); }
 
   void close() {
-    if (on_own_thread()) {
-      throw std::logic_error(
-          "asyncdb: database::close() called from one of its own threads (inside an operation); it would wait "
-          "for itself");
-    }
+    lanes_.refuse_close_from_own_thread("database");
     stop();
   }
 
-  bool on_own_thread() const noexcept {
-    for (const auto& l : lanes_) {
-      if (l->on_this_thread()) return true;
-    }
-    return false;
-  }
+  bool on_own_thread() const noexcept { return lanes_.contains_current_thread(); }
 
-  // For a database whose last owner dies on one of its own threads (a shared_ptr captured by an
-  // operation's function object): that thread cannot join itself, so intake stops now and a thread of
-  // its own closes the engine as close() would, once the calling lane is back in its loop.
-  static void close_in_background(std::unique_ptr<engine> e) {
-    e->writer_queue_.close(make_error_code(errc::closed));
-    e->reader_queue_.close(make_error_code(errc::closed));
-    engine* raw = e.release();
-    try {
-      std::thread([raw] { delete raw; }).detach();
-    } catch (...) {
-      // No thread to close it on: leaking the connections beats terminating inside a destructor.
-    }
+  // Intake stops at once (errc::closed); the rest of close() is left to the destructor (close_in_background).
+  void stop_intake() noexcept {
+    writer_queue_.close(make_error_code(errc::closed));
+    reader_queue_.close(make_error_code(errc::closed));
   }
 
   job_queue& queue(bool read_only) noexcept { return read_only && opts_.readers > 0 ? reader_queue_ : writer_queue_; }
@@ -101,7 +79,7 @@ class engine {
     s.group_commits = c.group_commits.load(std::memory_order_relaxed);
     s.grouped = c.grouped.load(std::memory_order_relaxed);
     s.rerouted = c.rerouted.load(std::memory_order_relaxed);
-    if (!lanes_.empty()) s.writer = lanes_.front()->holder();
+    if (!lanes_.empty()) s.writer = lanes_[0].holder();
     return s;
   }
 
@@ -118,53 +96,20 @@ class engine {
   void stop() noexcept {
     std::lock_guard lock(stop_mutex_);
     if (stopped_) return;
-    writer_queue_.close(make_error_code(errc::closed));
-    reader_queue_.close(make_error_code(errc::closed));
-    for (auto& l : lanes_) l->stop_sessions();
+    stop_intake();
+    for (const auto& l : lanes_.all()) l->stop_sessions();
     grace_timer timer(opts_.close_grace, [this] {
-      for (auto& l : lanes_) l->interrupt_for_close();
+      for (const auto& l : lanes_.all()) l->interrupt_for_close();
     });
-    for (std::size_t i = 1; i < lanes_.size(); ++i) lanes_[i]->join();
+    for (std::size_t i = 1; i < lanes_.size(); ++i) lanes_[i].join();
     writer_queue_.keep_open(false);
     if (!readers_closed_set_) {
       readers_closed_.set_value();
       readers_closed_set_ = true;
     }
-    if (!lanes_.empty()) lanes_.front()->join();
+    if (!lanes_.empty()) lanes_[0].join();
     stopped_ = true;
   }
-
-  // Calls `expired` on a thread of its own once `grace` has passed, unless destroyed first (then never).
-  class grace_timer {
-   public:
-    grace_timer(std::chrono::milliseconds grace, std::function<void()> expired) noexcept {
-      try {
-        thread_ = std::thread([this, grace, expired = std::move(expired)] {
-          std::unique_lock lock(mutex_);
-          if (!cv_.wait_for(lock, grace, [this] { return done_; })) expired();
-        });
-      } catch (...) {
-        // No thread for the timer: close() then waits for running work, as it would with an endless grace.
-      }
-    }
-    grace_timer(const grace_timer&) = delete;
-    grace_timer& operator=(const grace_timer&) = delete;
-    ~grace_timer() {
-      if (!thread_.joinable()) return;
-      {
-        std::lock_guard lock(mutex_);
-        done_ = true;
-      }
-      cv_.notify_one();
-      thread_.join();
-    }
-
-   private:
-    std::mutex mutex_;
-    std::condition_variable cv_;
-    bool done_ = false;
-    std::thread thread_;
-  };
 
   options opts_;
   std::shared_ptr<counters> counters_;
@@ -172,7 +117,7 @@ class engine {
   job_queue reader_queue_;
   std::promise<void> readers_closed_;  // the writer's connection closes after every reader's
   bool readers_closed_set_ = false;
-  std::vector<std::unique_ptr<lane>> lanes_;
+  lane_group<lane> lanes_;
   std::mutex stop_mutex_;
   bool stopped_ = false;
 };

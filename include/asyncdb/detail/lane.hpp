@@ -2,14 +2,12 @@
 // A lane: one thread, the connection it owns from open to close, and the loop that serves one queue.
 #include <asyncdb/detail/connection.hpp>
 #include <asyncdb/detail/job_queue.hpp>
-#include <asyncdb/detail/session_state.hpp>
+#include <asyncdb/detail/lane_thread.hpp>
+#include <asyncdb/detail/session_slot.hpp>
 #include <asyncdb/error.hpp>
 #include <asyncdb/options.hpp>
 #include <asyncdb/stats.hpp>
 
-#if defined(__linux__)
-#include <pthread.h>
-#endif
 #include <chrono>
 #include <exception>
 #include <filesystem>
@@ -19,7 +17,6 @@
 #include <mutex>
 #include <optional>
 #include <string_view>
-#include <thread>
 #include <utility>
 
 namespace asyncdb {
@@ -50,19 +47,11 @@ class lane {
         readers_(readers) {}
   lane(const lane&) = delete;
   lane& operator=(const lane&) = delete;
-  ~lane() { join(); }
-
-  // Opens the connection on the new thread and runs on_open there; rethrows what they threw.
+  // Opens the connection on the lane's thread and runs on_open there; rethrows what they threw.
   void start() {
-    std::promise<void> opened;
-    auto ready = opened.get_future();
-    thread_ = std::thread([this, opened = std::move(opened)]() mutable { main(opened); });
-    ready.get();
+    thread_.start(writer_ ? "asyncdb-writer" : "asyncdb-reader", [this](std::promise<void>& opened) { main(opened); });
   }
-
-  void join() noexcept {
-    if (thread_.joinable()) thread_.join();
-  }
+  void join() noexcept { thread_.join(); }
 
   // Any thread: close()'s grace is over (see connection::interrupt_for_close). Under conn_mutex_, so the
   // connection cannot close meanwhile.
@@ -79,7 +68,7 @@ class lane {
     if (readers_ != nullptr) readers_->hold(false);
   }
 
-  bool on_this_thread() const noexcept { return thread_.get_id() == std::this_thread::get_id(); }
+  bool on_this_thread() const noexcept { return thread_.is_current(); }
   bool is_writer() const noexcept { return writer_; }
 
   // On the lane's thread only.
@@ -108,35 +97,22 @@ class lane {
   // left open. False, without serving, when the database is closing.
   bool serve_session(const std::shared_ptr<session_state>& s, std::string_view name,
                      const std::function<void()>& granted) {
-    {
-      std::lock_guard lock(session_mutex_);
-      if (stopping_) return false;
-      session_ = s;
-    }
+    if (!sessions_.enter(s)) return false;
     hold(writer_holder::kind::session, name);
     granted();
     while (auto j = s->queue.pop()) j->execute(*this);
     rollback_if_open(conn_->handle());
     release_hold();
-    std::lock_guard lock(session_mutex_);
-    session_.reset();
+    sessions_.leave();
     return true;
   }
 
   // Refuses new sessions and ends the one being served: what it already queued still runs, then its
   // open transaction is rolled back.
-  void stop_sessions() {
-    std::lock_guard lock(session_mutex_);
-    stopping_ = true;
-    if (session_) session_->queue.close(make_error_code(errc::closed));
-  }
+  void stop_sessions() { sessions_.stop(); }
 
  private:
   void main(std::promise<void>& opened) {
-#if defined(__linux__)
-    // Visible in top, perf and gdb; the name is best effort (15 characters at most).
-    pthread_setname_np(pthread_self(), writer_ ? "asyncdb-writer" : "asyncdb-reader");
-#endif
     std::exception_ptr failed;
     try {
       std::lock_guard lock(conn_mutex_);
@@ -176,14 +152,12 @@ class lane {
   job_queue* const readers_;  // the writer's: the readers' queue, held during a checkpoint
   std::mutex conn_mutex_;     // guards opening and closing conn_ against interrupt_for_close
   std::optional<connection> conn_;
-  std::thread thread_;
 
   mutable std::mutex holder_mutex_;
   holder_state holder_;
 
-  std::mutex session_mutex_;
-  std::shared_ptr<session_state> session_;
-  bool stopping_ = false;
+  session_slot sessions_;
+  lane_thread thread_;  // last: joined before the members its thread uses are destroyed
 };
 
 }  // namespace detail
