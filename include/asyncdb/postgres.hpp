@@ -61,6 +61,12 @@ struct options {
 
   /// The longest a read waits for the replica under read_your_writes before it fails.
   std::chrono::milliseconds replica_wait{5000};
+
+  /// How long close() (or the destructor) lets queued and running work finish. Past it, operations still
+  /// queued fail with errc::closed and the statements still running are cancelled on the server (the
+  /// operation fails with the server's error, 57014, its transaction rolled back); a COMMIT under way ends
+  /// as the server decides.
+  std::chrono::milliseconds close_grace{5000};
 };
 
 /// One connection as stats() sees it.
@@ -92,7 +98,7 @@ class database {
 
   /// Closes as close() does; on one of its own threads, in the background.
   ~database() {
-    if (engine_ && engine_->on_own_thread()) detail::pg::engine::close_in_background(std::move(engine_));
+    if (engine_ && engine_->on_own_thread()) detail::close_in_background(std::move(engine_));
   }
 
   /// Stops intake (errc::closed), runs what is queued, rolls back open sessions, closes every connection on
@@ -128,6 +134,7 @@ class database {
             o.readers,
             o.max_queued,
             o.connect_timeout,
+            o.close_grace,
             {std::move(o.on_open), o.reconnect_backoff, o.max_reconnect_backoff, o.refuse_swallowed_errors,
              o.read_your_writes, o.replica_wait, nullptr}};
   }

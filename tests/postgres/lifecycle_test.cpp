@@ -264,3 +264,98 @@ TEST_CASE("destroying the io_context before the PostgreSQL database with operati
   CHECK(rows_named(s, "blocker") == 1);
   for (int i = 0; i < queued; ++i) CHECK(rows_named(s, "queued" + std::to_string(i)) == 1);
 }
+
+namespace {
+
+// The SQLSTATE of a pqxx::sql_error in `e`; empty for anything else (or nothing).
+std::string sqlstate_of(const std::exception_ptr& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const pqxx::sql_error& s) {
+    return s.sqlstate();
+  } catch (...) {
+    return {};
+  }
+}
+
+struct outcome {
+  std::atomic<bool> done{false};
+  std::exception_ptr error;
+};
+
+}  // namespace
+
+TEST_CASE("close() on PostgreSQL cancels what still runs past close_grace and fails what has not started",
+          "[postgres][shutdown]") {
+  pgtest::schema s;
+  auto o = s.options(2, 0, false);
+  o.close_grace = 300ms;
+  std::optional<asyncdb::postgres::database> pg;
+  pg.emplace(std::move(o));
+  asio::io_context ctx;
+  std::atomic<int> entered{0};
+
+  // One statement that never ends, after a write of the same transaction.
+  auto endless = [&entered](pqxx::connection& c) {
+    pqxx::work w{c};
+    w.exec("INSERT INTO users(name, email) VALUES ('endless', 'e@x')");
+    ++entered;
+    w.exec("SELECT pg_sleep(3600)");
+    w.commit();
+  };
+  // Between two statements as the grace ends: the server ignores a cancel that finds its backend idle, so
+  // close() repeats it until the operation ends, and the endless statement that follows is cancelled too.
+  auto late = [&entered](pqxx::connection& c) {
+    pqxx::work w{c};
+    w.exec("INSERT INTO users(name, email) VALUES ('late', 'l@x')");
+    ++entered;
+    std::this_thread::sleep_for(600ms);  // on the client, past the 300 ms grace
+    w.exec("SELECT pg_sleep(3600)");
+    w.commit();
+  };
+  std::atomic<bool> queued_ran{false};
+  auto queued = [&queued_ran](pqxx::connection& c) {
+    queued_ran = true;
+    pqxx::work w{c};
+    w.exec("INSERT INTO users(name, email) VALUES ('queued', 'q@x')");
+    w.commit();
+  };
+  outcome results[3];
+  auto record = [](outcome& r) {
+    return [&r](std::exception_ptr e) {
+      r.error = e;
+      r.done = true;
+    };
+  };
+  asyncdb::async_run(*pg, endless, asio::bind_executor(ctx, record(results[0])));
+  asyncdb::async_run(*pg, late, asio::bind_executor(ctx, record(results[1])));
+  run_until(ctx, [&] { return entered == 2; });
+  asyncdb::async_run(*pg, queued, asio::bind_executor(ctx, record(results[2])));
+  run_until(ctx, [&] { return pg->stats().queued == 1; });
+
+  std::atomic<bool> closed{false};
+  const auto start = std::chrono::steady_clock::now();
+  {
+    faults::watchdog dog{30s, "postgres close() past its grace"};
+    std::thread closer([&] {
+      pg->close();
+      closed = true;
+    });
+    run_until(ctx, [&] { return closed.load() && results[0].done && results[1].done && results[2].done; }, 25s);
+    closer.join();
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK(took >= 300ms);  // the grace was given
+  CHECK(sqlstate_of(results[0].error) == "57014");  // query_canceled, from the server
+  CHECK(sqlstate_of(results[1].error) == "57014");
+  CHECK(test::code_of(results[2].error) == asyncdb::errc::closed);
+  CHECK_FALSE(queued_ran.load());
+  // Nothing of the cancelled transactions, nor of the refused one, was written.
+  CHECK(rows_named(s, "endless") == 0);
+  CHECK(rows_named(s, "late") == 0);
+  CHECK(rows_named(s, "queued") == 0);
+  const auto st = pg->stats();
+  CHECK(st.failed == 3);
+  CHECK(st.completed == 0);
+}

@@ -2,7 +2,9 @@
 // The lanes of one PostgreSQL database: `writers` connections to the primary sharing one queue, and
 // `readers` connections per replica (or read-only ones to the primary) sharing another.
 #include <asyncdb/detail/counters.hpp>
+#include <asyncdb/detail/grace_timer.hpp>
 #include <asyncdb/detail/job_queue.hpp>
+#include <asyncdb/detail/lane_group.hpp>
 #include <asyncdb/detail/pg/canceller.hpp>
 #include <asyncdb/detail/pg/config.hpp>
 #include <asyncdb/detail/pg/lane.hpp>
@@ -24,6 +26,7 @@ struct engine_config {
   std::size_t readers = 2;
   std::size_t max_queued = 65536;
   std::chrono::seconds connect_timeout{5};
+  std::chrono::milliseconds close_grace{5000};
   lane_settings settings;
 };
 
@@ -55,36 +58,22 @@ class engine {
   ~engine() { stop(); }
 
   void close() {
-    if (on_own_thread()) {
-      throw std::logic_error(
-          "asyncdb: postgres::database::close() called from one of its own threads (inside an operation); it "
-          "would wait for itself");
-    }
+    lanes_.refuse_close_from_own_thread("postgres::database");
     stop();
   }
 
-  bool on_own_thread() const noexcept {
-    for (const auto& l : lanes_) {
-      if (l->on_this_thread()) return true;
-    }
-    return false;
-  }
+  bool on_own_thread() const noexcept { return lanes_.contains_current_thread(); }
 
-  static void close_in_background(std::unique_ptr<engine> e) {
-    e->writer_queue_.close(make_error_code(errc::closed));
-    e->reader_queue_.close(make_error_code(errc::closed));
-    engine* raw = e.release();
-    try {
-      std::thread([raw] { delete raw; }).detach();
-    } catch (...) {
-      // No thread to close it on: leaking the connections beats terminating inside a destructor.
-    }
+  // Intake stops at once (errc::closed); the rest of close() is left to the destructor (close_in_background).
+  void stop_intake() noexcept {
+    writer_queue_.close(make_error_code(errc::closed));
+    reader_queue_.close(make_error_code(errc::closed));
   }
 
   job_queue& queue(bool read_only) noexcept { return read_only && has_readers() ? reader_queue_ : writer_queue_; }
   bool has_readers() const noexcept { return cfg_.readers > 0; }
   counters& stats_counters() noexcept { return *counters_; }
-  const std::vector<std::unique_ptr<lane>>& lanes() const noexcept { return lanes_; }
+  const std::vector<std::unique_ptr<lane>>& lanes() const noexcept { return lanes_.all(); }
 
  private:
   static std::shared_ptr<counters> make_counters(const engine_config& c) {
@@ -94,21 +83,30 @@ class engine {
   }
 
   void add_lane(const std::string& conninfo, bool writer, bool read_only, bool on_replica, job_queue& q) {
-    lanes_.push_back(
-        std::make_unique<lane>(conninfo, writer, read_only, on_replica, cfg_.settings, q, counters_, cancels_));
-    lanes_.back()->start();
+    lanes_.add(std::make_unique<lane>(conninfo, writer, read_only, on_replica, cfg_.settings, q, counters_, cancels_));
   }
 
   // Intake stops, sessions end, each lane drains its queue and closes its connection on its own thread;
-  // the canceller goes last, as lanes may wait for its requests. Idempotent.
+  // the canceller goes last, as lanes may wait for its requests. Past close_grace every lane starts nothing
+  // more and what runs is cancelled on the server, again every grace_repeat until it ends (a cancel
+  // only stops the statement running as it arrives). Idempotent.
   void stop() noexcept {
     std::lock_guard lock(stop_mutex_);
-    writer_queue_.close(make_error_code(errc::closed));
-    reader_queue_.close(make_error_code(errc::closed));
-    for (auto& l : lanes_) l->stop_sessions();
-    for (auto& l : lanes_) l->join();
+    stop_intake();
+    for (const auto& l : lanes_.all()) l->stop_sessions();
+    {
+      grace_timer timer(
+          cfg_.close_grace,
+          [this] {
+            for (const auto& l : lanes_.all()) l->interrupt_for_close();
+          },
+          grace_repeat);
+      for (const auto& l : lanes_.all()) l->join();
+    }
     cancels_.stop();
   }
+
+  static constexpr std::chrono::milliseconds grace_repeat{100};
 
   std::atomic<std::uint64_t> written_lsn_{0};
   engine_config cfg_;
@@ -116,7 +114,7 @@ class engine {
   job_queue writer_queue_;
   job_queue reader_queue_;
   canceller cancels_;
-  std::vector<std::unique_ptr<lane>> lanes_;
+  lane_group<lane> lanes_;
   std::mutex stop_mutex_;
 };
 

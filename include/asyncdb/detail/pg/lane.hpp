@@ -2,19 +2,18 @@
 // A PostgreSQL lane: one thread, the connection it owns (replaced after a fault), the DAOs built on it,
 // and the loop that serves one queue (the writers share one, the readers of each replica one more).
 #include <asyncdb/detail/job_queue.hpp>
+#include <asyncdb/detail/lane_thread.hpp>
 #include <asyncdb/detail/pg/canceller.hpp>
 #include <asyncdb/detail/pg/config.hpp>
 #include <asyncdb/detail/pg/connection.hpp>
-#include <asyncdb/detail/session_state.hpp>
+#include <asyncdb/detail/session_slot.hpp>
 #include <asyncdb/error.hpp>
 
 #include <pqxx/except>
 #include <pqxx/transaction_base>
 
-#if defined(__linux__)
-#include <pthread.h>
-#endif
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <future>
@@ -24,7 +23,6 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 
 namespace asyncdb::detail::pg {
@@ -71,21 +69,14 @@ class lane {
         backoff_(settings.reconnect_backoff) {}
   lane(const lane&) = delete;
   lane& operator=(const lane&) = delete;
-  ~lane() { join(); }
-
-  // Connects on the new thread; rethrows the first connect's failure.
+  // Connects on the lane's thread; rethrows the first connect's failure.
   void start() {
-    std::promise<void> opened;
-    auto ready = opened.get_future();
-    thread_ = std::thread([this, opened = std::move(opened)]() mutable { main(opened); });
-    ready.get();
+    thread_.start(writer_ ? "asyncdb-pg-write" : "asyncdb-pg-read",
+                  [this](std::promise<void>& opened) { main(opened); });
   }
+  void join() noexcept { thread_.join(); }
 
-  void join() noexcept {
-    if (thread_.joinable()) thread_.join();
-  }
-
-  bool on_this_thread() const noexcept { return thread_.get_id() == std::this_thread::get_id(); }
+  bool on_this_thread() const noexcept { return thread_.is_current(); }
   bool is_writer() const noexcept { return writer_; }
   bool is_read_only() const noexcept { return read_only_; }
   const lane_settings& settings() const noexcept { return settings_; }
@@ -110,27 +101,18 @@ class lane {
   // Serves one session until it is released, then rolls back what it left open. False when closing.
   template <class Granted>
   bool serve_session(const std::shared_ptr<session_state>& s, std::string_view name, Granted&& granted) {
-    {
-      std::lock_guard lock(session_mutex_);
-      if (stopping_) return false;
-      session_ = s;
-    }
+    if (!sessions_.enter(s)) return false;
     hold(name);
     granted();
     while (auto j = s->queue.pop()) dispatch(j);
     end_session_transaction();  // aborts: a session never commits behind its owner's back
     if (conn_) conn_->rollback_if_open();
     hold({});
-    std::lock_guard lock(session_mutex_);
-    session_.reset();
+    sessions_.leave();
     return true;
   }
 
-  void stop_sessions() {
-    std::lock_guard lock(session_mutex_);
-    stopping_ = true;
-    if (session_) session_->queue.close(make_error_code(errc::closed));
-  }
+  void stop_sessions() { sessions_.stop(); }
 
   // The transaction a session holds open (begin(), or a read session's snapshot); on the lane's thread.
   std::unique_ptr<pqxx::transaction_base>& session_transaction() noexcept { return session_txn_; }
@@ -170,6 +152,13 @@ class lane {
     }
   }
 
+  // Any thread: close()'s grace is over. The lane starts nothing more (what is queued fails with
+  // errc::closed) and the statement running now, if any, is cancelled on the server.
+  void interrupt_for_close() noexcept {
+    closing_.store(true, std::memory_order_relaxed);
+    cancels_.request(target_);
+  }
+
   // After each operation: a connection that died (or was left unusable) is dropped with its DAOs, and
   // replaced at once if the server answers.
   void after_operation() noexcept {
@@ -181,9 +170,6 @@ class lane {
 
  private:
   void main(std::promise<void>& opened) {
-#if defined(__linux__)
-    pthread_setname_np(pthread_self(), writer_ ? "asyncdb-pg-write" : "asyncdb-pg-read");
-#endif
     std::exception_ptr failed;
     try {
       connect();
@@ -204,6 +190,10 @@ class lane {
   void dispatch(const std::shared_ptr<job>& j) noexcept {
     task* t = dynamic_cast<task*>(j.get());  // PostgreSQL queues hold PostgreSQL operations only
     if (t == nullptr) return;
+    if (closing_.load(std::memory_order_relaxed)) {
+      t->refuse(*this, std::make_exception_ptr(system_error(errc::closed)));
+      return;
+    }
     if (!conn_ && !try_connect()) {
       t->refuse(*this, down_error());
       return;
@@ -246,11 +236,8 @@ class lane {
   }
 
   void drop(std::string why) noexcept {
-    {
-      std::lock_guard lock(session_mutex_);
-      if (session_ && session_txn_) session_->aborted = true;  // its transaction died with the connection
-    }
-    end_session_transaction();  // refers to the connection: gone first
+    if (session_txn_) sessions_.abort_current();  // its transaction died with the connection
+    end_session_transaction();                    // refers to the connection: gone first
     conn_.reset();
     std::lock_guard lock(mutex_);
     info_.state = connection_state::down;
@@ -284,15 +271,14 @@ class lane {
   std::unique_ptr<pqxx::transaction_base> session_txn_;  // declared after conn_: destroyed first
   std::chrono::milliseconds backoff_;
   std::chrono::steady_clock::time_point next_attempt_{};
-  std::thread thread_;
 
   mutable std::mutex mutex_;
   lane_snapshot info_;
   std::string_view holder_;  // static storage: a function name or a literal
 
-  std::mutex session_mutex_;
-  std::shared_ptr<session_state> session_;
-  bool stopping_ = false;
+  std::atomic<bool> closing_{false};  // close()'s grace is over; never cleared
+  session_slot sessions_;
+  lane_thread thread_;  // last: joined before the members its thread uses are destroyed
 };
 
 }  // namespace asyncdb::detail::pg
