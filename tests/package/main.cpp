@@ -1,7 +1,12 @@
 // The smallest real consumer: one query through asyncdb on a file database, checked.
 // Shared by the find_package, add_subdirectory and include_path consumer projects, each built once per
-// Asio flavour; it names Asio through asyncdb::net, so the flavour is whatever the build chose.
+// Asio flavour; it names Asio through asyncdb::net, so the flavour is whatever the build chose. With
+// ASYNCDB_CONSUMER_POSTGRES (find_package COMPONENTS postgres) it also opens a PostgreSQL database on a port
+// where no server listens, which must fail with pqxx::broken_connection: linked and running, no server needed.
 #include <asyncdb/asyncdb.hpp>
+#if defined(ASYNCDB_CONSUMER_POSTGRES)
+#include <asyncdb/postgres.hpp>
+#endif
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
@@ -26,6 +31,20 @@ net::awaitable<int> ask(asyncdb::database& db) {
       db, [](SQLite::Database& c) { return c.execAndGet("SELECT 40+2").getInt(); }, net::use_awaitable);
 }
 
+#if defined(ASYNCDB_CONSUMER_POSTGRES)
+// "broken_connection" when opening a database on a closed port fails as it must.
+std::string open_without_server() {
+  try {
+    asyncdb::postgres::database pg{{.primary = "host=127.0.0.1 port=1 dbname=none connect_timeout=2", .writers = 1}};
+    return "connected?";
+  } catch (const pqxx::broken_connection&) {
+    return "broken_connection";
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+#endif
+
 }  // namespace
 
 int main() {
@@ -48,7 +67,13 @@ int main() {
   }
   fs::remove_all(dir);
 
-  std::cout << "consumer (" << flavour << "): SELECT 40+2 -> " << (answer ? std::to_string(*answer) : "nothing")
-            << '\n';
+  std::cout << "consumer (" << flavour << "): SELECT 40+2 -> " << (answer ? std::to_string(*answer) : "nothing");
+#if defined(ASYNCDB_CONSUMER_POSTGRES)
+  const std::string pg = open_without_server();
+  std::cout << "; postgres without a server -> " << pg << '\n';
+  if (pg != "broken_connection") return 1;
+#else
+  std::cout << '\n';
+#endif
   return answer == 42 ? 0 : 1;
 }

@@ -47,7 +47,7 @@ inline std::exception_ptr settle(lane& l, std::exception_ptr ep, const lease_wat
     return ep;
   }
   if (s == nullptr && c.rollback_if_open() && !ep) {
-    ep = std::make_exception_ptr(std::system_error(errc::transaction_left_open));
+    ep = std::make_exception_ptr(system_error(errc::transaction_left_open));
   }
   if (!ep && w.rolled_back_after_error && l.settings().refuse_swallowed_errors) {
     ep = std::make_exception_ptr(std::runtime_error(
@@ -98,7 +98,7 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
     if (aborted && session_ != nullptr && !session_->read_only && l.session_transaction()) session_->aborted = true;
     if (session_ == nullptr) l.hold({});
     c.running.fetch_sub(1, std::memory_order_relaxed);
-    if (aborted) ep_ = std::make_exception_ptr(std::system_error(net::error::operation_aborted));
+    if (aborted) ep_ = std::make_exception_ptr(system_error(net::error::operation_aborted));
     if (w.commits > 0 && !l.conn().is_broken()) l.note_write();
     (aborted ? c.cancelled : ep_ ? c.failed : c.completed).fetch_add(1, std::memory_order_relaxed);
     fn_.reset();

@@ -40,7 +40,7 @@ auto in_session(std::shared_ptr<session_state> s, Fn fn, std::string_view name, 
   return start_in_session<R>(
       net::use_awaitable, std::move(s),
       [fn = std::move(fn), raw, allowed_when_aborted](lane& l) mutable -> R {
-        if (raw->aborted && !allowed_when_aborted) throw std::system_error(errc::transaction_aborted);
+        if (raw->aborted && !allowed_when_aborted) throw system_error(errc::transaction_aborted);
         try {
           return fn(l, *raw);
         } catch (const pqxx::usage_error& e) {
@@ -52,7 +52,7 @@ auto in_session(std::shared_ptr<session_state> s, Fn fn, std::string_view name, 
 }
 
 inline void check_writable(const session_state& s) {
-  if (s.read_only) throw std::system_error(errc::read_only_session);
+  if (s.read_only) throw system_error(errc::read_only_session);
 }
 
 inline net::awaitable<void> session_begin(std::shared_ptr<session_state> s) {
@@ -176,7 +176,7 @@ class session_open_op final : public async_op<Handler, AsyncDbSession>, public t
     });
     if (!served) {
       c.failed.fetch_add(1, std::memory_order_relaxed);
-      this->deliver(std::make_exception_ptr(std::system_error(errc::closed)), AsyncDbSession{});
+      this->deliver(std::make_exception_ptr(system_error(errc::closed)), AsyncDbSession{});
     }
     l.after_operation();
   }
