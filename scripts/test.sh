@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole suite, as CI runs it (.ci/run). Each step is a CMake workflow preset (configure, build, test):
-#   dev    g++ -Werror: unit tests in both Asio flavours (unit.*, unit_boost.*), the fault suite (faults.*),
+#   dev    g++ -Werror: unit tests (unit.*; the Boost flavour through package consumers, mixed_flavours and
+#          the Beast example), the fault suite (faults.*),
 #          PostgreSQL against a throwaway primary and replica (pg.*), examples, the users service over HTTP
 #          (service.*), package consumers for both flavours, compile-fail tests; every header on its own
 #   asan   g++ -O0 AddressSanitizer + UBSan: standalone unit tests, fault suite (smaller), service, PostgreSQL
-#   tsan   g++ ThreadSanitizer: unit tests in both flavours, fault suite (smaller), PostgreSQL
+#   tsan   g++ ThreadSanitizer: unit tests in both flavours (unit.*, unit_boost.*), fault suite (smaller),
+#          PostgreSQL
 #   clang  clang++-19 -Werror: standalone unit tests, examples (10_boost_beast runs the Boost flavour),
 #          service, PostgreSQL, compile-fail tests
 #   format clang-format --dry-run --Werror over the C++ sources
