@@ -701,3 +701,37 @@ TEST_CASE(
 }
 
 }  // namespace
+
+TEST_CASE("close() with close_grace set to milliseconds max never cuts work short", "[shutdown]") {
+  // "Never" must mean never: a grace that overflowed the timer's clock arithmetic would expire at once, and
+  // the writes queued behind the blocker would fail with errc::closed instead of running.
+  test::temp_dir dir;
+  auto opts = test::default_options();
+  opts.close_grace = std::chrono::milliseconds::max();
+  asyncdb::database db{dir.file(), opts};
+  net::io_context ctx;
+  test::gate g;
+  test::open_at_exit guard{g};
+  std::atomic<bool> entered{false};
+  auto block = [&g, &entered](SQLite::Database&) {
+    entered = true;
+    g.wait();
+  };
+  test::completion blocker;
+  asyncdb::async_run(db, block, net::bind_executor(ctx, test::record_into(blocker)));
+  run_until(ctx, [&] { return entered.load(); });
+  test::completion queued[3];
+  for (int i = 0; i < 3; ++i) insert_named(db, ctx.get_executor(), "g" + std::to_string(i), queued[i]);
+  std::atomic<bool> closed{false};
+  std::jthread closer([&] {
+    db.close();
+    closed = true;
+  });
+  std::this_thread::sleep_for(200ms);  // an expiry at once would have interrupted by now
+  CHECK_FALSE(closed.load());
+  g.open();
+  run_until(ctx, [&] { return closed.load() && blocker.done && queued[0].done && queued[1].done && queued[2].done; });
+  CHECK_FALSE(blocker.error);
+  for (const auto& q : queued) CHECK_FALSE(q.error);
+  CHECK(test::count_rows(dir.file(), "name LIKE 'g%'") == 3);
+}

@@ -2,6 +2,7 @@
 // close()'s grace, for every backend: how long running work may go on before it is interrupted.
 #include <asyncdb/detail/config.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -13,7 +14,8 @@ inline namespace ASYNCDB_FLAVOUR {
 namespace detail {
 
 // Calls `expired` on a thread of its own once `grace` has passed, then again every `repeat` (if positive)
-// until destroyed; never, if destroyed first. `expired` runs under the timer's lock, so it must not block.
+// until destroyed; never, if destroyed first. `expired` runs under the timer's lock; it may wait briefly
+// (SQLite's interrupt waits for a connection being closed), never for the thread destroying the timer.
 class grace_timer {
  public:
   grace_timer(std::chrono::milliseconds grace, std::function<void()> expired,
@@ -21,7 +23,9 @@ class grace_timer {
     try {
       thread_ = std::thread([this, grace, repeat, expired = std::move(expired)] {
         std::unique_lock lock(mutex_);
-        auto wait = grace;
+        // condition_variable::wait_for counts in nanoseconds: milliseconds::max() ("never") would overflow
+        // into an instant expiry. A century is never enough.
+        auto wait = std::min(grace, std::chrono::milliseconds(std::chrono::hours(24 * 365 * 100)));
         while (!cv_.wait_for(lock, wait, [this] { return done_; })) {
           expired();
           if (repeat <= std::chrono::milliseconds::zero()) return;
