@@ -5,6 +5,7 @@
 #include <asyncdb/detail/pg/libpq.hpp>
 
 #include <condition_variable>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -80,9 +81,13 @@ class canceller {
     for (;;) {
       target* next = nullptr;
       wake_.wait(lock, [&] {
-        for (auto& t : targets_) {
-          if (t->pending) {
-            next = t.get();
+        // Round robin from the target after the last one served: close() re-requests every 100 ms, and a
+        // scan from the first target would serve the first few lanes for ever and never the others.
+        for (std::size_t i = 0; i < targets_.size(); ++i) {
+          const std::size_t k = (cursor_ + 1 + i) % targets_.size();
+          if (targets_[k]->pending) {
+            next = targets_[k].get();
+            cursor_ = k;
             return true;
           }
         }
@@ -105,6 +110,7 @@ class canceller {
   std::condition_variable wake_;
   std::condition_variable done_;
   std::vector<std::unique_ptr<target>> targets_;
+  std::size_t cursor_ = 0;  // the target served last
   bool stopping_ = false;
   std::thread thread_;
 };
