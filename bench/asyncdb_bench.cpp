@@ -38,15 +38,6 @@ struct cli {
   std::set<std::string> contenders;  // empty: every contender
 };
 
-std::set<std::string> split(const std::string& list) {
-  std::set<std::string> out;
-  std::stringstream in(list);
-  for (std::string item; std::getline(in, item, ',');) {
-    if (!item.empty()) out.insert(item);
-  }
-  return out;
-}
-
 const char* usage =
     "usage: asyncdb_bench [--quick] [--json FILE] [--runs N] [--only W1,W1c1,W2,W2f,W3,W4]\n"
     "                     [--contenders S,peer,asyncdb] [--poll-us N]\n"
@@ -73,9 +64,9 @@ cli parse(int argc, char** argv) {
       c.runs = std::stoi(value());
       if (c.runs < 1) throw std::invalid_argument("--runs must be at least 1");
     } else if (a == "--only") {
-      c.only = split(value());
+      c.only = split_list(value());
     } else if (a == "--contenders") {
-      c.contenders = split(value());
+      c.contenders = split_list(value());
     } else if (a == "--poll-us") {
       bench::asyncdb_poll = std::chrono::microseconds(std::stoi(value()));
     } else if (a == "--help" || a == "-h") {
@@ -86,20 +77,6 @@ cli parse(int argc, char** argv) {
     }
   }
   return c;
-}
-
-const char* name_of(contender c) {
-  switch (c) {
-    case contender::s:
-      return "S";
-    case contender::s_bulk:
-      return "S-bulk";
-    case contender::peer:
-      return "peer";
-    case contender::asyncdb:
-      return "asyncdb";
-  }
-  return "?";
 }
 
 // A fresh folder under the system temp dir (TMPDIR), removed at scope exit.
@@ -127,53 +104,6 @@ struct workload {
   std::vector<contender> who;
   std::function<sample(contender)> measure;
 };
-
-using samples = std::map<contender, std::vector<sample>>;
-
-double median(std::vector<double> v) {
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  const std::size_t m = v.size() / 2;
-  return v.size() % 2 == 1 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-
-row make_row(const std::string& id, const std::string& what, const std::string& unit, bool higher_is_better,
-             const samples& from, double sample::*field) {
-  row r;
-  r.id = id;
-  r.what = what;
-  r.unit = unit;
-  r.higher_is_better = higher_is_better;
-  for (const auto& [c, list] : from) {
-    std::vector<double> values;
-    for (const sample& s : list) values.push_back(s.*field);
-    if (std::all_of(values.begin(), values.end(), [](double v) { return std::isnan(v); })) continue;
-    const double m = median(values);
-    r.runs[name_of(c)] = values;
-    switch (c) {
-      case contender::s:
-        r.s = m;
-        break;
-      case contender::s_bulk:
-        r.s_bulk = m;
-        break;
-      case contender::peer:
-        r.peer = m;
-        break;
-      case contender::asyncdb:
-        r.asyncdb = m;
-        break;
-    }
-  }
-  return r;
-}
-
-void set_target(row& r, const std::string& text, double value, double limit, bool at_least) {
-  r.target = text;
-  r.target_limit = limit;
-  if (std::isnan(value) || std::isnan(limit)) return;
-  r.target_met = (at_least ? value >= limit : value <= limit) ? 1 : 0;
-}
 
 std::vector<row> build_rows(std::map<std::string, samples>& results, std::size_t in_flight) {
   std::vector<row> rows;
@@ -232,31 +162,6 @@ std::vector<row> build_rows(std::map<std::string, samples>& results, std::size_t
   return rows;
 }
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string host_name() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
-  return buf;
-}
-
-std::string progress_value(const sample& s) {
-  std::ostringstream o;
-  if (!std::isnan(s.ops_per_s)) o << static_cast<long long>(s.ops_per_s) << " ops/s";
-  if (std::isnan(s.ops_per_s) && !std::isnan(s.seconds)) o << s.seconds << " s";
-  if (!std::isnan(s.p50_us)) o << ", p50 " << s.p50_us << " us, p99 " << s.p99_us << " us";
-  if (!std::isnan(s.allocs_per_op)) o << ", " << s.allocs_per_op << " allocs/op";
-  if (!std::isnan(s.lag_ms)) o << ", lag " << s.lag_ms << " ms";
-  return o.str();
-}
-
 // glibc trims and re-faults the main thread's heap (brk) after each large free, while the heaps of other
 // threads keep their pages: W3's 166,000 Users per repetition cost S (the main thread) ~2.5x the page
 // faults of the contenders whose rows are built on other threads. Keeping freed memory makes the
@@ -264,11 +169,6 @@ std::string progress_value(const sample& s) {
 void same_heap_policy_on_every_thread() {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   mallopt(M_MMAP_THRESHOLD, 32 << 20);  // the largest allowed; also stops the threshold from moving
-}
-
-double load_average() {
-  double load[1] = {NAN};
-  return getloadavg(load, 1) == 1 ? load[0] : NAN;
 }
 
 int run(const cli& args) {
@@ -331,7 +231,9 @@ int run(const cli& args) {
 #else
   info.compiler = "g++ " __VERSION__;
 #endif
-  info.sqlite = sqlite3_libversion();
+  info.backend = std::string("SQLite ") + sqlite3_libversion();
+  info.contenders = "S = synchronous on one thread (S-naive for W2/W2f), peer = thread_pool + mutex-guarded connection";
+  info.target_head = "target (issue 4)";
   info.quick = args.quick;
   info.runs = args.runs;
   info.seed_seconds = seed_seconds;

@@ -1,7 +1,8 @@
 #pragma once
-// The hand-rolled peer of WORKLOADS.md: what a user writes instead of asyncdb. An asio::thread_pool
-// (default size: twice the cores), one connection shared by its threads behind a mutex, and the result
-// posted back to the awaiting coroutine's executor, the event loop.
+// The hand-rolled peer of WORKLOADS.md: what a user writes instead of asyncdb. An asio::thread_pool, one
+// connection shared by its threads behind a mutex, and the result posted back to the awaiting coroutine's
+// executor, the event loop. One template for both backends: the SQLite bench uses asio's default pool size
+// (twice the cores), the PostgreSQL bench 4 threads.
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
 #include <asio/awaitable.hpp>
@@ -10,29 +11,38 @@
 #include <asio/thread_pool.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <cstddef>
 #include <exception>
-#include <filesystem>
+#include <memory>
 #include <mutex>
+#include <thread>
 #include <type_traits>
 #include <utility>
 
-#include "user_dao.hpp"
-
 namespace bench {
 
-class peer {
- public:
-  peer(const std::filesystem::path& path, durability d) : db_(open_connection(path, d)), dao_(db_) {}
-  peer(const peer&) = delete;
-  peer& operator=(const peer&) = delete;
-  ~peer() { pool_.join(); }
+/// asio::thread_pool's own default size: twice the cores.
+inline std::size_t default_pool_size() {
+  const std::size_t n = 2 * static_cast<std::size_t>(std::thread::hardware_concurrency());
+  return n == 0 ? 2 : n;
+}
 
-  /// Runs `fn(UserDao&) -> R` on a pool thread under the connection's mutex; resumes on the caller's executor.
+template <class Connection, class Dao>
+class basic_peer {
+ public:
+  /// Takes the connection, builds its one Dao on this thread and starts `threads` pool threads.
+  basic_peer(std::unique_ptr<Connection> conn, std::size_t threads)
+      : pool_(threads), conn_(std::move(conn)), dao_(*conn_) {}
+  basic_peer(const basic_peer&) = delete;
+  basic_peer& operator=(const basic_peer&) = delete;
+  ~basic_peer() { pool_.join(); }
+
+  /// Runs `fn(Dao&) -> R` on a pool thread under the connection's mutex; resumes on the caller's executor.
   /// Takes `fn` by reference and copies it here, outside the caller's co_await expression (the g++ 12 trap).
   template <class Fn>
-  asio::awaitable<std::invoke_result_t<std::decay_t<Fn>&, UserDao&>> run(Fn&& fn) {
+  asio::awaitable<std::invoke_result_t<std::decay_t<Fn>&, Dao&>> run(Fn&& fn) {
     using F = std::decay_t<Fn>;
-    using R = std::invoke_result_t<F&, UserDao&>;
+    using R = std::invoke_result_t<F&, Dao&>;
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, R)>(
         [this](auto handler, F f) {
           auto work = asio::make_work_guard(asio::get_associated_executor(handler));
@@ -53,11 +63,15 @@ class peer {
         asio::use_awaitable, F(std::forward<Fn>(fn)));
   }
 
+ protected:
+  /// Only while no operation runs (before the first, after the last).
+  Connection& connection() { return *conn_; }
+
  private:
   asio::thread_pool pool_;
   std::mutex mutex_;
-  SQLite::Database db_;
-  UserDao dao_;
+  std::unique_ptr<Connection> conn_;
+  Dao dao_;
 };
 
 }  // namespace bench

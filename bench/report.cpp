@@ -1,7 +1,13 @@
 #include "report.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <ostream>
+#include <sstream>
 #include <string>
 
 namespace bench {
@@ -65,17 +71,127 @@ std::string target_text(const row& r) {
 
 }  // namespace
 
+const char* name_of(contender c) {
+  switch (c) {
+    case contender::s:
+      return "S";
+    case contender::s_bulk:
+      return "S-bulk";
+    case contender::peer:
+      return "peer";
+    case contender::asyncdb:
+      return "asyncdb";
+  }
+  return "?";
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  const std::size_t m = v.size() / 2;
+  return v.size() % 2 == 1 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+row make_row(const std::string& id, const std::string& what, const std::string& unit, bool higher_is_better,
+             const samples& from, double sample::*field) {
+  row r;
+  r.id = id;
+  r.what = what;
+  r.unit = unit;
+  r.higher_is_better = higher_is_better;
+  for (const auto& [c, list] : from) {
+    std::vector<double> values;
+    for (const sample& s : list) values.push_back(s.*field);
+    if (std::all_of(values.begin(), values.end(), [](double v) { return std::isnan(v); })) continue;
+    const double m = median(values);
+    r.runs[name_of(c)] = values;
+    switch (c) {
+      case contender::s:
+        r.s = m;
+        break;
+      case contender::s_bulk:
+        r.s_bulk = m;
+        break;
+      case contender::peer:
+        r.peer = m;
+        break;
+      case contender::asyncdb:
+        r.asyncdb = m;
+        break;
+    }
+  }
+  return r;
+}
+
+void set_target(row& r, const std::string& text, double value, double limit, bool at_least) {
+  r.target = text;
+  r.target_limit = limit;
+  if (std::isnan(value) || std::isnan(limit)) return;
+  r.target_met = (at_least ? value >= limit : value <= limit) ? 1 : 0;
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+std::string progress_value(const sample& s) {
+  std::ostringstream o;
+  if (!std::isnan(s.ops_per_s)) o << static_cast<long long>(s.ops_per_s) << " ops/s";
+  if (std::isnan(s.ops_per_s) && !std::isnan(s.seconds)) o << s.seconds << " s";
+  if (!std::isnan(s.p50_us)) o << ", p50 " << s.p50_us << " us, p99 " << s.p99_us << " us";
+  if (!std::isnan(s.allocs_per_op)) o << ", " << s.allocs_per_op << " allocs/op";
+  if (!std::isnan(s.lag_ms)) o << ", lag " << s.lag_ms << " ms";
+  if (!std::isnan(s.client_cpu_us)) o << ", CPU/op client " << s.client_cpu_us << " us";
+  if (!std::isnan(s.server_cpu_us)) o << " server " << s.server_cpu_us << " us";
+  return o.str();
+}
+
+double load_average() {
+  double load[1] = {NAN};
+  return getloadavg(load, 1) == 1 ? load[0] : NAN;
+}
+
+std::set<std::string> split_list(const std::string& list) {
+  std::set<std::string> out;
+  std::stringstream in(list);
+  for (std::string item; std::getline(in, item, ',');) {
+    if (!item.empty()) out.insert(item);
+  }
+  return out;
+}
+
 void print_table(std::ostream& out, const run_info& info, const std::vector<row>& rows) {
   out << "asyncdb bench, " << info.date << ", " << info.host << " (" << info.cores << " cores), " << info.compiler
-      << ", SQLite " << info.sqlite << "\n"
-      << (info.quick ? "QUICK sizes (1/20)" : "exact WORKLOADS.md sizes") << ", median of " << info.runs
-      << " runs; S = synchronous on one thread (S-naive for W2/W2f), peer = thread_pool + mutex-guarded connection\n"
+      << ", " << info.backend << "\n"
+      << (info.quick ? "QUICK sizes (1/20)" : "exact WORKLOADS.md sizes") << ", median of " << info.runs << " runs; "
+      << info.contenders << "\n"
       << "1-minute load average before / after: " << format(info.load_before, "") << " / "
       << format(info.load_after, "") << " (anything well above 0 on " << info.cores << " cores means noisy figures)\n"
       << "ratios: value(asyncdb) / value(S or peer); 'better' says which direction wins\n\n";
   const std::size_t w[] = {5, 38, 10, 7, 11, 11, 11, 11, 8, 11, 30, 4};
-  const char* heads[] = {"id",      "figure",  "unit",       "better",           "S", "S-bulk", "peer",
-                         "asyncdb", "async/S", "async/peer", "target (issue 4)", ""};
+  const char* heads[] = {"id",
+                         "figure",
+                         "unit",
+                         "better",
+                         "S",
+                         "S-bulk",
+                         "peer",
+                         "asyncdb",
+                         "async/S",
+                         "async/peer",
+                         info.target_head.c_str(),
+                         ""};
   std::string line;
   for (std::size_t i = 0; i < std::size(heads); ++i) line += pad(heads[i], w[i], i >= 4 && i <= 9) + " ";
   out << line << "\n" << std::string(line.size(), '-') << "\n";
@@ -113,7 +229,7 @@ void print_table(std::ostream& out, const run_info& info, const std::vector<row>
 void write_json(std::ostream& out, const run_info& info, const std::vector<row>& rows) {
   out << "{\n  \"date\": " << json_string(info.date) << ",\n  \"host\": " << json_string(info.host)
       << ",\n  \"cores\": " << info.cores << ",\n  \"compiler\": " << json_string(info.compiler)
-      << ",\n  \"sqlite\": " << json_string(info.sqlite) << ",\n  \"quick\": " << (info.quick ? "true" : "false")
+      << ",\n  \"backend\": " << json_string(info.backend) << ",\n  \"quick\": " << (info.quick ? "true" : "false")
       << ",\n  \"runs\": " << info.runs << ",\n  \"wall_seconds\": " << json_number(info.wall_seconds)
       << ",\n  \"seed_seconds\": " << json_number(info.seed_seconds)
       << ",\n  \"load_before\": " << json_number(info.load_before)

@@ -3,8 +3,11 @@
 #include <cmath>
 #include <iosfwd>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
+
+#include "sample.hpp"
 
 namespace bench {
 
@@ -35,7 +38,9 @@ struct run_info {
   std::string host;
   unsigned cores = 0;
   std::string compiler;
-  std::string sqlite;
+  std::string backend;      // "SQLite 3.40.1", "PostgreSQL 15.18, libpqxx 6.4.4"
+  std::string contenders;   // one line on what S and the peer are
+  std::string target_head;  // the head of the target column, "target (issue 4)"
   bool quick = false;
   int runs = 3;
   double wall_seconds = 0;
@@ -44,6 +49,30 @@ struct run_info {
   double seed_seconds = 0;
   std::map<std::string, double> sizes;
 };
+
+/// The contender's name in the table and the JSON: "S", "S-bulk", "peer", "asyncdb".
+const char* name_of(contender c);
+
+/// Samples per contender, one per run.
+using samples = std::map<contender, std::vector<sample>>;
+
+/// The row of one figure: the median of `field` over each contender's runs, the runs kept for the JSON.
+row make_row(const std::string& id, const std::string& what, const std::string& unit, bool higher_is_better,
+             const samples& from, double sample::*field);
+/// Sets the row's target: `value` must be at least (or at most) `limit`.
+void set_target(row& r, const std::string& text, double value, double limit, bool at_least);
+
+/// The median of `v`, NaN when empty.
+double median(std::vector<double> v);
+/// Now in UTC, ISO 8601.
+std::string utc_now();
+std::string host_name();
+/// The 1-minute load average, NaN when unknown.
+double load_average();
+/// One sample as the progress lines on stderr show it.
+std::string progress_value(const sample& s);
+/// "a,b,,c" -> {a, b, c}.
+std::set<std::string> split_list(const std::string& list);
 
 void print_table(std::ostream& out, const run_info& info, const std::vector<row>& rows);
 void write_json(std::ostream& out, const run_info& info, const std::vector<row>& rows);

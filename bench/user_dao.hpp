@@ -10,22 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "user.hpp"
+
 namespace bench {
-
-struct User {
-  std::int64_t id = 0;
-  std::string name;
-  std::string email;
-  bool is_active = false;
-  std::int64_t created_at = 0;
-};
-
-struct UserCreate {
-  std::string name;
-  std::string email;
-  bool is_active = false;
-  std::int64_t created_at = 0;
-};
 
 /// synchronous=NORMAL for every workload but W2f, which runs with synchronous=FULL.
 enum class durability { normal, full };
@@ -48,8 +35,6 @@ inline SQLite::Database open_connection(const std::filesystem::path& path, durab
   apply_pragmas(db, d);
   return db;
 }
-
-inline std::string seed_name(std::int64_t i) { return "user" + std::to_string(i); }
 
 /// Creates the users table and loads `rows` users (ids 1..rows) in one transaction, then checkpoints.
 inline void create_and_seed(const std::filesystem::path& path, std::int64_t rows) {
