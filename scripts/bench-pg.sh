@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds asyncdb_pg_bench with the bench preset (g++ Release -O2), starts a throwaway PostgreSQL 15 primary
+# (scripts/pg-test-cluster.sh, fsync=off; its replica is stopped, the bench measures the primary alone), runs
+# the PostgreSQL workloads of bench/WORKLOADS.md (S, hand-rolled peer, asyncdb; median of 3 runs), writes
+# build/bench/bench-pg.json and stops the server on exit, whatever happens.
+#   scripts/bench-pg.sh            # the WORKLOADS.md sizes, 3-5 minutes on 2 cores
+#   scripts/bench-pg.sh --quick    # every count divided by 20: a smoke run (about 10 s)
+# Extra arguments go to asyncdb_pg_bench (--runs N, --only W1,W4, --writers N, --readers N, ...).
+# Server folder and port: ASYNCDB_PG_DIR (default /tmp/asyncdb-pg-bench-<uid>), ASYNCDB_PG_PORT (default 55462).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+./scripts/install-deps.sh cmake ninja-build g++ pkg-config libsqlitecpp-dev libasio-dev libbenchmark-dev libpqxx-dev \
+  postgresql-15
+cmake --preset bench
+cmake --build --preset bench --target asyncdb_pg_bench
+
+export ASYNCDB_PG_DIR=${ASYNCDB_PG_DIR:-/tmp/asyncdb-pg-bench-$(id -u)} ASYNCDB_PG_PORT=${ASYNCDB_PG_PORT:-55462}
+trap './scripts/pg-test-cluster.sh stop' EXIT
+eval "$(./scripts/pg-test-cluster.sh start)"
+# The replica would replay W2's and W4's writes on the same cores; nothing here reads from it.
+stop_replica=("${ASYNCDB_PG_BIN:-/usr/lib/postgresql/15/bin}/pg_ctl" -D "$ASYNCDB_PG_DIR/replica" -m fast -w stop)
+if [[ $(id -un) == postgres ]]; then "${stop_replica[@]}" >/dev/null; else (cd / && runuser -u postgres -- "${stop_replica[@]}" >/dev/null); fi
+build/bench/bench/asyncdb_pg_bench --postgres "$ASYNCDB_PG_PRIMARY" --json build/bench/bench-pg.json "$@"
