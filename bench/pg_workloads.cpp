@@ -302,6 +302,7 @@ sample measure_point_reads(const pg_data& d, contender c, bool probe) {
   sample out = throughput(n, seconds);
   out.client_cpu_us = cpu_out.client_cpu_us;
   out.server_cpu_us = cpu_out.server_cpu_us;
+  out.cores_busy = (out.client_cpu_us + out.server_cpu_us) * out.ops_per_s / 1e6;
   out.lag_ms = lag_ms;
   return out;
 }
@@ -345,6 +346,7 @@ sample measure_batch_insert(const pg_data& d, contender c, bool probe) {
   sample out = throughput(n, seconds);
   out.client_cpu_us = cpu_out.client_cpu_us;
   out.server_cpu_us = cpu_out.server_cpu_us;
+  out.cores_busy = (out.client_cpu_us + out.server_cpu_us) * out.ops_per_s / 1e6;
   out.lag_ms = lag_ms;
   return out;
 }
@@ -398,6 +400,7 @@ sample measure_mixed(const pg_data& d, contender c, bool probe) {
   sample out = throughput(n, seconds);
   out.client_cpu_us = cpu_out.client_cpu_us;
   out.server_cpu_us = cpu_out.server_cpu_us;
+  out.cores_busy = (out.client_cpu_us + out.server_cpu_us) * out.ops_per_s / 1e6;
   out.lag_ms = lag_ms;
   return out;
 }

@@ -18,6 +18,7 @@ struct sample {
   double lag_ms = NAN;
   double client_cpu_us = NAN;  // the bench process's CPU (all threads) per operation
   double server_cpu_us = NAN;  // the server backends' CPU per operation (PostgreSQL on this machine only)
+  double cores_busy = NAN;     // (client + server CPU) / wall time: how many cores the contender kept busy
 };
 
 }  // namespace bench
