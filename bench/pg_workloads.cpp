@@ -64,7 +64,7 @@ asyncdb::postgres::options asyncdb_options(const pg_data& d) {
 }
 
 /// CPU time of this process (every thread) and of the server backends serving its connections, read from
-/// /proc when the server runs on this machine (NaN otherwise), around the timed loop.
+/// /proc when the server runs on this machine (NaN otherwise: no local `postgres` process has that pid).
 class cpu_meter {
  public:
   explicit cpu_meter(std::vector<int> backends) : backends_(std::move(backends)) {
@@ -90,6 +90,10 @@ class cpu_meter {
   double server_us() const {
     double ticks = 0;
     for (const int pid : backends_) {
+      // A pid of a server elsewhere may name an unrelated process here.
+      std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+      std::string name;
+      if (!std::getline(comm, name) || name != "postgres") return NAN;
       std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
       std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
       const std::size_t paren = text.rfind(')');  // the command name may hold spaces
