@@ -3,7 +3,7 @@
 // JSON with --json. scripts/bench-pg.sh starts a throwaway server for it.
 //
 //   asyncdb_pg_bench --postgres CONNINFO [--quick] [--json FILE] [--runs N] [--only W1,W2,W4]
-//                    [--contenders S,peer,asyncdb] [--writers N] [--readers N] [--peer-threads N]
+//                    [--contenders S,peer,asyncdb] [--writers N] [--readers N] [--peer-threads N] [--rtt-us N]
 #include <malloc.h>
 
 #include <pqxx/pqxx>
@@ -37,11 +37,13 @@ struct cli {
   std::set<std::string> only;        // empty: every workload
   std::set<std::string> contenders;  // empty: every contender
   pg::pools pools;
+  int rtt_us = 0;  // the simulated round trip, 0 for none
 };
 
 const char* usage =
     "usage: asyncdb_pg_bench --postgres CONNINFO [--quick] [--json FILE] [--runs N] [--only W1,W2,W4]\n"
     "                        [--contenders S,peer,asyncdb] [--writers N] [--readers N] [--peer-threads N]\n"
+    "                        [--rtt-us N]\n"
     "  --postgres     the primary's libpq conninfo (default: $ASYNCDB_PG_PRIMARY); the run creates and drops\n"
     "                 the schema asyncdb_bench there\n"
     "  --quick        every operation count and the seed divided by 20 (a smoke run)\n"
@@ -51,7 +53,9 @@ const char* usage =
     "  --contenders   run only these contenders\n"
     "  --writers N    asyncdb's primary connections (default 4)\n"
     "  --readers N    asyncdb's read-only connections to the primary (default 4; 0 sends reads to the writers)\n"
-    "  --peer-threads N  the peer's pool threads sharing its one connection (default 4)\n";
+    "  --peer-threads N  the peer's pool threads sharing its one connection (default 4)\n"
+    "  --rtt-us N     a simulated round trip: the DAO sleeps N us after each of its round trips, on the\n"
+    "                 calling thread, for every contender; W1, W2 and W4 counts divided by 10 (default 0: off)\n";
 
 cli parse(int argc, char** argv) {
   cli c;
@@ -85,6 +89,8 @@ cli parse(int argc, char** argv) {
       c.pools.readers = count(0);
     } else if (a == "--peer-threads") {
       c.pools.peer_threads = count(1);
+    } else if (a == "--rtt-us") {
+      c.rtt_us = static_cast<int>(count(0));
     } else if (a == "--help" || a == "-h") {
       std::cout << usage;
       std::exit(0);
@@ -135,6 +141,14 @@ std::vector<row> build_rows(std::map<std::string, samples>& results, std::size_t
   return rows;
 }
 
+/// The wall time one simulated round trip really takes here: sleep_for overshoots by the timer slack.
+double measured_round_trip_us() {
+  constexpr int n = 1000;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) pg::wait_round_trip();
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / n;
+}
+
 std::string server_version(const std::string& conninfo) {
   pqxx::connection c{conninfo};
   pqxx::nontransaction t{c};
@@ -156,6 +170,16 @@ int run(const cli& args) {
     n.w1_ops /= 20;
     n.w2_ops /= 20;
     n.w4_ops /= 20;
+  }
+  // --rtt-us: S would wait 3 round trips per call, 80 s per W1 run at 200 us; a tenth is enough to compare.
+  double rtt_measured_us = 0;
+  if (args.rtt_us > 0) {
+    pg::simulated_round_trip = std::chrono::microseconds(args.rtt_us);
+    n.w1_ops /= 10;
+    n.w2_ops /= 10;
+    n.w4_ops /= 10;
+    rtt_measured_us = measured_round_trip_us();
+    std::cerr << "simulated round trip: sleep_for(" << args.rtt_us << " us) takes " << rtt_measured_us << " us here\n";
   }
 
   std::cerr << "seeding " << n.seed_rows << " rows in schema " << pg::schema << " ...\n";
@@ -201,15 +225,24 @@ int run(const cli& args) {
   info.contenders = "S = synchronous on one connection, peer = " + std::to_string(args.pools.peer_threads) +
                     " threads + one mutex-guarded connection, asyncdb = " + std::to_string(args.pools.writers) +
                     " writers + " + std::to_string(args.pools.readers) + " read-only connections to the primary";
+  if (args.rtt_us > 0) {
+    info.contenders += "\nSIMULATED ROUND TRIP (--rtt-us " + std::to_string(args.rtt_us) +
+                       "): the DAO sleeps after each of its 3 round trips per call (one sleep takes " +
+                       std::to_string(static_cast<int>(rtt_measured_us + 0.5)) + " us here); W1, W2, W4 counts / 10";
+  }
   info.target_head = "target (issue 12)";
   info.quick = args.quick;
   info.runs = args.runs;
   info.seed_seconds = seed_seconds;
-  info.sizes = {
-      {"seed_rows", static_cast<double>(n.seed_rows)},     {"w1_ops", static_cast<double>(n.w1_ops)},
-      {"w2_ops", static_cast<double>(n.w2_ops)},           {"w4_ops", static_cast<double>(n.w4_ops)},
-      {"in_flight", static_cast<double>(n.in_flight)},     {"writers", static_cast<double>(args.pools.writers)},
-      {"readers", static_cast<double>(args.pools.readers)}};
+  info.sizes = {{"seed_rows", static_cast<double>(n.seed_rows)},
+                {"w1_ops", static_cast<double>(n.w1_ops)},
+                {"w2_ops", static_cast<double>(n.w2_ops)},
+                {"w4_ops", static_cast<double>(n.w4_ops)},
+                {"in_flight", static_cast<double>(n.in_flight)},
+                {"writers", static_cast<double>(args.pools.writers)},
+                {"readers", static_cast<double>(args.pools.readers)},
+                {"rtt_us", static_cast<double>(args.rtt_us)},
+                {"rtt_sleep_us", rtt_measured_us}};
   info.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   info.load_before = load_before;
   info.load_after = load_average();

@@ -3,9 +3,11 @@
 // section with its seed rows. Plain libpqxx 6.4, unaware of asyncdb and Asio.
 #include <pqxx/pqxx>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "user.hpp"
 
@@ -68,6 +70,16 @@ inline void drop_schema(const std::string& conninfo) {
   t.exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
 }
 
+/// `--rtt-us`: the wall time a round trip to a server on another host would add, 0 (the default) for none.
+/// Set once in main, before any connection opens or any thread starts; only read afterwards.
+inline std::chrono::microseconds simulated_round_trip{0};
+
+/// Sleeps one simulated round trip on the calling thread (no CPU), as a blocking libpq call waits on the
+/// network; the DAO calls it after each of its round trips, so every contender pays it on its own threads.
+inline void wait_round_trip() {
+  if (simulated_round_trip.count() > 0) std::this_thread::sleep_for(simulated_round_trip);
+}
+
 /// The DAO: both statements prepared on the server when the DAO is built (one DAO per connection), each
 /// call one transaction of its own: `read_transaction` for the lookup, `work` for the insert.
 class PgUserDao {
@@ -80,20 +92,28 @@ class PgUserDao {
     c_.prepare_now("bench_add");
   }
 
+  /// Three round trips: BEGIN READ ONLY, EXECUTE, COMMIT.
   std::optional<User> get_by_name(const std::string& name) {
     pqxx::read_transaction t{c_};
+    wait_round_trip();
     const pqxx::result r = t.exec_prepared("bench_by_name", name);
+    wait_round_trip();
     t.commit();
+    wait_round_trip();
     if (r.empty()) return std::nullopt;
     const pqxx::row row = r[0];
     return User{row[0].as<std::int64_t>(), row[1].as<std::string>(), row[2].as<std::string>(), row[3].as<bool>(),
                 row[4].as<std::int64_t>()};
   }
 
+  /// Three round trips: BEGIN, EXECUTE, COMMIT.
   std::int64_t add(const UserCreate& u) {
     pqxx::work w{c_};
+    wait_round_trip();
     const pqxx::result r = w.exec_prepared("bench_add", u.name, u.email, u.is_active, u.created_at);
+    wait_round_trip();
     w.commit();
+    wait_round_trip();
     return r[0][0].as<std::int64_t>();
   }
 
