@@ -4,6 +4,9 @@
 #   scripts/pg-test-cluster.sh env     # prints ASYNCDB_PG_PRIMARY='...' ASYNCDB_PG_REPLICA='...' (exit 1 if down)
 #   eval "$(scripts/pg-test-cluster.sh env)"   # sets them in the calling shell
 #   scripts/pg-test-cluster.sh stop    # stops both by pid and removes the folder
+#   scripts/pg-test-cluster.sh restart [primary|replica|both]   # pg_ctl restart -m fast, back when it accepts connections
+#   scripts/pg-test-cluster.sh pause|resume [primary|replica|both]  # the two halves of a restart: pg_ctl stop -m
+#                                      # fast (data kept), pg_ctl start; for tests that look at the server gone
 # Both servers listen on 127.0.0.1 only and on a private socket folder, run as the `postgres` user (initdb
 # refuses root) with trust authentication, and live in ASYNCDB_PG_DIR (default /tmp/asyncdb-pg-<uid>).
 # start and stop are idempotent. Ports: ASYNCDB_PG_PORT (default 55432) and the next one for the replica.
@@ -88,6 +91,27 @@ EOF
   print_env
 }
 
+servers() {  # servers <primary|replica|both>: the data folders, in the order a restart takes them
+  case ${1:-both} in
+    primary) echo "$base/primary" ;;
+    replica) echo "$base/replica" ;;
+    both) echo "$base/primary $base/replica" ;;
+    *)
+      echo "pg-test-cluster: primary, replica or both, not '$1'" >&2
+      exit 2
+      ;;
+  esac
+}
+
+pg_ctl_each() {  # pg_ctl_each <pg_ctl command> <which>: on each server, waiting (at most 30 s) until it is done
+  local cmd=$1 dir
+  for dir in $(servers "${2:-both}"); do
+    [[ -d $dir ]] || { echo "pg-test-cluster: no cluster in $base (start it first)" >&2; exit 1; }
+    # -w: start and restart return once the server accepts connections, stop once it has exited.
+    as_postgres "$bin/pg_ctl" -D "$dir" -l "$dir.log" -m fast -w -t 30 "$cmd" >/dev/null
+  done
+}
+
 case ${1:-} in
   start) start ;;
   stop)
@@ -95,12 +119,15 @@ case ${1:-} in
     stop_one "$base/primary"
     rm -rf "$base"
     ;;
+  restart) pg_ctl_each restart "${2:-both}" ;;
+  pause) pg_ctl_each stop "${2:-both}" ;;
+  resume) pg_ctl_each start "${2:-both}" ;;
   env)
     running "$base/primary" || { echo "pg-test-cluster: not running (start it first)" >&2; exit 1; }
     print_env
     ;;
   *)
-    echo "usage: $0 start|stop|env" >&2
+    echo "usage: $0 start|stop|env|restart|pause|resume [primary|replica|both]" >&2
     exit 2
     ;;
 esac
