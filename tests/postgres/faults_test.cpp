@@ -2,7 +2,14 @@
 // left open, and libpqxx 6.4's lost write.
 #include "pg_support.hpp"
 
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/bind_executor.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
+
+#include <atomic>
+#include <thread>
 
 using namespace std::chrono_literals;
 using pgtest::AsyncPgUserOper;
@@ -210,4 +217,120 @@ TEST_CASE("libpqxx 6.4 loses a write when a DAO catches a failed statement and c
   }
   // carl's insert is gone either way: the server turned the COMMIT into a ROLLBACK.
   CHECK(s.exec("SELECT count(*) FROM users WHERE name = 'carl'")[0][0].as<int>() == 0);
+}
+
+namespace {
+// Makes COMMIT itself slow on the server: a deferred constraint trigger on users sleeps (up to 30 s) when
+// the transaction commits. It ignores cancel requests, counting each one it caught in the sequence
+// cancels_seen (a sequence: its value is outside any transaction), so that a connection killed during
+// that COMMIT is what ends it.
+void make_commit_slow(const pgtest::schema& s) {
+  s.exec("CREATE SEQUENCE cancels_seen");
+  s.exec(
+      "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      "FOR i IN 1..300 LOOP BEGIN PERFORM pg_sleep(0.1); "
+      "EXCEPTION WHEN query_canceled THEN PERFORM nextval('" +
+      s.name() + ".cancels_seen'); END; END LOOP; RETURN NULL; END $$");
+  s.exec(
+      "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON users DEFERRABLE INITIALLY DEFERRED "
+      "FOR EACH ROW EXECUTE FUNCTION slow_commit()");
+}
+
+// Polls `sql` (one boolean) on a connection of its own until it holds; false past the deadline.
+bool wait_for(const std::string& sql, std::chrono::seconds deadline = 10s) {
+  pqxx::connection c{pgtest::primary()};
+  pqxx::nontransaction t{c};
+  const auto give_up = std::chrono::steady_clock::now() + deadline;
+  while (!t.exec1(sql)[0].as<bool>()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+}  // namespace
+
+TEST_CASE("a PostgreSQL connection lost during COMMIT fails in doubt and never as cancelled", "[postgres][faults]") {
+  pgtest::schema s;
+  make_commit_slow(s);
+  const bool cancel = GENERATE(false, true);  // the caller's cancellation requested during the COMMIT
+  INFO("cancellation requested during the COMMIT: " << cancel);
+  asyncdb::postgres::database pg{s.options(1, 0, false)};
+  asio::io_context ctx;
+  auto pid_of = [](pqxx::connection& c) {
+    pqxx::nontransaction t{c};
+    return t.exec1("SELECT pg_backend_pid()")[0].as<int>();
+  };
+  auto first_pid = [&]() -> asio::awaitable<int> { co_return co_await asyncdb::async_run(pg, pid_of); };
+  const int pid = test::run(ctx, first_pid());
+  auto commits_slowly = [](pqxx::connection& c) {
+    pqxx::work w{c};
+    w.exec("INSERT INTO users(name, email) VALUES ('ann', 'a@x')");
+    w.commit();  // the trigger sleeps here, on the server
+    return 1;
+  };
+  asio::cancellation_signal signal;
+  std::exception_ptr outcome;
+  bool done = false;
+  // Completes on ctx, the thread that emits the cancellation.
+  asyncdb::async_run(
+      pg, commits_slowly,
+      asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(ctx, [&](std::exception_ptr e, int) {
+                                     outcome = e;
+                                     done = true;
+                                   })));
+  const std::string backend = std::to_string(pid);
+  std::atomic<bool> killed{false};
+  std::string killer_failed;
+  std::thread killer([&] {
+    try {
+      if (!wait_for("SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = " + backend +
+                    " AND query = 'COMMIT' AND wait_event = 'PgSleep'")) {
+        killer_failed = "the COMMIT never started sleeping";
+        return;
+      }
+      if (cancel) {
+        asio::post(ctx, [&] { signal.emit(asio::cancellation_type::terminal); });
+        // The server received the cancel request (and the trigger ignored it) before the connection dies.
+        if (!wait_for("SELECT is_called FROM " + s.name() + ".cancels_seen")) {
+          killer_failed = "the cancel request never reached the server";
+        }
+      }
+      admin("SELECT pg_terminate_backend(" + backend + ")");
+      killed = true;
+    } catch (const std::exception& e) {
+      killer_failed = e.what();
+    }
+  });
+  ctx.restart();
+  ctx.run_for(20s);
+  killer.join();
+  REQUIRE(killer_failed.empty());
+  REQUIRE(killed);
+  REQUIRE(done);
+  REQUIRE(outcome);
+  std::string message;
+  bool in_doubt = false;
+  try {
+    std::rethrow_exception(outcome);
+  } catch (const pqxx::in_doubt_error& e) {  // libpqxx's own, as the caller's DAO would see it
+    in_doubt = true;
+    message = e.what();
+  } catch (const std::exception& e) {
+    message = e.what();
+  }
+  INFO(message);
+  CHECK(in_doubt);
+  CHECK(message.find("Connection lost while committing") != std::string::npos);
+  const auto st = pg.stats();
+  CHECK(st.failed == 1);
+  CHECK(st.cancelled == 0);
+  // The lane replaced the connection and serves the next operation.
+  auto next = [&]() -> asio::awaitable<int> { co_return co_await asyncdb::async_run(pg, pid_of); };
+  const int pid_after = test::run(ctx, next());
+  CHECK(pid_after != pid);
+  CHECK(pg.stats().connections[0].connects == 2);
+  CHECK(pg.stats().connections[0].status == state::ready);
+  // What the server did: the backend died inside the deferred trigger, before the commit record, so the
+  // transaction was rolled back; "in doubt" is the client's view, which cannot tell.
+  CHECK(pgtest::count_users(s) == 0);
 }
