@@ -334,3 +334,31 @@ TEST_CASE("a PostgreSQL connection lost during COMMIT fails in doubt and never a
   // transaction was rolled back; "in doubt" is the client's view, which cannot tell.
   CHECK(pgtest::count_users(s) == 0);
 }
+
+TEST_CASE("an idle PostgreSQL connection killed on the server is replaced before it serves the next operation",
+          "[postgres][faults]") {
+  pgtest::schema s;
+  asyncdb::postgres::database pg{s.options(1, 0, false)};
+  auto& log = pgtest::pg_dao_log();
+  asio::io_context ctx;
+  AsyncPgUserOper users{pg};
+  auto first = [&]() -> asio::awaitable<int> { co_return co_await users.call<&PgUserOper::backend_pid>(); };
+  const int pid = test::run(ctx, first());
+  const std::size_t built_before = log.constructions().size();
+  // Killed between operations, as a server restart kills every idle connection: nothing runs on it.
+  admin("SELECT pg_terminate_backend(" + std::to_string(pid) + ")");
+  REQUIRE(wait_for("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = " + std::to_string(pid)));
+  // The next operation was never in flight on the dead connection, so it must not fail with it.
+  auto next = [&]() -> asio::awaitable<int> {
+    UserCreate ann{"ann", "a@x"};
+    co_await users.call<&PgUserOper::add>(ann);
+    co_return co_await users.call<&PgUserOper::backend_pid>();
+  };
+  const int pid_after = test::run(ctx, next());
+  CHECK(pid_after != pid);
+  CHECK(pgtest::count_users(s) == 1);
+  CHECK(log.constructions().size() == built_before + 1);
+  const auto st = pg.stats();
+  CHECK(st.failed == 0);
+  CHECK(st.connections[0].connects == 2);
+}
