@@ -9,6 +9,8 @@
 #include <pqxx/connection>
 #include <pqxx/nontransaction>
 
+#include <poll.h>
+
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -67,6 +69,25 @@ class connection final : public interruptible {
     return s == PQTRANS_INTRANS || s == PQTRANS_INERROR || s == PQTRANS_ACTIVE;
   }
 
+  // Between operations: whether the server ended this connection while it sat idle (a restart,
+  // pg_terminate_backend), which libpq only notices at the next query. Reads what has arrived without
+  // blocking: a server ending a session sends a FATAL error first, which libpq hands to the notice
+  // receiver when no query runs (watched here only for this call), then closes the socket.
+  bool ended_while_idle() noexcept {
+    if (is_broken()) return true;
+    idle_check check;
+    check.previous = PQsetNoticeReceiver(raw_, &connection::on_idle_notice, &check);
+    pollfd p{PQsocket(raw_), POLLIN, 0};
+    for (int reads = 0; reads < 16 && !check.fatal && ::poll(&p, 1, 0) == 1; ++reads) {
+      if (PQconsumeInput(raw_) == 0) break;  // the end of the stream: libpq marks the connection bad
+      (void)PQisBusy(raw_);                  // parses what came: a FATAL reaches on_idle_notice
+    }
+    // Back to libpq's default receiver (libpqxx 6.4 sets only the notice processor it calls), whose
+    // argument is null: no result made later carries a pointer to `check`.
+    PQsetNoticeReceiver(raw_, check.previous, nullptr);
+    return check.fatal || is_broken();
+  }
+
   // Rolls back a transaction the server still has open (a DAO's raw BEGIN, say); returns whether one was.
   bool rollback_if_open() noexcept {
     if (is_broken() || !in_transaction()) return false;
@@ -103,6 +124,21 @@ class connection final : public interruptible {
   }
 
  private:
+  struct idle_check {
+    PQnoticeReceiver previous = nullptr;
+    bool fatal = false;
+  };
+
+  static void on_idle_notice(void* arg, const PGresult* r) noexcept {
+    auto* check = static_cast<idle_check*>(arg);
+    if (check == nullptr) return;
+    const char* severity = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (severity != nullptr && (std::strcmp(severity, "FATAL") == 0 || std::strcmp(severity, "PANIC") == 0)) {
+      check->fatal = true;
+    }
+    if (check->previous != nullptr) check->previous(nullptr, r);  // libpqxx's notice processor, as before
+  }
+
   static int on_event(PGEventId id, void* info, void* self) noexcept {
     if (id != PGEVT_RESULTCREATE) return 1;
     auto& c = *static_cast<connection*>(self);

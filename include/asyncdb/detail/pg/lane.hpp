@@ -194,6 +194,8 @@ class lane {
       t->refuse(*this, std::make_exception_ptr(system_error(errc::closed)));
       return;
     }
+    // Never start an operation on a connection the server already ended: it was not in flight there.
+    if (conn_ && conn_->ended_while_idle()) drop("the server closed the connection while it was idle");
     if (!conn_ && !try_connect()) {
       t->refuse(*this, down_error());
       return;
