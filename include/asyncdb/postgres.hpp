@@ -155,7 +155,8 @@ struct pg_database_access {
 /// Runs `fn(pqxx::connection&) -> R` on a primary connection.
 /// Completion: void(std::exception_ptr, R), or void(std::exception_ptr) when R is void. Resumes on the
 /// handler's associated executor. Thread-safe. Errors: fn's exception, errc::closed / queue_full,
-/// operation_aborted, pqxx::broken_connection when the connection is down.
+/// operation_aborted, pqxx::broken_connection when the connection is down, pqxx::in_doubt_error when it was
+/// lost during fn's COMMIT (never reported as operation_aborted).
 template <class Fn, class Token = const net::use_awaitable_t<>&>
 requires(!std::is_same_v<std::decay_t<Fn>, read_only_t>) auto async_run(postgres::database& db, Fn&& fn,
                                                                         Token&& token = net::use_awaitable) {
@@ -191,7 +192,8 @@ class to_async_db_oper<Derived, Dao> {
 
   /// Calls `(dao.*Member)(args...)` on a reader if declared read-only, else on the primary.
   /// Completion: awaitable<R>. Resumes on the awaiting coroutine's executor. Thread-safe.
-  /// Throws what the member threw, or errc::closed / queue_full, operation_aborted, pqxx::broken_connection.
+  /// Throws what the member threw (pqxx::in_doubt_error for a connection lost during its COMMIT), or
+  /// errc::closed / queue_full, operation_aborted, pqxx::broken_connection.
   template <auto Member, class... Args>
   auto call(Args&&... args) const {
     static_assert(
