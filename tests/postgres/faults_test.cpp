@@ -226,14 +226,26 @@ namespace {
 // that COMMIT is what ends it.
 void make_commit_slow(const pgtest::schema& s) {
   s.exec("CREATE SEQUENCE cancels_seen");
+  // The whole sleeping loop is inside the block that catches the cancel: PL/pgSQL checks for interrupts
+  // before each statement, so a cancel landing between two pg_sleep calls is caught too.
   s.exec(
-      "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-      "FOR i IN 1..300 LOOP BEGIN PERFORM pg_sleep(0.1); "
+      "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
+      "DECLARE give_up timestamptz := clock_timestamp() + interval '30 seconds'; BEGIN "
+      "WHILE clock_timestamp() < give_up LOOP BEGIN "
+      "WHILE clock_timestamp() < give_up LOOP PERFORM pg_sleep(0.1); END LOOP; "
       "EXCEPTION WHEN query_canceled THEN PERFORM nextval('" +
       s.name() + ".cancels_seen'); END; END LOOP; RETURN NULL; END $$");
   s.exec(
       "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON users DEFERRABLE INITIALLY DEFERRED "
       "FOR EACH ROW EXECUTE FUNCTION slow_commit()");
+}
+
+std::string test_what(const std::exception_ptr& ep) {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
 }
 
 // Polls `sql` (one boolean) on a connection of its own until it holds; false past the deadline.
@@ -304,6 +316,8 @@ TEST_CASE("a PostgreSQL connection lost during COMMIT fails in doubt and never a
   ctx.restart();
   ctx.run_for(20s);
   killer.join();
+  INFO("killer: " << killer_failed);
+  INFO("outcome: " << (outcome ? test_what(outcome) : std::string(done ? "success" : "none")));
   REQUIRE(killer_failed.empty());
   REQUIRE(killed);
   REQUIRE(done);
