@@ -264,6 +264,8 @@ TEST_CASE("a PostgreSQL restart fails the operations in flight and every connect
       INFO("lane " << i << ": " << (in_flight[i] ? what(in_flight[i]) : "succeeded"));
       REQUIRE(in_flight[i]);
       CHECK(is_broken_connection(in_flight[i]));
+      // Says why: the server's own reason (a fast shutdown ends each session with SQLSTATE 57P01).
+      CHECK(what(in_flight[i]).find("terminating connection due to administrator command") != std::string::npos);
     }
     for (const auto& [primary, e] : down_errors) {
       INFO(e);  // libpq's, naming the server it could not reach
@@ -359,6 +361,7 @@ TEST_CASE("a PostgreSQL restart fails the operations in flight and every connect
     REQUIRE(sleeper_error);
     INFO(what(sleeper_error));
     CHECK(is_broken_connection(sleeper_error));
+    CHECK(what(sleeper_error).find("terminating connection due to administrator command") != std::string::npos);
     CHECK(other_errors.empty());
     CHECK(ok_after_restart > 0);
     CHECK(slowest < attempt_bound);
