@@ -69,6 +69,17 @@ class connection final : public interruptible {
     return s == PQTRANS_INTRANS || s == PQTRANS_INERROR || s == PQTRANS_ACTIVE;
   }
 
+  // libpq's last error on this connection (for a lost one, what the server said before it closed), on one
+  // line; empty when there is none.
+  std::string last_error() const {
+    std::string e = PQerrorMessage(raw_);
+    for (char& ch : e) {
+      if (ch == '\n' || ch == '\t') ch = ' ';
+    }
+    while (!e.empty() && e.back() == ' ') e.pop_back();
+    return e;
+  }
+
   // Between operations: whether the server ended this connection while it sat idle (a restart,
   // pg_terminate_backend), which libpq only notices at the next query. Reads what has arrived without
   // blocking: a server ending a session sends a FATAL error first, which libpq hands to the notice

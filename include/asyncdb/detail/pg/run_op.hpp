@@ -11,6 +11,7 @@
 #include <exception>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <type_traits>
@@ -26,6 +27,16 @@ template <class Handler>
 struct async_op_for<Handler, void> {
   using type = async_op<Handler>;
 };
+
+inline bool is_broken_connection(const std::exception_ptr& ep) noexcept {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const pqxx::broken_connection&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
 
 inline bool is_in_doubt(const std::exception_ptr& ep) noexcept {
   try {
@@ -43,7 +54,14 @@ inline bool is_in_doubt(const std::exception_ptr& ep) noexcept {
 inline std::exception_ptr settle(lane& l, std::exception_ptr ep, const lease_watch& w, session_state* s) {
   connection& c = l.conn();
   if (c.is_broken()) {
-    if (!ep) ep = std::make_exception_ptr(pqxx::broken_connection("asyncdb: the connection was lost"));
+    // libpqxx 6.4's own words for it are often beside the point ("Could not obtain client encoding: not
+    // connected."); libpq kept what the server said. An in_doubt_error (a pqxx::failure) and the DAO's own
+    // exceptions are left as they are.
+    if (!ep || is_broken_connection(ep)) {
+      const std::string why = c.last_error();
+      ep = std::make_exception_ptr(pqxx::broken_connection("asyncdb: the connection was lost during this operation" +
+                                                           (why.empty() ? std::string() : ": " + why)));
+    }
     return ep;
   }
   if (s == nullptr && c.rollback_if_open() && !ep) {
