@@ -53,11 +53,12 @@ class connection final : public interruptible {
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
 
-  // DAOs first (they may hold prepared statement names or transactions), then the cancel handle, then
+  // The cancel handle first (close()'s repeated cancels must not reach SQL a DAO destructor runs, where
+  // an exception would terminate), then the DAOs (they may hold prepared statements or transactions), then
   // the connection itself.
   ~connection() {
-    daos_.clear();
     cancels_.set_handle(target_, nullptr);
+    daos_.clear();
     conn_.reset();
   }
 

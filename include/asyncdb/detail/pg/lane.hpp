@@ -133,6 +133,7 @@ class lane {
     for (;;) {
       replayed_ = std::max(replayed_, conn_->lsn("SELECT pg_last_wal_replay_lsn()"));
       if (replayed_ >= target) return;
+      if (closing_.load(std::memory_order_relaxed)) throw system_error(errc::closed);
       if (std::chrono::steady_clock::now() >= give_up) {
         throw std::runtime_error(
             "asyncdb: the replica has not replayed this database's last write within "
@@ -164,7 +165,9 @@ class lane {
   void after_operation() noexcept {
     if (conn_ && conn_->is_broken()) {
       drop("the connection was lost");
-      try_connect();
+      // Not once close()'s grace is over: nothing more will run, and a connect (with on_open) could not be
+      // cancelled.
+      if (!closing_.load(std::memory_order_relaxed)) try_connect();
     }
   }
 
