@@ -342,11 +342,12 @@ TEST_CASE("close() on PostgreSQL cancels what still runs past close_grace and fa
       pg->close();
       closed = true;
     });
-    run_until(ctx, [&] { return closed.load() && results[0].done && results[1].done && results[2].done; }, 25s);
+    run_until(
+        ctx, [&] { return closed.load() && results[0].done && results[1].done && results[2].done; }, 25s);
     closer.join();
   }
   const auto took = std::chrono::steady_clock::now() - start;
-  CHECK(took >= 300ms);  // the grace was given
+  CHECK(took >= 300ms);                             // the grace was given
   CHECK(sqlstate_of(results[0].error) == "57014");  // query_canceled, from the server
   CHECK(sqlstate_of(results[1].error) == "57014");
   CHECK(test::code_of(results[2].error) == asyncdb::errc::closed);
