@@ -376,3 +376,57 @@ TEST_CASE("an idle PostgreSQL connection killed on the server is replaced before
   CHECK(st.failed == 0);
   CHECK(st.connections[0].connects == 2);
 }
+
+TEST_CASE("while one PostgreSQL writer cannot reconnect the others serve every operation and it comes back alone",
+          "[postgres][faults]") {
+  scratch_database sdb;
+  asyncdb::postgres::options o;
+  o.primary = sdb.conninfo();
+  o.writers = 2;
+  o.readers = 0;
+  o.reconnect_backoff = 50ms;
+  o.max_reconnect_backoff = 200ms;
+  asyncdb::postgres::database pg{o};
+  asio::io_context ctx;
+  const int dead = pg.stats().connections[0].backend_pid;
+  const int alive = pg.stats().connections[1].backend_pid;
+  REQUIRE(dead != 0);
+  REQUIRE(alive != 0);
+  // The server refuses new connections (as at max_connections) and kills one of the two.
+  admin("ALTER DATABASE " + sdb.name() + " WITH ALLOW_CONNECTIONS false");
+  admin("SELECT pg_terminate_backend(" + std::to_string(dead) + ")");
+  REQUIRE(wait_for("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = " + std::to_string(dead)));
+  auto pid_of = [](pqxx::connection& c) {
+    pqxx::nontransaction t{c};
+    return t.exec1("SELECT pg_backend_pid()")[0].as<int>();
+  };
+  int failed = 0;
+  int served_elsewhere = 0;
+  std::string first_error;
+  auto body = [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 20; ++i) {
+      try {
+        const int pid = co_await asyncdb::async_run(pg, pid_of);
+        if (pid != alive) ++served_elsewhere;
+      } catch (const std::exception& e) {
+        if (first_error.empty()) first_error = e.what();
+        ++failed;
+      }
+    }
+  };
+  test::run(ctx, body());
+  CHECK(first_error.empty());
+  CHECK(failed == 0);  // none refused by the connection that is down while another is up
+  CHECK(served_elsewhere == 0);
+  const auto st = pg.stats();
+  CHECK(st.connections[0].status == state::down);
+  CHECK(st.connections[1].status == state::ready);
+  // Back without any operation asking for it: the lane that is down reconnects on its own backoff.
+  admin("ALTER DATABASE " + sdb.name() + " WITH ALLOW_CONNECTIONS true");
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (pg.stats().connections[0].status != state::ready && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(10ms);
+  }
+  CHECK(pg.stats().connections[0].status == state::ready);
+  CHECK(pg.stats().connections[0].connects == 2);
+}
