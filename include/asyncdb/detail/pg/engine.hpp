@@ -83,7 +83,9 @@ class engine {
   }
 
   void add_lane(const std::string& conninfo, bool writer, bool read_only, bool on_replica, job_queue& q) {
-    lanes_.add(std::make_unique<lane>(conninfo, writer, read_only, on_replica, cfg_.settings, q, counters_, cancels_));
+    std::atomic<int>& connected = &q == &writer_queue_ ? connected_writers_ : connected_readers_;
+    lanes_.add(std::make_unique<lane>(conninfo, writer, read_only, on_replica, cfg_.settings, q, connected, counters_,
+                                      cancels_));
   }
 
   // Intake stops, sessions end, each lane drains its queue and closes its connection on its own thread;
@@ -109,6 +111,8 @@ class engine {
   static constexpr std::chrono::milliseconds grace_repeat{100};
 
   std::atomic<std::uint64_t> written_lsn_{0};
+  std::atomic<int> connected_writers_{0};  // lanes of each queue with a connection now (lane::count_connected)
+  std::atomic<int> connected_readers_{0};
   engine_config cfg_;
   std::shared_ptr<counters> counters_;
   job_queue writer_queue_;

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <exception>
 #include <future>
 #include <memory>
@@ -56,13 +57,14 @@ struct lane_snapshot {
 class lane {
  public:
   lane(std::string conninfo, bool writer, bool read_only, bool on_replica, const lane_settings& settings,
-       job_queue& queue, std::shared_ptr<counters> c, canceller& cancels)
+       job_queue& queue, std::atomic<int>& connected_on_queue, std::shared_ptr<counters> c, canceller& cancels)
       : conninfo_(std::move(conninfo)),
         writer_(writer),
         read_only_(read_only),
         on_replica_(on_replica),
         settings_(settings),
         queue_(queue),
+        connected_on_queue_(connected_on_queue),
         counters_(std::move(c)),
         cancels_(cancels),
         target_(cancels.add_target()),
@@ -112,7 +114,14 @@ class lane {
     return true;
   }
 
-  void stop_sessions() { sessions_.stop(); }
+  void stop_sessions() {
+    sessions_.stop();
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+  }
 
   // The transaction a session holds open (begin(), or a read session's snapshot); on the lane's thread.
   std::unique_ptr<pqxx::transaction_base>& session_transaction() noexcept { return session_txn_; }
@@ -185,8 +194,19 @@ class lane {
       return;
     }
     opened.set_value();
-    while (auto j = queue_.pop()) dispatch(j);
+    for (;;) {
+      // Down while another connection of this queue is up: take nothing (it would only be refused), and
+      // reconnect when the backoff allows. Only when every one is down do operations fail fast.
+      if (!conn_ && connected_on_queue_.load(std::memory_order_relaxed) > 0 && wait_for_next_attempt()) {
+        try_connect();
+        continue;
+      }
+      auto j = queue_.pop();
+      if (!j) break;
+      dispatch(j);
+    }
     conn_.reset();
+    count_connected(false);
     set_state(connection_state::closed);
   }
 
@@ -200,15 +220,32 @@ class lane {
     // Never start an operation on a connection the server already ended: it was not in flight there.
     if (conn_ && conn_->ended_while_idle()) drop("the server closed the connection while it was idle");
     if (!conn_ && !try_connect()) {
+      // Another connection of this queue is up: it serves the operation (queued again, at the end).
+      if (connected_on_queue_.load(std::memory_order_relaxed) > 0 && !queue_.push_again(j)) return;
       t->refuse(*this, down_error());
       return;
     }
     t->serve(*this);
   }
 
+  // Waits until the next connect attempt is due; false, at once, when the database is closing.
+  bool wait_for_next_attempt() {
+    std::unique_lock lock(mutex_);
+    wake_.wait_until(lock, next_attempt_, [this] { return stopping_; });
+    return !stopping_;
+  }
+
+  // Keeps connected_on_queue_ (shared by the lanes of one queue) counting this lane while it has a connection.
+  void count_connected(bool connected) noexcept {
+    if (connected == counted_) return;
+    connected_on_queue_.fetch_add(connected ? 1 : -1, std::memory_order_relaxed);
+    counted_ = connected;
+  }
+
   void connect() {
     set_state(connection_state::connecting);
     conn_.emplace(conninfo_, read_only_, settings_.on_open, cancels_, target_);
+    count_connected(true);
     std::lock_guard lock(mutex_);
     info_.state = connection_state::ready;
     info_.backend_pid = conn_->backend_pid();
@@ -231,6 +268,7 @@ class lane {
       error = "unknown error";
     }
     conn_.reset();
+    count_connected(false);
     next_attempt_ = std::chrono::steady_clock::now() + backoff_;
     backoff_ = std::min(backoff_ * 2, settings_.max_reconnect_backoff);
     std::lock_guard lock(mutex_);
@@ -244,6 +282,7 @@ class lane {
     if (session_txn_) sessions_.abort_current();  // its transaction died with the connection
     end_session_transaction();                    // refers to the connection: gone first
     conn_.reset();
+    count_connected(false);
     std::lock_guard lock(mutex_);
     info_.state = connection_state::down;
     info_.backend_pid = 0;
@@ -269,6 +308,8 @@ class lane {
   const lane_settings& settings_;
   std::uint64_t replayed_ = 0;  // the replica's replay position last seen
   job_queue& queue_;
+  std::atomic<int>& connected_on_queue_;
+  bool counted_ = false;  // counted in connected_on_queue_
   std::shared_ptr<counters> counters_;
   canceller& cancels_;
   canceller::target& target_;
@@ -278,6 +319,8 @@ class lane {
   std::chrono::steady_clock::time_point next_attempt_{};
 
   mutable std::mutex mutex_;
+  std::condition_variable wake_;  // ends wait_for_next_attempt when the database closes
+  bool stopping_ = false;
   lane_snapshot info_;
   std::string_view holder_;  // static storage: a function name or a literal
 
