@@ -26,6 +26,12 @@ as_postgres() {
   if [[ $(id -un) == postgres ]]; then "$@"; else (cd / && runuser -u postgres -- "$@"); fi
 }
 
+start_failed() {  # start_failed <primary|replica>: says why (the log goes with the folder at stop), then fails
+  echo "pg-test-cluster: the $1 did not start on port $port (replica $replica_port); its log ends:" >&2
+  tail -n 20 "$base/$1.log" >&2 || true
+  exit 1
+}
+
 running() {  # running <data dir>: the postmaster of that folder is alive
   [[ -f $1/postmaster.pid ]] && kill -0 "$(head -1 "$1/postmaster.pid")" 2>/dev/null
 }
@@ -83,11 +89,11 @@ max_connections = 100
 hot_standby = on
 hot_standby_feedback = on
 EOF
-  as_postgres "$bin/pg_ctl" -D "$base/primary" -l "$base/primary.log" -w -t 30 start >/dev/null
+  as_postgres "$bin/pg_ctl" -D "$base/primary" -l "$base/primary.log" -w -t 30 start >/dev/null || start_failed primary
   as_postgres "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres "$db"
   as_postgres "$bin/pg_basebackup" -h 127.0.0.1 -p "$port" -U postgres -D "$base/replica" -R -X stream -c fast
   echo "port = $replica_port" >>"$base/replica/postgresql.conf"
-  as_postgres "$bin/pg_ctl" -D "$base/replica" -l "$base/replica.log" -w -t 30 start >/dev/null
+  as_postgres "$bin/pg_ctl" -D "$base/replica" -l "$base/replica.log" -w -t 30 start >/dev/null || start_failed replica
   print_env
 }
 
