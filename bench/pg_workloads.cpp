@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "contenders.hpp"
 #include "loop.hpp"
 #include "peer.hpp"
 #include "pg_user_dao.hpp"
@@ -119,12 +120,7 @@ std::vector<int> backends_of(const asyncdb::postgres::database& db) {
   return pids;
 }
 
-double seconds_since(clock::time_point t0) { return std::chrono::duration<double>(clock::now() - t0).count(); }
 double to_ms(clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-void expect(bool ok, const std::string& what) {
-  if (!ok) throw std::runtime_error("bench: check failed: " + what);
-}
 
 std::int64_t added_rows(const pg_data& d, const char* like) {
   const auto c = connect(d.conninfo);
@@ -149,100 +145,6 @@ asio::awaitable<int> warm_up_asyncdb(AsyncPgUserDao users, std::size_t connectio
   }
   co_await asyncdb::gather(std::move(touches));
   co_return 0;
-}
-
-// --- W1 and W4: the operations the worker coroutines issue -----------------------------------------------
-
-struct asyncdb_reads {
-  AsyncPgUserDao users;
-  const std::vector<std::string>* keys;
-  std::size_t found = 0;
-  auto operator()(std::size_t i) const { return users.get_by_name((*keys)[i]); }
-  void consume(const std::optional<User>& u) { found += u.has_value() ? 1 : 0; }
-};
-
-struct peer_reads {
-  peer* p;
-  const std::vector<std::string>* keys;
-  std::size_t found = 0;
-  auto operator()(std::size_t i) const {
-    auto fn = [key = (*keys)[i]](PgUserDao& dao) { return dao.get_by_name(key); };
-    return p->run(fn);
-  }
-  void consume(const std::optional<User>& u) { found += u.has_value() ? 1 : 0; }
-};
-
-struct asyncdb_mixed {
-  AsyncPgUserDao users;
-  const pg_data* d;
-  std::size_t ok = 0;
-  asio::awaitable<bool> operator()(std::size_t i) const {
-    const mixed_op& op = d->mixed[i];
-    if (op.add) {
-      const std::int64_t id = co_await users.add(d->mixed_adds[op.index]);
-      co_return id > 0;
-    }
-    const std::optional<User> u = co_await users.get_by_name(d->mixed_keys[op.index]);
-    co_return u.has_value();
-  }
-  void consume(bool r) { ok += r ? 1 : 0; }
-};
-
-struct peer_mixed {
-  peer* p;
-  const pg_data* d;
-  std::size_t ok = 0;
-  asio::awaitable<bool> operator()(std::size_t i) const {
-    const mixed_op& op = d->mixed[i];
-    if (op.add) {
-      auto add = [u = d->mixed_adds[op.index]](PgUserDao& dao) { return dao.add(u); };
-      const std::int64_t id = co_await p->run(add);
-      co_return id > 0;
-    }
-    auto get = [key = d->mixed_keys[op.index]](PgUserDao& dao) { return dao.get_by_name(key); };
-    const std::optional<User> u = co_await p->run(get);
-    co_return u.has_value();
-  }
-  void consume(bool r) { ok += r ? 1 : 0; }
-};
-
-// --- W2: one coroutine each --------------------------------------------------------------------------------
-
-asio::awaitable<double> asyncdb_batch(AsyncPgUserDao users, const std::vector<UserCreate>* rows, lag_probe* lag) {
-  try {
-    const auto t0 = clock::now();
-    std::vector<asio::awaitable<std::int64_t>> adds;
-    adds.reserve(rows->size());
-    for (const UserCreate& u : *rows) adds.push_back(users.add(u));
-    const std::vector<std::int64_t> ids = co_await asyncdb::gather(std::move(adds));
-    const double seconds = seconds_since(t0);
-    lag->stop();
-    expect(ids.size() == rows->size(), "W2 asyncdb: one id per add");
-    co_return seconds;
-  } catch (...) {
-    lag->stop();
-    throw;
-  }
-}
-
-asio::awaitable<double> peer_batch(peer* p, const std::vector<UserCreate>* rows, lag_probe* lag) {
-  try {
-    const auto t0 = clock::now();
-    std::vector<asio::awaitable<std::int64_t>> adds;
-    adds.reserve(rows->size());
-    for (const UserCreate& u : *rows) {
-      auto add = [u](PgUserDao& dao) { return dao.add(u); };
-      adds.push_back(p->run(add));
-    }
-    const std::vector<std::int64_t> ids = co_await when_all(std::move(adds));
-    const double seconds = seconds_since(t0);
-    lag->stop();
-    expect(ids.size() == rows->size(), "W2 peer: one id per add");
-    co_return seconds;
-  } catch (...) {
-    lag->stop();
-    throw;
-  }
 }
 
 sample throughput(std::size_t n, double seconds) {
@@ -282,7 +184,7 @@ sample measure_point_reads(const pg_data& d, contender c, bool probe) {
   } else if (c == contender::peer) {
     peer p{d};
     asio::io_context ioc{1};
-    peer_reads op{&p, &d.keys};
+    peer_reads<peer> op{&p, &d.keys};
     const cpu_meter cpu({p.backend_pid()});
     const loop_result r = run_in_flight(ioc, op, n, d.n.in_flight, probe);
     cpu.stop(cpu_out, n);
@@ -294,7 +196,7 @@ sample measure_point_reads(const pg_data& d, contender c, bool probe) {
     asio::io_context ioc{1};
     const AsyncPgUserDao users{db};
     run_on_loop(ioc, warm_up_asyncdb(users, std::max(d.p.writers, d.p.readers)));
-    asyncdb_reads op{users, &d.keys};
+    asyncdb_reads<AsyncPgUserDao> op{users, &d.keys};
     const cpu_meter cpu(backends_of(db));
     const loop_result r = run_in_flight(ioc, op, n, d.n.in_flight, probe);
     cpu.stop(cpu_out, n);
@@ -379,7 +281,7 @@ sample measure_mixed(const pg_data& d, contender c, bool probe) {
   } else if (c == contender::peer) {
     peer p{d};
     asio::io_context ioc{1};
-    peer_mixed op{&p, &d};
+    peer_mixed<peer, pg_data> op{&p, &d};
     const cpu_meter cpu({p.backend_pid()});
     const loop_result r = run_in_flight(ioc, op, n, d.n.in_flight, probe);
     cpu.stop(cpu_out, n);
@@ -391,7 +293,7 @@ sample measure_mixed(const pg_data& d, contender c, bool probe) {
     asio::io_context ioc{1};
     const AsyncPgUserDao users{db};
     run_on_loop(ioc, warm_up_asyncdb(users, std::max(d.p.writers, d.p.readers)));
-    asyncdb_mixed op{users, &d};
+    asyncdb_mixed<AsyncPgUserDao, pg_data> op{users, &d};
     const cpu_meter cpu(backends_of(db));
     const loop_result r = run_in_flight(ioc, op, n, d.n.in_flight, probe);
     cpu.stop(cpu_out, n);

@@ -14,6 +14,7 @@
 
 #include "alloc_counter.hpp"
 #include "async_user_dao.hpp"
+#include "contenders.hpp"
 #include "loop.hpp"
 #include "peer.hpp"
 
@@ -35,7 +36,6 @@ struct peer : basic_peer<SQLite::Database, UserDao> {
       : basic_peer(std::make_unique<SQLite::Database>(open_connection(path, d)), default_pool_size()) {}
 };
 
-double seconds_since(clock::time_point t0) { return std::chrono::duration<double>(clock::now() - t0).count(); }
 double to_ms(clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 double percentile_us(std::vector<clock::duration>& v, double q) {
@@ -58,10 +58,6 @@ std::int64_t added_rows(const bench_data& d, const char* like) {
   q.bind(2, like);
   q.executeStep();
   return q.getColumn(0).getInt64();
-}
-
-void expect(bool ok, const std::string& what) {
-  if (!ok) throw std::runtime_error("bench: check failed: " + what);
 }
 
 // --- warm-ups: DAOs built and statements prepared on every connection before the clock starts -----------
@@ -88,99 +84,7 @@ asio::awaitable<int> warm_up_peer(peer* p) {
   co_return 0;
 }
 
-// --- W1 / W1c1 and W4: the operations the worker coroutines issue ---------------------------------------
-
-struct asyncdb_reads {
-  AsyncUserDao users;
-  const std::vector<std::string>* keys;
-  std::size_t found = 0;
-  auto operator()(std::size_t i) const { return users.get_by_name((*keys)[i]); }
-  void consume(const std::optional<User>& u) { found += u.has_value() ? 1 : 0; }
-};
-
-struct peer_reads {
-  peer* p;
-  const std::vector<std::string>* keys;
-  std::size_t found = 0;
-  auto operator()(std::size_t i) const {
-    auto fn = [key = (*keys)[i]](UserDao& dao) { return dao.get_by_name(key); };
-    return p->run(fn);
-  }
-  void consume(const std::optional<User>& u) { found += u.has_value() ? 1 : 0; }
-};
-
-struct asyncdb_mixed {
-  AsyncUserDao users;
-  const bench_data* d;
-  std::size_t ok = 0;
-  asio::awaitable<bool> operator()(std::size_t i) const {
-    const mixed_op& op = d->mixed[i];
-    if (op.add) {
-      const std::int64_t id = co_await users.add(d->mixed_adds[op.index]);
-      co_return id > 0;
-    }
-    const std::optional<User> u = co_await users.get_by_name(d->mixed_keys[op.index]);
-    co_return u.has_value();
-  }
-  void consume(bool r) { ok += r ? 1 : 0; }
-};
-
-struct peer_mixed {
-  peer* p;
-  const bench_data* d;
-  std::size_t ok = 0;
-  asio::awaitable<bool> operator()(std::size_t i) const {
-    const mixed_op& op = d->mixed[i];
-    if (op.add) {
-      auto add = [u = d->mixed_adds[op.index]](UserDao& dao) { return dao.add(u); };
-      const std::int64_t id = co_await p->run(add);
-      co_return id > 0;
-    }
-    auto get = [key = d->mixed_keys[op.index]](UserDao& dao) { return dao.get_by_name(key); };
-    const std::optional<User> u = co_await p->run(get);
-    co_return u.has_value();
-  }
-  void consume(bool r) { ok += r ? 1 : 0; }
-};
-
-// --- W2 / W2f and W3: one coroutine each ----------------------------------------------------------------
-
-asio::awaitable<double> asyncdb_batch(AsyncUserDao users, const std::vector<UserCreate>* rows, lag_probe* lag) {
-  try {
-    const auto t0 = clock::now();
-    std::vector<asio::awaitable<std::int64_t>> adds;
-    adds.reserve(rows->size());
-    for (const UserCreate& u : *rows) adds.push_back(users.add(u));
-    const std::vector<std::int64_t> ids = co_await asyncdb::gather(std::move(adds));
-    const double seconds = seconds_since(t0);
-    lag->stop();
-    expect(ids.size() == rows->size(), "W2 asyncdb: one id per add");
-    co_return seconds;
-  } catch (...) {
-    lag->stop();
-    throw;
-  }
-}
-
-asio::awaitable<double> peer_batch(peer* p, const std::vector<UserCreate>* rows, lag_probe* lag) {
-  try {
-    const auto t0 = clock::now();
-    std::vector<asio::awaitable<std::int64_t>> adds;
-    adds.reserve(rows->size());
-    for (const UserCreate& u : *rows) {
-      auto add = [u](UserDao& dao) { return dao.add(u); };
-      adds.push_back(p->run(add));
-    }
-    const std::vector<std::int64_t> ids = co_await when_all(std::move(adds));
-    const double seconds = seconds_since(t0);
-    lag->stop();
-    expect(ids.size() == rows->size(), "W2 peer: one id per add");
-    co_return seconds;
-  } catch (...) {
-    lag->stop();
-    throw;
-  }
-}
+// --- W3: list() and get_active_users() together ----------------------------------------------------------
 
 using stats_result = std::tuple<std::vector<User>, std::vector<User>>;
 
@@ -251,7 +155,7 @@ sample measure_point_reads(const bench_data& d, contender c, std::size_t in_flig
     peer p{d.db, durability::normal};
     asio::io_context ioc{1};
     run_on_loop(ioc, warm_up_peer(&p));
-    peer_reads op{&p, &d.keys};
+    peer_reads<peer> op{&p, &d.keys};
     allocs = allocations();
     const loop_result r = run_in_flight(ioc, op, n, in_flight, probe, per_op ? &latencies : nullptr);
     allocs = allocations() - allocs;
@@ -263,7 +167,7 @@ sample measure_point_reads(const bench_data& d, contender c, std::size_t in_flig
     asio::io_context ioc{1};
     const AsyncUserDao users{db};
     run_on_loop(ioc, warm_up_asyncdb(users));
-    asyncdb_reads op{users, &d.keys};
+    asyncdb_reads<AsyncUserDao> op{users, &d.keys};
     allocs = allocations();
     const loop_result r = run_in_flight(ioc, op, n, in_flight, probe, per_op ? &latencies : nullptr);
     allocs = allocations() - allocs;
@@ -377,7 +281,7 @@ sample measure_mixed(const bench_data& d, contender c) {
     peer p{d.db, durability::normal};
     asio::io_context ioc{1};
     run_on_loop(ioc, warm_up_peer(&p));
-    peer_mixed op{&p, &d};
+    peer_mixed<peer, bench_data> op{&p, &d};
     seconds = run_in_flight(ioc, op, n, d.n.in_flight, false).seconds;
     ok = op.ok;
   } else {
@@ -385,7 +289,7 @@ sample measure_mixed(const bench_data& d, contender c) {
     asio::io_context ioc{1};
     const AsyncUserDao users{db};
     run_on_loop(ioc, warm_up_asyncdb(users));
-    asyncdb_mixed op{users, &d};
+    asyncdb_mixed<AsyncUserDao, bench_data> op{users, &d};
     seconds = run_in_flight(ioc, op, n, d.n.in_flight, false).seconds;
     ok = op.ok;
   }
