@@ -1,7 +1,7 @@
 #pragma once
 // Method 2 and 4 of the guide: one DAO member or one function, awaitable.
 #include <asyncdb/database.hpp>
-#include <asyncdb/detail/initiate.hpp>
+#include <asyncdb/detail/sqlite/initiate.hpp>
 #include <asyncdb/routing.hpp>
 
 #include <utility>

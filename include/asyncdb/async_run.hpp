@@ -1,7 +1,7 @@
 #pragma once
 // The token-based primitive every other asyncdb operation is built on.
 #include <asyncdb/database.hpp>
-#include <asyncdb/detail/initiate.hpp>
+#include <asyncdb/detail/sqlite/initiate.hpp>
 #include <asyncdb/routing.hpp>
 
 #include <type_traits>

@@ -1,6 +1,6 @@
 #pragma once
 // The runtime: the threads and connections that serve one SQLite database file.
-#include <asyncdb/detail/engine.hpp>
+#include <asyncdb/detail/sqlite/engine.hpp>
 #include <asyncdb/options.hpp>
 #include <asyncdb/stats.hpp>
 

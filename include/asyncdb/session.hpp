@@ -1,10 +1,10 @@
 #pragma once
 // Method 3 of the guide: a session pins one connection across awaits.
 #include <asyncdb/database.hpp>
-#include <asyncdb/detail/initiate.hpp>
-#include <asyncdb/detail/invoke.hpp>
 #include <asyncdb/detail/name_of.hpp>
-#include <asyncdb/detail/session_open_op.hpp>
+#include <asyncdb/detail/sqlite/initiate.hpp>
+#include <asyncdb/detail/sqlite/invoke.hpp>
+#include <asyncdb/detail/sqlite/session_open_op.hpp>
 #include <asyncdb/routing.hpp>
 
 #include <memory>

@@ -1,7 +1,7 @@
 #pragma once
 // Method 1 of the guide: lift a whole synchronous DAO class.
 #include <asyncdb/database.hpp>
-#include <asyncdb/detail/initiate.hpp>
+#include <asyncdb/detail/sqlite/initiate.hpp>
 #include <asyncdb/routing.hpp>
 
 #include <source_location>

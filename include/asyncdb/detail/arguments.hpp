@@ -12,6 +12,13 @@ namespace asyncdb {
 inline namespace ASYNCDB_FLAVOUR {
 namespace detail {
 
+template <class M, class C>
+C class_of_member(M C::*);
+
+// The class a DAO member `F` belongs to.
+template <auto F>
+using member_class_t = decltype(class_of_member(F));
+
 // The characters of a `const char*` or char-array argument, copied when the operation starts; the DAO
 // gets them as whichever of const char*, std::string_view or const std::string& it takes.
 struct owned_chars {

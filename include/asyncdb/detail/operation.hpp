@@ -1,9 +1,9 @@
 #pragma once
-#include <asyncdb/detail/connection.hpp>
 #include <asyncdb/detail/context_registry.hpp>
 #include <asyncdb/detail/counters.hpp>
 #include <asyncdb/detail/interruptible.hpp>
 #include <asyncdb/detail/job_queue.hpp>
+#include <asyncdb/detail/session_state.hpp>
 
 #include <memory>
 #include <mutex>

@@ -1,10 +1,13 @@
 #pragma once
-// How PostgreSQL operations are built and queued: the SQLite recipe (detail/initiate.hpp) with a
+// How PostgreSQL operations are built and queued: the SQLite recipe (detail/sqlite/initiate.hpp) with a
 // PostgreSQL lane underneath.
 #include <asyncdb/detail/arguments.hpp>
-#include <asyncdb/detail/initiate.hpp>
+#include <asyncdb/detail/name_of.hpp>
+#include <asyncdb/detail/op_kind.hpp>
 #include <asyncdb/detail/pg/engine.hpp>
 #include <asyncdb/detail/pg/run_op.hpp>
+#include <asyncdb/detail/submit.hpp>
+#include <asyncdb/detail/type_checks.hpp>
 
 #include <pqxx/connection>
 

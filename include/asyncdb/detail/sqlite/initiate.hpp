@@ -1,10 +1,10 @@
 #pragma once
-#include <asyncdb/detail/asio.hpp>
-#include <asyncdb/detail/engine.hpp>
-#include <asyncdb/detail/invoke.hpp>
 #include <asyncdb/detail/name_of.hpp>
 #include <asyncdb/detail/op_kind.hpp>
-#include <asyncdb/detail/run_op.hpp>
+#include <asyncdb/detail/sqlite/engine.hpp>
+#include <asyncdb/detail/sqlite/invoke.hpp>
+#include <asyncdb/detail/sqlite/run_op.hpp>
+#include <asyncdb/detail/submit.hpp>
 #include <asyncdb/detail/type_checks.hpp>
 
 #include <exception>
@@ -15,31 +15,6 @@
 namespace asyncdb {
 inline namespace ASYNCDB_FLAVOUR {
 namespace detail {
-
-template <class R>
-struct signature_of {
-  using type = void(std::exception_ptr, R);
-};
-template <>
-struct signature_of<void> {
-  using type = void(std::exception_ptr);
-};
-template <class R>
-using signature_t = typename signature_of<R>::type;
-
-// The one submission path of the library: `op` was registered with its handler's context (attached),
-// and is queued now; a refusal completes it at once. A null queue is a session that has ended or was
-// moved from. Refusals count in `rejected` only outside sessions.
-inline void enqueue(const std::shared_ptr<operation_base>& op, bool attached, job_queue* queue, counters* stats,
-                    bool count_rejection = true) {
-  if (!attached) return;
-  op->queued_on(queue, stats);
-  error_code ec = queue != nullptr ? queue->push(op) : make_error_code(errc::session_ended);
-  if (ec && op->claim()) {
-    if (stats != nullptr && count_rejection) stats->rejected.fetch_add(1, std::memory_order_relaxed);
-    op->fail(ec);
-  }
-}
 
 // Queues `fn(lane&)` and wires its completion to `handler`.
 template <class R, class Handler, class Fn>
@@ -101,11 +76,6 @@ auto initiate_in_session(Token&& token, std::shared_ptr<session_state> session, 
       },
       token, std::move(session), std::move(fn), name);
 }
-
-template <class T>
-inline constexpr bool is_use_awaitable = false;
-template <class Executor>
-inline constexpr bool is_use_awaitable<net::use_awaitable_t<Executor>> = true;
 
 // The recipe behind async_run: `fn(SQLite::Database&)` on the writer, or a reader when `read_only`.
 template <class Token, class Fn>

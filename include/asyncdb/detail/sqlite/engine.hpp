@@ -1,10 +1,10 @@
 #pragma once
 #include <asyncdb/detail/grace_timer.hpp>
-#include <asyncdb/detail/group_commit.hpp>
 #include <asyncdb/detail/job_queue.hpp>
-#include <asyncdb/detail/lane.hpp>
 #include <asyncdb/detail/lane_group.hpp>
-#include <asyncdb/detail/sqlite.hpp>
+#include <asyncdb/detail/sqlite/group_commit.hpp>
+#include <asyncdb/detail/sqlite/lane.hpp>
+#include <asyncdb/detail/sqlite/sqlite.hpp>
 #include <asyncdb/error.hpp>
 #include <asyncdb/options.hpp>
 #include <asyncdb/stats.hpp>

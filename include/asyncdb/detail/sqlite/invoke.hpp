@@ -1,6 +1,6 @@
 #pragma once
 #include <asyncdb/detail/arguments.hpp>
-#include <asyncdb/detail/lane.hpp>
+#include <asyncdb/detail/sqlite/lane.hpp>
 
 #include <functional>
 #include <tuple>
@@ -10,12 +10,6 @@
 namespace asyncdb {
 inline namespace ASYNCDB_FLAVOUR {
 namespace detail {
-
-template <class M, class C>
-C class_of_member(M C::*);
-
-template <auto F>
-using member_class_t = decltype(class_of_member(F));
 
 // A DAO member runs on the connection's own DAO instance; a free function gets the connection.
 template <auto F, class Dao, class... Args>

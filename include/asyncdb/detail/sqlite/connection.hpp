@@ -3,7 +3,7 @@
 #include <asyncdb/detail/dao_cache.hpp>
 #include <asyncdb/detail/interruptible.hpp>
 #include <asyncdb/detail/session_state.hpp>
-#include <asyncdb/detail/sqlite.hpp>
+#include <asyncdb/detail/sqlite/sqlite.hpp>
 #include <asyncdb/error.hpp>
 #include <asyncdb/options.hpp>
 

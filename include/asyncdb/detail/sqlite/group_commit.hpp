@@ -1,6 +1,6 @@
 #pragma once
-#include <asyncdb/detail/lane.hpp>
 #include <asyncdb/detail/op_kind.hpp>
+#include <asyncdb/detail/sqlite/lane.hpp>
 
 #include <chrono>
 #include <cstdint>

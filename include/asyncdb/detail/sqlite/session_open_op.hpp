@@ -1,9 +1,9 @@
 #pragma once
 #include <asyncdb/detail/completion.hpp>
-#include <asyncdb/detail/engine.hpp>
-#include <asyncdb/detail/initiate.hpp>
-#include <asyncdb/detail/lane.hpp>
 #include <asyncdb/detail/session_state.hpp>
+#include <asyncdb/detail/sqlite/engine.hpp>
+#include <asyncdb/detail/sqlite/initiate.hpp>
+#include <asyncdb/detail/sqlite/lane.hpp>
 
 #include <exception>
 #include <memory>

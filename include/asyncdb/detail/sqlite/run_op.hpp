@@ -1,7 +1,7 @@
 #pragma once
 #include <asyncdb/detail/completion.hpp>
-#include <asyncdb/detail/lane.hpp>
 #include <asyncdb/detail/op_kind.hpp>
+#include <asyncdb/detail/sqlite/lane.hpp>
 
 #include <chrono>
 #include <exception>

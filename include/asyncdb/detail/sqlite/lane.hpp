@@ -1,9 +1,9 @@
 #pragma once
 // A lane: one thread, the connection it owns from open to close, and the loop that serves one queue.
-#include <asyncdb/detail/connection.hpp>
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/lane_thread.hpp>
 #include <asyncdb/detail/session_slot.hpp>
+#include <asyncdb/detail/sqlite/connection.hpp>
 #include <asyncdb/error.hpp>
 #include <asyncdb/options.hpp>
 #include <asyncdb/stats.hpp>
