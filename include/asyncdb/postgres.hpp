@@ -49,6 +49,7 @@ struct options {
 
   /// Wait after a failed reconnect before the next attempt; doubles up to max_reconnect_backoff.
   std::chrono::milliseconds reconnect_backoff{100};
+  /// The longest wait between two reconnect attempts.
   std::chrono::milliseconds max_reconnect_backoff{5000};
 
   /// Fails an operation that caught a failed statement inside its transaction and returned normally: the
@@ -71,8 +72,10 @@ struct options {
 
 /// One connection as stats() sees it.
 struct connection_stats {
+  /// Connecting (first connect or reconnect), serving, down until its next attempt, or closed.
   enum class state { connecting, ready, down, closed };
   bool primary = true;  ///< a writer on the primary, or a read-only connection
+  /// Where the connection is now.
   state status = state::connecting;
   int backend_pid = 0;         ///< the server process serving it, 0 while not connected
   std::uint64_t connects = 0;  ///< successful connects, the first included
@@ -82,7 +85,7 @@ struct connection_stats {
 
 /// asyncdb::stats for the whole database, and each connection's state.
 struct stats : asyncdb::stats {
-  std::vector<connection_stats> connections;
+  std::vector<connection_stats> connections;  ///< one per connection
 };
 
 /// A PostgreSQL primary (and its replicas) served by connection threads; operations never run on the
@@ -182,6 +185,7 @@ class to_async_db_oper<Derived, Dao> {
   /// Binds to `db`, which must outlive this object's operations.
   explicit to_async_db_oper(postgres::database& db) noexcept : db_(&db) {}
 
+  /// Refuses any other database (asyncdb::database) at compile time with a message, not a bare mismatch.
   template <class Other>
   requires(!std::is_base_of_v<to_async_db_oper, std::remove_cv_t<Other>>) explicit to_async_db_oper(Other&) {
     static_assert(std::is_same_v<Other, postgres::database>,
@@ -190,7 +194,7 @@ class to_async_db_oper<Derived, Dao> {
                   "SQLite::Database&");
   }
 
-  /// Calls `(dao.*Member)(args...)` on a reader if declared read-only, else on the primary.
+  /// Calls the DAO's `Member` with `args` on a reader if declared read-only, else on the primary.
   /// Completion: awaitable<R>. Resumes on the awaiting coroutine's executor. Thread-safe.
   /// Throws what the member threw (pqxx::in_doubt_error for a connection lost during its COMMIT), or
   /// errc::closed / queue_full, operation_aborted, pqxx::broken_connection.
