@@ -268,6 +268,53 @@ internal_error() {
   sql "$db" 'ALTER TABLE users_elsewhere RENAME TO users'
 }
 
+# A body is exactly one JSON document, nothing after it but whitespace, and every string in it (keys too) is valid
+# UTF-8 without NUL: otherwise 400 (malformed) or 422 (well-formed, invalid), and the table does not change. Each
+# refused body would be a valid batch of fresh names without its flaw. Runs on the hostile service ($tok, h.db).
+refused() {
+  local before
+  before=$(sql h.db 'SELECT count(*) FROM users')
+  call POST /users/batch-async -H "$(auth "$tok")" -H 'Expect:' --data-binary "@$1"
+  [[ $status == 400 || $status == 422 ]] || fail "$2 -> $status (wanted 400 or 422): $body"
+  [[ $(sql h.db 'SELECT count(*) FROM users') == "$before" ]] || fail "$2 -> $status, but rows were stored"
+  healthy "$2"
+}
+strict_bodies() {
+  local batch='[{"name":"strict1","email":"s@x"}]' i=0 bad
+  printf '%s\0' "$batch" >s.body && refused s.body "a valid batch and a NUL byte"
+  printf '%s\0garbage' "$batch" >s.body && refused s.body "a valid batch, a NUL byte, garbage"
+  printf '%s\0%s' "$batch" '[{"name":"strict2","email":"s@x"}]' >s.body && refused s.body "a batch, NUL, a batch"
+  printf '%s [{"name":"strict2","email":"s@x"}]' "$batch" >s.body && refused s.body "two documents"
+  printf '%s x' "$batch" >s.body && refused s.body "a batch and a trailing word"
+  printf '\0%s' "$batch" >s.body && refused s.body "a NUL byte, then a batch"
+  printf '[{"name":"a\0b","email":"s@x"}]' >s.body && refused s.body "a raw NUL in a name"
+  for bad in '[{"name":"a\u0000b","email":"s@x"}]' '[{"name":"strict3","email":"s\u0000@x"}]' \
+    '[{"name":"strict4","email":"s@x","note":"\u0000"}]' '[{"name":"strict5","email":"s@x","a\u0000":1}]' \
+    '[{"name":"strict6","email":"s@x","deep":[{"x":["\u0000"]}]}]'; do
+    printf '%s' "$bad" >s.body && refused s.body "an escaped NUL: $bad"
+  done
+  # overlong, surrogate, past U+10FFFF, truncated, stray continuation, 5-byte, and the escaped lone surrogates
+  for bad in '\xc0\xaf' '\xe0\x80\xaf' '\xed\xa0\x80' '\xf4\x90\x80\x80' '\xc3' '\xe2\x82' '\x80' \
+    '\xf8\x88\x80\x80\x80' '\xff\xfe' '\\ud800' '\\udc00' '\\ud800\\u0041'; do
+    i=$((i + 1))
+    printf "[{\"name\":\"utf$i$bad\",\"email\":\"s@x\"}]" >s.body && refused s.body "invalid UTF-8 in a name: $bad"
+    printf "[{\"name\":\"utf$i\",\"email\":\"s$bad@x\"}]" >s.body && refused s.body "invalid UTF-8 in an email: $bad"
+  done
+  # whitespace after the document is allowed, and a valid non-ASCII name is stored byte for byte
+  printf '[{"name":"strict-\xc3\xa9-\\u00e9-\xf0\x9f\x98\x80","email":"s@x"}] \r\n\t ' >s.body
+  expect 201 POST /users/batch-async -H "$(auth "$tok")" --data-binary @s.body
+  [[ $(sql h.db "SELECT hex(name) FROM users WHERE email = 's@x'") == "$(printf 'strict-\xc3\xa9-\xc3\xa9-\xf0\x9f\x98\x80' | od -An -tx1 | tr -d ' \n' | tr a-f A-F)" ]] ||
+    fail "the non-ASCII name was not stored as sent"
+}
+
+# No stored name or email holds a NUL byte or invalid UTF-8 (grep in a UTF-8 locale rejects what RFC 3629 does).
+clean_table() {
+  [[ $(sql "$1" "SELECT count(*) FROM users WHERE instr(CAST(name AS BLOB), x'00') OR instr(CAST(email AS BLOB), x'00')") == 0 ]] ||
+    fail "a stored name or email holds a NUL byte"
+  sql "$1" "SELECT name FROM users UNION ALL SELECT email FROM users" >table.txt
+  if LC_ALL=C.UTF-8 grep -naxv '.*' table.txt; then fail "a stored name or email is not valid UTF-8"; fi
+}
+
 case $part in
   endpoints)
     command_line
@@ -421,11 +468,7 @@ case $part in
     post '[{"name":["x"],"email":{"a":1}}]' "wrong types"
     post '[{"name":"x","email":"x@y","is_active":1e999999}]' "huge number"
     post "[{\"name\":\"x\",\"email\":\"x@y\",\"is_active\":$(printf '9%.0s' {1..5000})}]" "5000 digits"
-    printf '[{"name":"\xff\xfe\xc3","email":"x@y"}]' >utf8 && post @utf8 "invalid UTF-8"
-    printf '[{"name":"a\0b","email":"x@y"}]' >nul && post @nul "a NUL byte"
-    printf '[{"name":"a\\u0000b","email":"x@y"}]' >escnul
-    call POST /users/batch-async -H "$(auth "$tok")" --data-binary @escnul
-    [[ $status == 201 || $status == 422 ]] || fail "an escaped NUL -> $status"
+    strict_bodies
     head -c $((10 << 20)) /dev/zero | tr '\0' '[' >huge && post @huge "a 10 MB body"
     head -c $((40 << 20)) /dev/zero | tr '\0' ' ' >huger
     curl -sS -m 20 -o /dev/null -H "$(auth "$tok")" -H 'Expect:' --data-binary @huger \
@@ -442,27 +485,36 @@ case $part in
     exec 3<&-
     healthy "the slow client was cut off"
 
-    # 1,000 random bodies (random bytes, and valid batches cut or corrupted at random), each followed by /health,
-    # in one keep-alive curl run
+    # 1,000 random bodies (random bytes, valid batches cut or corrupted at random, and valid batches of a fresh
+    # name spoilt by a NUL byte and random bytes after them or by an escaped NUL at a random place in a string),
+    # each followed by /health, in one keep-alive curl run
     valid='[{"name":"rand","email":"r@x","is_active":true},{"name":"rand2","email":"r2@x"}]'
     : >curl.cfg
     for i in $(seq 1000); do
-      case $((RANDOM % 3)) in
+      kind=body
+      case $((RANDOM % 5)) in
         0) head -c $((RANDOM % 512 + 1)) /dev/urandom >"r$i" ;;
         1) printf '%s' "${valid:0:$((RANDOM % ${#valid}))}" >"r$i" ;;
         2) { printf '%s' "${valid:0:$((RANDOM % ${#valid}))}"; head -c $((RANDOM % 8 + 1)) /dev/urandom; printf '%s' "${valid:$((RANDOM % ${#valid}))}"; } >"r$i" ;;
+        3) { printf '[{"name":"nul%d","email":"n@x"}]\0' "$i"; head -c $((RANDOM % 64)) /dev/urandom; } >"r$i"; kind=strict ;;
+        4) name="esc$i-$RANDOM" cut=$((RANDOM % (${#name} + 1)))
+          printf '[{"name":"%s\\u0000%s","email":"e@x"}]' "${name:0:cut}" "${name:cut}" >"r$i"; kind=strict ;;
       esac
-      printf 'url = "http://127.0.0.1:%s/users/batch-async"\ndata-binary = "@r%d"\nheader = "%s"\noutput = /dev/null\nwrite-out = "%%{http_code} body\\n"\nnext\nurl = "http://127.0.0.1:%s/health"\noutput = /dev/null\nwrite-out = "%%{http_code} health\\n"\nnext\n' \
-        "$port" "$i" "$(auth "$tok")" "$port" >>curl.cfg
+      printf 'url = "http://127.0.0.1:%s/users/batch-async"\ndata-binary = "@r%d"\nheader = "%s"\noutput = /dev/null\nwrite-out = "%%{http_code} %s\\n"\nnext\nurl = "http://127.0.0.1:%s/health"\noutput = /dev/null\nwrite-out = "%%{http_code} health\\n"\nnext\n' \
+        "$port" "$i" "$(auth "$tok")" "$kind" "$port" >>curl.cfg
     done
     sed -i '$d' curl.cfg  # no "next" after the last request
     curl -sS -m 120 -K curl.cfg >random.codes || fail "curl stopped during the random bodies"
-    [[ $(grep -c ' body$' random.codes) == 1000 && $(grep -c '^200 health$' random.codes) == 1000 ]] ||
+    [[ $(grep -c ' \(body\|strict\)$' random.codes) == 1000 && $(grep -c '^200 health$' random.codes) == 1000 ]] ||
       fail "random bodies: $(sort random.codes | uniq -c | tr '\n' ' ')"
     if grep ' body$' random.codes | grep -Ev '^(4[0-9][0-9]|503|201) body$'; then fail "a random body got a non-4xx"; fi
+    if grep ' strict$' random.codes | grep -Ev '^(400|422) strict$'; then fail "a spoilt batch was not refused"; fi
+    [[ $(sql h.db "SELECT count(*) FROM users WHERE name LIKE 'nul%' OR name LIKE 'esc%'") == 0 ]] ||
+      fail "a spoilt batch was stored"
+    clean_table h.db
     # A splice of two cuts of the valid batch with random bytes between can itself be a valid batch with fresh
     # names (a 201): rare, legitimate, so counted, not refused.
-    echo "random bodies: $(grep ' body$' random.codes | sort | uniq -c | tr -s ' \n' ' ')"
+    echo "random bodies: $(grep -v ' health$' random.codes | sort | uniq -c | tr -s ' \n' ' ')"
     healthy "1000 random bodies"
     stop "$pid"
     [[ $stopped_status == 0 ]] || fail "exited $stopped_status"
