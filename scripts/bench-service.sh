@@ -10,7 +10,7 @@ duration=${1:-10}
 ((duration >= 10)) || { echo "bench-service: at least 10 s per run" >&2; exit 2; }
 
 ./scripts/install-deps.sh cmake ninja-build g++ libsqlitecpp-dev libasio-dev librestinio-dev nlohmann-json3-dev \
-  libcpp-jwt-dev libssl-dev curl wrk
+  libcpp-jwt-dev libssl-dev prometheus-cpp-dev curl wrk
 cmake --preset release >/dev/null
 cmake --build build/release --target users_service >/dev/null
 bin=build/release/examples/users_service/users_service

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 ./scripts/install-deps.sh cmake ninja-build g++ libsqlitecpp-dev libasio-dev libboost1.81-dev catch2 \
-  librestinio-dev nlohmann-json3-dev libcpp-jwt-dev libssl-dev curl sqlite3
+  librestinio-dev nlohmann-json3-dev libcpp-jwt-dev libssl-dev prometheus-cpp-dev curl sqlite3
 
 count=$(find examples -maxdepth 1 -name '[0-9][0-9]_*.cpp' ! -name '11_postgres.cpp' | wc -l)
 cmake --preset dev
@@ -63,8 +63,8 @@ show -H "Authorization: Bearer $token" --data-binary \
 show -H "Authorization: Bearer $token" "$url/users/async?skip=0&limit=10"
 show -H "Authorization: Bearer $token" "$url/users/stats/async"
 show "$url/me/async"
-echo "\$ curl $url/metrics | grep -E '^asyncdb_operations_completed_total|^users_service_http_requests_total'"
-curl -sS "$url/metrics" | grep -E '^asyncdb_operations_completed_total|^users_service_http_requests_total'
+echo "\$ curl $url/metrics | grep -E '^asyncdb_operations_total|^http_server_request_duration_seconds_count'"
+curl -sS "$url/metrics" | grep -E '^asyncdb_operations_total|^http_server_request_duration_seconds_count'
 kill -TERM "$pid"
 status=0
 wait "$pid" || status=$?

@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 ./scripts/install-deps.sh cmake ninja-build g++ libsqlitecpp-dev libasio-dev libboost1.81-dev catch2 clang-19 \
   libclang-rt-19-dev clang-format librestinio-dev nlohmann-json3-dev libcpp-jwt-dev libssl-dev curl sqlite3 \
-  libpqxx-dev pkg-config postgresql-15
+  libpqxx-dev pkg-config postgresql-15 prometheus-cpp-dev prometheus
 mkdir -p build
 
 # g++ 12's TSan needs a fixed memory layout: with more than 28 bits of mmap ASLR (vm.mmap_rnd_bits,
