@@ -22,6 +22,7 @@ class stats_collector final : public prometheus::Collectable {
     const asyncdb::stats s = db_.stats();
     const auto seconds = [](std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); };
     std::vector<prometheus::MetricFamily> out;
+    out.reserve(16);  // more than the families below: family() hands out references that must stay valid
     const auto family = [&out](const char* name, const char* help, MetricType type) -> prometheus::MetricFamily& {
       return out.emplace_back(prometheus::MetricFamily{name, help, type, {}});
     };
