@@ -4,13 +4,11 @@
 # Every wait has a deadline; every failure prints what was expected and what came back, and exits 1.
 set -euo pipefail
 bin=$1 work=$2 part=$3
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/cleanup.sh"  # each service started is stopped at exit
 rm -rf "$work" && mkdir -p "$work"
 cd "$work"
 printf 'test-secret-%s' "$RANDOM$RANDOM" >secret
 printf 'another-secret' >other_secret
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
 set -E
 trap 'echo "FAIL ($part): line $LINENO: $BASH_COMMAND exited $?" >&2' ERR
 
@@ -26,7 +24,7 @@ start() {
   shift 2
   "$bin" serve --db "$db" --listen 127.0.0.1:0 --secret-file secret --threads 2 "$@" >"$name.out" 2>"$name.err" &
   pid=$!
-  pids+=("$pid")
+  on_exit stop_pid "$pid"
   local deadline=$((SECONDS + 20))
   until grep -qs '^listening on http://127.0.0.1:[0-9]*$' "$name.out"; do
     kill -0 "$pid" 2>/dev/null || fail "$name exited before listening"
