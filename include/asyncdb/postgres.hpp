@@ -56,8 +56,10 @@ struct options {
   /// server rolled that transaction back, though libpqxx 6.4 reports its COMMIT as a success.
   bool refuse_swallowed_errors = true;
 
-  /// Makes every read on a replica wait until the replica has replayed this database's last committed
-  /// write (its primary WAL position, asked after each committing operation: one more round trip per write).
+  /// Makes every read on a replica, and each read session's snapshot, wait until the replica has replayed
+  /// this database's last committed write (its primary WAL position, asked after each operation that may have
+  /// committed: one more round trip per write; outside a transaction block any statement that succeeds on a
+  /// primary connection may have, since SELECT f() and CALL write under their tags).
   bool read_your_writes = false;
 
   /// The longest a read waits for the replica under read_your_writes before it fails.
@@ -262,7 +264,9 @@ namespace asyncdb {
 /// Opens a write session on one primary connection, held until the session ends; other writes keep
 /// running on the other primary connections. begin()/commit()/rollback() control a pqxx::work asyncdb
 /// holds; run(fn(pqxx::transaction_base&)) runs inside it, and a DAO that opens its own transaction there
-/// fails with std::logic_error (never commits). Leaving the scope rolls back.
+/// fails with std::logic_error (never commits). Leaving the scope rolls back. If the session's connection is
+/// lost, this and every later operation of the session fails with pqxx::broken_connection (its transaction,
+/// temporary tables, settings and locks are gone); they never run on another connection.
 /// Completion: void(std::exception_ptr, AsyncDbSession). Resumes on the handler's executor. Thread-safe.
 /// Errors: errc::closed, errc::queue_full, operation_aborted, pqxx::broken_connection.
 template <class Token = const net::use_awaitable_t<>&>
@@ -272,7 +276,9 @@ auto async_db_session(postgres::database& db, Token&& token = net::use_awaitable
 }
 
 /// Opens a read session: one REPEATABLE READ, READ ONLY transaction (one snapshot) on a read-only
-/// connection, for run(fn(pqxx::transaction_base&)). As above otherwise.
+/// connection, for run(fn(pqxx::transaction_base&)), taken after read_your_writes' wait. A failed or
+/// cancelled operation is rolled back to a savepoint taken after the previous one (one round trip per
+/// operation), so the next runs on the same snapshot. As above otherwise.
 template <class Token = const net::use_awaitable_t<>&>
 auto async_db_session(postgres::database& db, read_only_t, Token&& token = net::use_awaitable,
                       std::source_location where = std::source_location::current()) {
