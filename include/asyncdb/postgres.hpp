@@ -68,7 +68,8 @@ struct options {
   /// How long close() (or the destructor) lets queued and running work finish. Past it, operations still
   /// queued fail with errc::closed and the statements still running are cancelled on the server (the
   /// operation fails with the server's error, 57014, its transaction rolled back); a COMMIT under way ends
-  /// as the server decides.
+  /// as the server decides. A connection whose cancel request goes unanswered for connect_timeout (a server
+  /// that accepts and never answers) is shut down instead: its operation fails with a broken connection.
   std::chrono::milliseconds close_grace{5000};
 };
 

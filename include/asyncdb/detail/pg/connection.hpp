@@ -48,7 +48,7 @@ class connection final : public interruptible {
     }
     if (on_open) on_open(*conn_);
     if (rollback_if_open()) throw std::runtime_error("asyncdb: on_open left a transaction open; it was rolled back");
-    cancels_.set_handle(target_, PQgetCancel(raw_));
+    cancels_.set_handle(target_, PQgetCancel(raw_), PQsocket(raw_));
   }
 
   connection(const connection&) = delete;
@@ -58,7 +58,7 @@ class connection final : public interruptible {
   // an exception would terminate), then the DAOs (they may hold prepared statements or transactions), then
   // the connection itself.
   ~connection() {
-    cancels_.set_handle(target_, nullptr);
+    cancels_.set_handle(target_, nullptr, -1);
     daos_.clear();
     conn_.reset();
   }
@@ -66,6 +66,8 @@ class connection final : public interruptible {
   pqxx::connection& get() noexcept { return *conn_; }
   int backend_pid() const noexcept { return PQbackendPID(raw_); }
   bool is_broken() const noexcept { return PQstatus(raw_) != CONNECTION_OK; }
+  // A cancel request went unanswered and may still land: nothing more may run on this backend.
+  bool must_be_replaced() const noexcept { return unanswered_cancel_ || is_broken(); }
   bool in_transaction() const noexcept {
     const PGTransactionStatusType s = PQtransactionStatus(raw_);
     return s == PQTRANS_INTRANS || s == PQTRANS_INERROR || s == PQTRANS_ACTIVE;
@@ -148,7 +150,7 @@ class connection final : public interruptible {
   // The lane's thread, once the operation can no longer be interrupted. A ROLLBACK answer after a failed
   // statement that nothing resolved (see on_event) ended the block if the server is out of it now.
   lease_watch end_lease() noexcept {
-    cancels_.settle(target_);
+    if (!cancels_.settle(target_)) unanswered_cancel_ = true;
     if (rollback_unresolved_ && !in_transaction()) watch_.rolled_back_after_error = true;
     rollback_unresolved_ = false;
     return watch_;
@@ -231,6 +233,7 @@ class connection final : public interruptible {
   canceller::target& target_;
   lease_watch watch_;
   std::string ended_why_;
+  bool unanswered_cancel_ = false;
   dao_cache daos_;
 };
 

@@ -195,17 +195,19 @@ class lane {
   }
 
   // Any thread: close()'s grace is over. The lane starts nothing more (what is queued fails with
-  // errc::closed) and the statement running now, if any, is cancelled on the server.
+  // errc::closed) and the statement running now, if any, is cancelled on the server, or, when the server
+  // does not answer the cancel request, cut off from it.
   void interrupt_for_close() noexcept {
     closing_.store(true, std::memory_order_relaxed);
     cancels_.request(target_);
+    cancels_.sever_if_unanswered(target_);
   }
 
   // After each operation: a connection that died (or was left unusable) is dropped with its DAOs, and
   // replaced at once if the server answers.
   void after_operation() noexcept {
-    if (conn_ && conn_->is_broken()) {
-      drop("the connection was lost");
+    if (conn_ && conn_->must_be_replaced()) {
+      drop(conn_->is_broken() ? "the connection was lost" : "a cancel request to its server went unanswered");
       // Not once close()'s grace is over: nothing more will run, and a connect (with on_open) could not be
       // cancelled.
       if (!closing_.load(std::memory_order_relaxed)) try_connect();
