@@ -39,7 +39,7 @@ class stalling_proxy {
     threads_.emplace_back([this] { accept_loop(); });
   }
   ~stalling_proxy() {
-    (void)::write(stop_[1], "x", 1);
+    if (::write(stop_[1], "x", 1) < 0) std::perror("stalling_proxy");
     for (auto& t : threads_) t.join();
     for (int fd : fds_) ::close(fd);
     ::close(listener_);
