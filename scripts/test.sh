@@ -2,13 +2,15 @@
 # The whole suite, as CI runs it (.ci/run). Each step is a CMake workflow preset (configure, build, test):
 #   dev    g++ -Werror: unit tests (unit.*; the Boost flavour through package consumers, mixed_flavours and
 #          the Beast example), the fault suite (faults.*),
-#          PostgreSQL against a throwaway primary and replica (pg.*), examples, the users service over HTTP
-#          (service.*), package consumers for both flavours, compile-fail tests; every header on its own
-#   asan   g++ -O0 AddressSanitizer + UBSan: standalone unit tests, fault suite (smaller), service, PostgreSQL
+#          PostgreSQL against a throwaway primary and replica (pg.*), the conformance suite against both
+#          backends (contract.*), examples, the users service over HTTP (service.*), package consumers for
+#          both flavours, compile-fail tests; every header on its own
+#   asan   g++ -O0 AddressSanitizer + UBSan: standalone unit tests, fault suite (smaller), service, PostgreSQL,
+#          conformance suite
 #   tsan   g++ ThreadSanitizer: unit tests in both flavours (unit.*, unit_boost.*), fault suite (smaller),
-#          PostgreSQL
+#          PostgreSQL, conformance suite
 #   clang  clang++-19 -Werror: standalone unit tests, examples (10_boost_beast runs the Boost flavour),
-#          service, PostgreSQL, compile-fail tests
+#          service, PostgreSQL, conformance suite, compile-fail tests
 #   format clang-format --dry-run --Werror over the C++ sources
 # Every step runs even if an earlier one failed; logs go to build/<step>.log. Rerunnable, -j2.
 set -euo pipefail

@@ -9,6 +9,10 @@
 
 namespace {
 
+struct not_a_std_exception {
+  int code;
+};
+
 struct thread_log {
   std::set<std::thread::id> dao;      // threads the DAO code ran on
   std::set<std::thread::id> resumed;  // threads the coroutine resumed on
@@ -81,6 +85,13 @@ TEMPLATE_TEST_CASE("what the DAO throws reaches the co_await with its own type a
     } catch (const contract::dao_error& e) {
       if (e.code == 42 && std::string(e.what()) == "no such user") ++caught;
     }
+    // Not even a std::exception: still itself.
+    auto odd = [](auto&) { throw not_a_std_exception{17}; };
+    try {
+      co_await B::write(db, odd);
+    } catch (const not_a_std_exception& e) {
+      if (e.code == 17) ++caught;
+    }
     asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
     try {
       co_await B::in_session(s, thrower);
@@ -89,7 +100,7 @@ TEMPLATE_TEST_CASE("what the DAO throws reaches the co_await with its own type a
     }
   };
   test::run(ctx, body());
-  CHECK(caught == 3);
+  CHECK(caught == 4);
 }
 
 // ------------------------------------------------------------------------------------------------
