@@ -276,7 +276,8 @@ class cv_partner {
   std::thread thread_;
 };
 
-// Two threads taking turns on one atomic, neither ever sleeping: the floor of a hop between two busy cores.
+// Two threads taking turns on one atomic, neither ever sleeping: the floor of a hop between two busy cores
+// (asyncdb's lanes with options::poll_before_sleep come closest).
 class polling_partner {
  public:
   polling_partner() : thread_([this] { run(); }) {}
@@ -288,17 +289,30 @@ class polling_partner {
   }
   void round_trip() {
     turn_.store(worker, std::memory_order_release);
-    while (turn_.load(std::memory_order_acquire) != caller) {
-    }
+    for (unsigned spins = 1; turn_.load(std::memory_order_acquire) != caller; ++spins) relax(spins);
   }
 
  private:
   enum : int { caller, worker, stop };
+  // Every 64th spin yields: on a machine with more busy threads than cores, the partner may be waiting for
+  // this core, and a pure spin would then wait out a whole time slice (milliseconds) for it.
+  static void relax(unsigned spins) {
+    if (spins % 64 == 0) {
+      std::this_thread::yield();
+    } else {
+      asyncdb::detail::cpu_relax();
+    }
+  }
   void run() {
-    for (;;) {
+    for (unsigned spins = 1;; ++spins) {
       const int t = turn_.load(std::memory_order_acquire);
       if (t == stop) return;
-      if (t == worker) turn_.store(caller, std::memory_order_release);
+      if (t == worker) {
+        turn_.store(caller, std::memory_order_release);
+        spins = 0;
+        continue;
+      }
+      relax(spins);
     }
   }
   std::atomic<int> turn_{caller};
