@@ -50,7 +50,8 @@ const char* usage =
     "  --only         run only these workloads (L is measured during W1 and W2)\n"
     "  --contenders   run only these contenders (S includes S-bulk), e.g. asyncdb alone under a profiler\n"
     "  --poll-us N    asyncdb's options::poll_before_sleep (default 0, as users get it)\n"
-    "  --sweep        instead of the workloads: W1 against 1..256 in flight and 1, 2, 4 readers (JSON: --json)\n"
+    "  --sweep        instead of the workloads: W1 against 1..256 in flight and 1, 2, 4 readers, median of\n"
+    "                 --runs per point (JSON: --json, default sweep.json)\n"
     "  --sweep-ops N  lookups per sweep point (default 20000)\n";
 
 cli parse(int argc, char** argv) {
@@ -233,7 +234,11 @@ int run(const cli& args) {
   const bench_data d = prepare(folder.path(), n);
   const double seed_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - seed0).count();
 
-  if (args.sweep) return sweep(args, d, load_before);
+  if (args.sweep) {
+    cli sweep_args = args;
+    sweep_args.sweep_shape.runs = args.runs;
+    return sweep(sweep_args, d, load_before);
+  }
   read_shape w1;
   w1.in_flight = n.in_flight;
   w1.probe = true;  // S has no loop: measure_point_reads ignores it there

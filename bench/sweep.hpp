@@ -12,6 +12,7 @@ namespace bench {
 /// What the sweep covers; the defaults keep it to a few minutes on a 2-core machine.
 struct sweep_plan {
   std::size_t ops = 20'000;  // lookups per point
+  int runs = 3;              // measurements per point, the contenders interleaved; each figure is their median
   std::vector<std::size_t> in_flight = {1, 2, 4, 8, 16, 32, 64, 128, 256};
   std::vector<std::size_t> readers = {1, 2, 4};  // asyncdb's readers, the peer's pool threads; S has neither
 };
@@ -24,8 +25,8 @@ struct sweep_point {
   sample s;
 };
 
-/// Measures every point, the contenders interleaved at each, printing progress on stderr. S, which runs
-/// one call at a time whatever the shape, is measured once per in-flight count.
+/// Measures every point `plan.runs` times, the contenders interleaved, printing progress on stderr. S, which
+/// runs one call at a time whatever the shape, is measured once per in-flight count and run.
 std::vector<sweep_point> run_sweep(const bench_data& d, const sweep_plan& plan);
 
 /// The points as JSON; `header` is the run's description, already formatted as JSON members.

@@ -23,11 +23,11 @@ for r in 1 2 4; do
   series peer "$r"
   series asyncdb "$r"
 done
-title=$(jq -r '"W1 point reads, \(.ops_per_point) per point, \(.host) (\(.cores) cores), load \(.load_before | floor)-\(.load_after | floor), \(.date[0:10])"' "$json")
+title=$(jq -r '"W1 point reads, \(.ops_per_point) per point, median of \(.runs_per_point // 1), \(.host) (\(.cores) cores), load \(.load_before | floor)-\(.load_after | floor), \(.date[0:10])"' "$json")
 
 mkdir -p "$(dirname "$png")"
 gnuplot <<PLOT
-set terminal pngcairo size 1200,420 font ",9"
+set terminal pngcairo size 1080,380 font ",8"
 set output "$png"
 set multiplot layout 1,3 title "$title"
 set logscale x 2
