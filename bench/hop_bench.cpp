@@ -408,14 +408,17 @@ class summary_reporter : public benchmark::ConsoleReporter {
     const std::string suffix = has("BM_floor_cv_round_trip/real_time_median") ? "/real_time_median" : "/real_time";
     const auto floor_cv = find("BM_floor_cv_round_trip" + suffix);
     const auto floor_poll = find("BM_floor_polling_round_trip" + suffix);
-    if (floor_cv <= 0 || floor_poll <= 0) return;
-    std::printf("\nfloors in this run: condition-variable round trip %.2f us, polling round trip %.2f us\n",
-                floor_cv / 1e3, floor_poll / 1e3);
+    if (floor_cv <= 0 && floor_poll <= 0) return;
+    std::printf(
+        "\nfloors in this run (us): condition-variable round trip %.2f, polling round trip %.2f (-1: not run)\n",
+        floor_cv / 1e3, floor_poll / 1e3);
     for (const char* hop : {"BM_asyncdb_hop_writer", "BM_asyncdb_hop_reader", "BM_asyncdb_hop_dao_call"}) {
       const double t = find(hop + suffix);
       if (t <= 0) continue;
-      std::printf("%-24s %8.2f us = %5.2fx the cv floor (+%.2f us), %6.1fx the polling floor\n", hop, t / 1e3,
-                  t / floor_cv, (t - floor_cv) / 1e3, t / floor_poll);
+      std::printf("%-24s %8.2f us", hop, t / 1e3);
+      if (floor_cv > 0) std::printf(" = %5.2fx the cv floor (%+.2f us)", t / floor_cv, (t - floor_cv) / 1e3);
+      if (floor_poll > 0) std::printf(", %6.1fx the polling floor", t / floor_poll);
+      std::printf("\n");
     }
   }
 
