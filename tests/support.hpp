@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
@@ -127,6 +128,20 @@ class UserOper {
   std::thread::id where() { return std::this_thread::get_id(); }
   /// Throws a domain error of the DAO's own type.
   int fail(const std::string& why) { throw std::invalid_argument(why); }
+  /// Fills an out-parameter, as many DAOs' getters do; false when there is no such user.
+  bool find(const std::string& name, User& out) {
+    std::optional<User> u = get_by_name(name);
+    if (u) out = std::move(*u);
+    return u.has_value();
+  }
+  /// Takes its argument by rvalue reference and moves from it: a second call would insert empty strings.
+  std::int64_t add_moved(UserCreate&& u) {
+    const UserCreate mine = std::move(u);
+    return add(mine);
+  }
+  std::int64_t add_named(std::string&& name) { return add_moved(UserCreate{std::move(name), "named@x"}); }
+  /// Which DAO object served the call.
+  std::uintptr_t address() const { return reinterpret_cast<std::uintptr_t>(this); }
 
   SQLite::Database& db() { return db_; }
 

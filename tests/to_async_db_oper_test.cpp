@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -59,8 +61,8 @@ TEST_CASE("2,000 concurrent adds from as many coroutines on a multi-threaded loo
           "[to_async_db_oper][concurrency]") {
   test::temp_dir dir;
   asyncdb::options opts = test::default_options(2);
-  opts.on_open = [schema = opts.on_open](SQLite::Database& c) {
-    schema(c);
+  opts.on_open = [](SQLite::Database& c) {
+    test::create_schema(c);
     c.exec("PRAGMA synchronous = NORMAL");  // WAL's usual setting: no fsync per commit, so 2,000 commits stay fast
   };
   asyncdb::database db{dir.file(), opts};
@@ -410,4 +412,96 @@ TEST_CASE(
     CHECK(test::run(ctx, queued_while_spoiled<std::vector<int>>(db, w, start, spoil)) == numbers);
   }
   CHECK_FALSE(w.blocker.error);
+}
+
+TEST_CASE("an out-parameter passed with std::ref is filled in the caller's own object",
+          "[to_async_db_oper][arguments]") {
+  test::temp_dir dir;
+  asyncdb::database db{dir.file(), test::default_options(1)};
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
+    AsyncUsers users{d};
+    const test::UserCreate ann{"ann", "ann@x"};
+    const std::int64_t id = co_await users.call<&test::UserOper::add>(ann);
+    const std::string name = "ann";
+    test::User out;
+    // The caller keeps `out` alive and leaves it alone until the co_await returns.
+    const bool found = co_await users.call<&test::UserOper::find>(name, std::ref(out));
+    CHECK(found);
+    CHECK(out.id == id);
+    CHECK(out.email == "ann@x");
+    const std::string nobody = "nobody";
+    test::User untouched{7, "kept", "kept@x", false};
+    CHECK_FALSE(co_await users.call<&test::UserOper::find>(nobody, std::ref(untouched)));
+    CHECK(untouched.name == "kept");
+  };
+  test::run(ctx, check(db));
+}
+
+TEST_CASE("a member taking T&& gets the operation's own copy as an rvalue, on the writer, without a trial on a reader",
+          "[to_async_db_oper][arguments][routing]") {
+  test::temp_dir dir;
+  asyncdb::database db{dir.file(), test::default_options(2)};
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
+    AsyncUsers users{d};
+    test::UserCreate ann{"ann", "ann@x"};
+    const std::int64_t first = co_await users.call<&test::UserOper::add_moved>(ann);  // a copy is moved, not ann
+    CHECK(ann.name == "ann");
+    const std::string bob = "bob";  // not an aggregate: g++ 12 lets it be moved in
+    const std::int64_t second = co_await users.call<&test::UserOper::add_named>(std::string(bob));
+    CHECK(second == first + 1);
+  };
+  test::run(ctx, check(db));
+  // A trial on a reader would have moved the argument away before the writer ran it again with empty strings.
+  CHECK(db.stats().rerouted == 0);
+  CHECK(test::rows_named(dir.file(), "ann") == 1);
+  CHECK(test::rows_named(dir.file(), "bob") == 1);
+  CHECK(test::count_rows(dir.file()) == 2);
+}
+
+namespace {
+
+// Queues `n` calls of `Member` behind a write session, so that the writer finds them all waiting at once,
+// and returns how many of them group commit took into shared transactions.
+template <auto Member>
+std::uint64_t grouped_when_queued_together(const std::filesystem::path& file, int n) {
+  asyncdb::options opts = test::default_options(0);
+  opts.group_commit.max_duration = std::chrono::seconds(10);
+  asyncdb::database db{file, opts};
+  net::io_context ctx;
+  auto queue_behind_session = [](asyncdb::database& d, int count) -> net::awaitable<void> {
+    AsyncUsers users{d};
+    asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(d);
+    std::vector<net::awaitable<std::int64_t>> all;
+    for (int i = 0; i < count; ++i) {
+      const test::UserCreate u{"user-" + std::to_string(i), "u@x"};
+      all.push_back(users.call<Member>(u));
+    }
+    bool done = false;
+    auto gathered = asyncdb::gather(std::move(all));
+    const auto executor = co_await net::this_coro::executor;
+    net::co_spawn(executor, std::move(gathered), [&done](std::exception_ptr ep, std::vector<std::int64_t>) {
+      CHECK_FALSE(ep);
+      done = true;
+    });
+    auto all_queued = [&d, count] { return d.stats().queued == static_cast<std::uint64_t>(count); };
+    co_await test::poll_until(all_queued);
+    s.release();
+    auto finished = [&done] { return done; };
+    co_await test::poll_until(finished);
+  };
+  test::run(ctx, queue_behind_session(db, n));
+  CHECK(test::count_rows(file) == n);
+  return db.stats().grouped;
+}
+
+}  // namespace
+
+TEST_CASE("a member taking T&& is never group-committed, where a lost group would run it again",
+          "[to_async_db_oper][arguments][group_commit]") {
+  test::temp_dir dir;
+  // The control: the same writes through a const& member share transactions.
+  CHECK(grouped_when_queued_together<&test::UserOper::add>(dir.file("control.db"), 20) > 0);
+  CHECK(grouped_when_queued_together<&test::UserOper::add_moved>(dir.file("moved.db"), 20) == 0);
 }

@@ -154,8 +154,8 @@ class AsyncDbSession {
   auto call_sqlite(Args&&... args) {
     detail::refuse_coawait_temporaries<Args...>();
     using dao = detail::member_class_t<Member>;
-    using R = detail::call_result_t<Member, dao, Args...>;
-    return control([bound = detail::bind_call<Member, dao>(std::forward<Args>(args)...)](
+    using R = detail::call_result_t<Member, dao, detail::lane, Args...>;
+    return control([bound = detail::bind_call<Member, dao, detail::lane>(std::forward<Args>(args)...)](
                        detail::lane& l, detail::session_state&) mutable -> R { return bound(l); },
                    detail::name_of<Member>());
   }

@@ -37,6 +37,13 @@ class UserOper {
   std::int64_t count_matching(const UserCreate* u) { return u != nullptr ? row_count() : 0; }
   std::int64_t count_matching_ref(const UserCreate& u) { return u.name.empty() ? 0 : row_count(); }
 
+  // An out-parameter: asyncdb refuses to fill a copy of it; std::ref(out) fills the caller's object.
+  bool find(const std::string& name, UserCreate& out) {
+    if (name != name_) return false;
+    out.name = name_;
+    return true;
+  }
+
   // The refused forms: results bound to the connection or to the DAO object.
   SQLite::Statement& by_name_statement() { return by_name_; }
   const std::string& name_ref() { return name_; }

@@ -21,6 +21,12 @@ inline constexpr bool refers_to_connection =
     std::is_same_v<std::remove_cv_t<R>, SQLite::Database> || std::is_same_v<std::remove_cv_t<R>, SQLite::Transaction> ||
     std::is_same_v<std::remove_cv_t<R>, SQLite::Savepoint> || std::is_same_v<std::remove_cv_t<R>, SQLite::Backup>;
 
+// What check_result accepts; a refused result builds no operation, so its message stands nearly alone.
+template <class R>
+inline constexpr bool valid_result =
+    !std::is_reference_v<R> && !std::is_pointer_v<R> && !refers_to_connection<R> &&
+    (std::is_void_v<R> || (std::is_move_constructible_v<R> && std::is_default_constructible_v<R>));
+
 // The result crosses threads and outlives the lease of the connection that produced it.
 template <class R>
 constexpr void check_result() {
@@ -54,14 +60,22 @@ template <class Fn>
 inline constexpr bool risky_callable = !std::is_lvalue_reference_v<Fn> && std::is_class_v<std::remove_cvref_t<Fn>> &&
                                        !std::is_trivially_destructible_v<std::remove_cvref_t<Fn>>;
 
+// One argument at a time, so that the compiler's "In instantiation of" line names the type (Arg = ...).
+template <class Arg>
+constexpr void refuse_coawait_temporary() {
+#if ASYNCDB_REFUSE_COAWAIT_TEMPORARIES
+  static_assert(!risky_argument<Arg>,
+                "asyncdb: g++ 12 destroys twice an aggregate temporary with non-trivial members created inside a "
+                "co_await expression (a double free); asyncdb refuses every rvalue of such a type (std::move "
+                "included), whose type is the Arg named just above. Name the value and pass it as an lvalue "
+                "(asyncdb copies it): `Arg value{...}; co_await dao.call<&Dao::member>(value);`, or build with "
+                "g++ 13+ or clang.");
+#endif
+}
+
 template <class... Args>
 constexpr void refuse_coawait_temporaries() {
-#if ASYNCDB_REFUSE_COAWAIT_TEMPORARIES
-  static_assert(!(risky_argument<Args> || ...),
-                "asyncdb: g++ 12 destroys twice an aggregate temporary with non-trivial members created inside a "
-                "co_await expression (a double free). Name the value first: `UserCreate u{\"ann\", \"a@x\"}; "
-                "co_await users.call<&UserOper::add>(u);` (or build with g++ 13+ or clang).");
-#endif
+  (refuse_coawait_temporary<Args>(), ...);
 }
 
 template <class Fn>
@@ -69,7 +83,7 @@ constexpr void refuse_coawait_temporary_callable() {
 #if ASYNCDB_REFUSE_COAWAIT_TEMPORARIES
   static_assert(!risky_callable<Fn>,
                 "asyncdb: g++ 12 destroys twice a capturing lambda created inside a co_await expression (a double "
-                "free). Name it first: `auto fn = [s](UserOper& o) { ... }; co_await users.run(fn);` (or build "
+                "free). Name it first: `auto fn = [s](Dao& dao) { ... }; co_await db.run(fn);` (or build "
                 "with g++ 13+ or clang).");
 #endif
 }

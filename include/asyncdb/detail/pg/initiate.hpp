@@ -1,7 +1,7 @@
 #pragma once
 // How PostgreSQL operations are built and queued: the SQLite recipe (detail/sqlite/initiate.hpp) with a
 // PostgreSQL lane underneath.
-#include <asyncdb/detail/arguments.hpp>
+#include <asyncdb/detail/invoke.hpp>
 #include <asyncdb/detail/name_of.hpp>
 #include <asyncdb/detail/op_kind.hpp>
 #include <asyncdb/detail/pg/engine.hpp>
@@ -34,25 +34,8 @@ template <auto F>
 concept operation =
     (std::is_member_function_pointer_v<decltype(F)> && dao<member_class_t<F>>) || takes_connection<decltype(F)>;
 
-template <auto F, class Dao, class... Args>
-decltype(auto) invoke_on(lane& l, Args&... args) {
-  if constexpr (std::is_member_function_pointer_v<decltype(F)>) {
-    return std::invoke(F, l.conn().template dao<Dao>(), args...);
-  } else {
-    return std::invoke(F, l.conn().get(), args...);
-  }
-}
-
-template <auto F, class Dao, class... Args>
-using call_result_t = decltype(invoke_on<F, Dao>(std::declval<lane&>(), std::declval<stored_t<Args>&>()...));
-
-template <auto F, class Dao, class... Args>
-auto bind_call(Args&&... args) {
-  using R = call_result_t<F, Dao, Args...>;
-  return [stored = std::tuple<stored_t<Args>...>(to_stored(std::forward<Args>(args))...)](lane& l) mutable -> R {
-    return std::apply([&](auto&... a) -> R { return invoke_on<F, Dao>(l, a...); }, stored);
-  };
-}
+// detail/invoke.hpp's connection for a free function: the lane's pqxx::connection.
+inline pqxx::connection& native_connection(lane& l) noexcept { return l.conn().get(); }
 
 template <class R, class Handler, class Fn>
 void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, std::string_view name,
@@ -78,8 +61,12 @@ auto initiate(Token&& token, engine& e, bool read_only, Fn fn, std::string_view 
 template <auto F, class Dao, class Owner, class... Args>
 auto initiate_call(engine& e, Args&&... args) {
   refuse_coawait_temporaries<Args...>();
-  return initiate<call_result_t<F, Dao, Args...>>(net::use_awaitable, e, declared_route<F, Owner>() == route::reader,
-                                                  bind_call<F, Dao>(std::forward<Args>(args)...), name_of<F>());
+  using R = call_result_t<F, Dao, lane, Args...>;
+  static_assert((check_result<R>(), true));  // evaluated now: its message comes before any other error
+  if constexpr (valid_result<R>) {
+    return initiate<R>(net::use_awaitable, e, declared_route<F, Owner>() == route::reader,
+                       bind_call<F, Dao, lane>(std::forward<Args>(args)...), name_of<F>());
+  }
 }
 
 template <class Token, class Fn>

@@ -124,10 +124,10 @@ template <auto Member, class... Args>
 auto call(std::shared_ptr<session_state> s, Args&&... args) {
   check_postgres(s);
   using dao = member_class_t<Member>;
-  using R = call_result_t<Member, dao, Args...>;
+  using R = call_result_t<Member, dao, lane, Args...>;
   return in_session<R>(
       std::move(s),
-      [bound = bind_call<Member, dao>(std::forward<Args>(args)...)](lane& l, session_state&) mutable -> R {
+      [bound = bind_call<Member, dao, lane>(std::forward<Args>(args)...)](lane& l, session_state&) mutable -> R {
         return bound(l);
       },
       name_of<Member>());

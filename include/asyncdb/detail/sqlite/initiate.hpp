@@ -54,14 +54,31 @@ auto initiate(Token&& token, engine& e, route r, op_kind& kind, Fn fn, std::stri
       token, &e, r, &kind, std::move(fn), name);
 }
 
+// An operation that moves from its arguments runs once: never a trial on a reader that the writer
+// would repeat.
+template <auto F, class Owner>
+constexpr route route_of() noexcept {
+  constexpr route declared = declared_route<F, Owner>();
+  return consumes_arguments<F> && declared == route::detect ? route::writer : declared;
+}
+
+// Nor in a group commit, which runs its members again alone when the shared transaction is lost:
+// such an operation starts out as one that needs a transaction of its own.
+template <auto F>
+requires consumes_arguments<F>
+inline op_kind kind_of<operation_tag<F>>{{false}, {true}};
+
 // The one recipe behind `call<&Dao::member>(args...)` and `async_db_operation<&f>{}(db, args...)`:
 // refuse what g++ 12 would corrupt, store the arguments, route as `Owner` (or a specialization) says.
 template <auto F, class Dao, class Owner, class... Args>
 auto initiate_call(engine& e, Args&&... args) {
   refuse_coawait_temporaries<Args...>();
-  return initiate<call_result_t<F, Dao, Args...>>(net::use_awaitable, e, declared_route<F, Owner>(),
-                                                  kind_of<operation_tag<F>>,
-                                                  bind_call<F, Dao>(std::forward<Args>(args)...), name_of<F>());
+  using R = call_result_t<F, Dao, lane, Args...>;
+  static_assert((check_result<R>(), true));  // evaluated now: its message comes before any other error
+  if constexpr (valid_result<R>) {
+    return initiate<R>(net::use_awaitable, e, route_of<F, Owner>(), kind_of<operation_tag<F>>,
+                       bind_call<F, Dao, lane>(std::forward<Args>(args)...), name_of<F>());
+  }
 }
 
 // A session operation holds its session's state until it is queued: an awaitable may be started
