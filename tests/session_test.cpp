@@ -631,3 +631,28 @@ TEST_CASE("a read session whose running read timed out still serves its next rea
 }
 
 }  // namespace
+
+TEST_CASE("a session's run(fn(Dao&)) gets the connection's own DAO instance, the one call<> uses", "[session][dao]") {
+  test::temp_dir dir;
+  asyncdb::database db{dir.file(), test::default_options(0)};  // no readers: every operation on the writer
+  net::io_context ctx;
+  auto check = [](asyncdb::database& d) -> net::awaitable<void> {
+    test::AsyncUsers users{d};
+    const std::uintptr_t outside = co_await users.call<&UserOper::address>();
+    asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(d);
+    co_await s.begin();
+    const UserCreate ann{"ann", "ann@x"};
+    const std::uintptr_t first = co_await s.run([&ann](UserOper& o) {
+      o.add(ann);
+      return o.address();
+    });
+    const std::uintptr_t second = co_await s.run([](UserOper& o) { return o.address(); });
+    const std::uintptr_t by_call = co_await s.call<&UserOper::address>();
+    co_await s.commit();
+    CHECK(first == outside);
+    CHECK(second == outside);
+    CHECK(by_call == outside);
+  };
+  test::run(ctx, check(db));
+  CHECK(test::rows_named(dir.file(), "ann") == 1);
+}

@@ -115,16 +115,20 @@ class AsyncDbSession {
         "AsyncDbSession::rollback", /*allowed_when_aborted=*/true);
   }
 
-  /// Runs `fn(SQLite::Database&) -> R` on the session's connection. Completion: awaitable<R>; resumes on the
-  /// caller's executor; start operations of one session from one coroutine at a time.
+  /// Runs `fn(SQLite::Database&) -> R`, or `fn(Dao&) -> R` on the connection's own DAO instance (the one
+  /// call<> uses; fn's parameter names Dao), on the session's connection. Completion: awaitable<R>; resumes
+  /// on the caller's executor; start operations of one session from one coroutine at a time.
   /// Throws fn's exception, errc::session_ended, errc::transaction_aborted or operation_aborted.
   template <class Fn>
   auto run(Fn&& fn) {
     detail::refuse_coawait_temporary_callable<Fn>();
-    if constexpr (!std::is_invocable_v<std::decay_t<Fn>&, SQLite::Database&>) {
-      return detail::pg_session_run(state_, std::forward<Fn>(fn));
+    using dao = typename detail::first_param<std::decay_t<Fn>>::type;
+    if constexpr (detail::is_sqlite_dao<dao> && !std::is_same_v<dao, SQLite::Database>) {
+      return run_sqlite<dao>(std::forward<Fn>(fn));
+    } else if constexpr (std::is_invocable_v<std::decay_t<Fn>&, SQLite::Database&>) {
+      return run_sqlite<SQLite::Database>(std::forward<Fn>(fn));
     } else {
-      return run_sqlite(std::forward<Fn>(fn));
+      return detail::pg_session_run(state_, std::forward<Fn>(fn));
     }
   }
 
@@ -142,12 +146,19 @@ class AsyncDbSession {
   }
 
  private:
-  template <class Fn>
+  // `Target` is SQLite::Database for the connection itself, else the DAO class.
+  template <class Target, class Fn>
   auto run_sqlite(Fn&& fn) {
-    using R = std::invoke_result_t<std::decay_t<Fn>&, SQLite::Database&>;
-    return control([f = std::decay_t<Fn>(std::forward<Fn>(fn))](
-                       detail::lane& l, detail::session_state&) mutable -> R { return f(l.conn().database()); },
-                   "AsyncDbSession::run");
+    using R = std::invoke_result_t<std::decay_t<Fn>&, Target&>;
+    return control(
+        [f = std::decay_t<Fn>(std::forward<Fn>(fn))](detail::lane& l, detail::session_state&) mutable -> R {
+          if constexpr (std::is_same_v<Target, SQLite::Database>) {
+            return f(detail::native_connection(l));
+          } else {
+            return f(l.conn().dao<Target>());
+          }
+        },
+        "AsyncDbSession::run");
   }
 
   template <auto Member, class... Args>

@@ -268,6 +268,8 @@ class PgUserOper {
     return t.exec1("SELECT pg_is_in_recovery()")[0].as<bool>();
   }
   int backend_pid() { return c_.backendpid(); }
+  /// Which DAO object served the call.
+  std::uintptr_t address() const { return reinterpret_cast<std::uintptr_t>(this); }
   std::thread::id where() { return std::this_thread::get_id(); }
   /// Sleeps on the server: a statement that runs until cancelled.
   int sleep(double seconds) {

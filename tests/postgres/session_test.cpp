@@ -158,3 +158,29 @@ TEST_CASE("a cancelled statement in a PostgreSQL session transaction leaves only
   CHECK(s.exec("SELECT string_agg(name, ',') FROM users")[0][0].as<std::string>() == "bob");
   (void)cancelled;
 }
+
+TEST_CASE("a PostgreSQL session's run(fn(Dao&)) gets the connection's own DAO instance, the one call<> uses",
+          "[postgres][session][dao]") {
+  pgtest::schema s;
+  asyncdb::postgres::database pg{s.options(1, 0, false)};  // one primary connection: every call meets the same DAO
+  asio::io_context ctx;
+  auto body = [&]() -> asio::awaitable<void> {
+    pgtest::AsyncPgUserOper users{pg};
+    const std::uintptr_t outside = co_await users.call<&PgUserOper::address>();
+    asyncdb::AsyncDbSession session = co_await asyncdb::async_db_session(pg);
+    const UserCreate ann{"ann", "ann@x"};
+    auto add_ann = [&ann](PgUserOper& o) {
+      o.add(ann);
+      return o.address();
+    };
+    const std::uintptr_t first = co_await session.run(add_ann);
+    auto address = [](PgUserOper& o) { return o.address(); };
+    const std::uintptr_t second = co_await session.run(address);
+    const std::uintptr_t by_call = co_await session.call<&PgUserOper::address>();
+    CHECK(first == outside);
+    CHECK(second == outside);
+    CHECK(by_call == outside);
+  };
+  test::run(ctx, body());
+  CHECK(pgtest::count_users(s) == 1);
+}

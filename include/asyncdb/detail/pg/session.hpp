@@ -96,7 +96,7 @@ inline void check_postgres(const std::shared_ptr<session_state>& s) {
 }
 
 // `fn(pqxx::transaction_base&)` runs inside the session's transaction (the read session's snapshot, or
-// the one begin() opened); `fn(pqxx::connection&)` gets the connection.
+// the one begin() opened); `fn(pqxx::connection&)` gets the connection, `fn(Dao&)` its DAO instance.
 template <class Fn>
 auto run(std::shared_ptr<session_state> s, Fn&& fn) {
   check_postgres(s);
@@ -111,6 +111,13 @@ auto run(std::shared_ptr<session_state> s, Fn&& fn) {
           }
           return f(*l.session_transaction());
         },
+        "AsyncDbSession::run");
+  } else if constexpr (dao<typename first_param<F>::type>) {
+    using target = typename first_param<F>::type;
+    using R = std::invoke_result_t<F&, target&>;
+    return in_session<R>(
+        std::move(s),
+        [f = F(std::forward<Fn>(fn))](lane& l, session_state&) mutable -> R { return f(l.conn().dao<target>()); },
         "AsyncDbSession::run");
   } else {
     using R = std::invoke_result_t<F&, pqxx::connection&>;
