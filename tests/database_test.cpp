@@ -19,7 +19,8 @@ using namespace std::chrono_literals;
 
 // One on_open call, as seen from inside it.
 struct opened_connection {
-  int read_only;  // sqlite3_db_readonly(handle, "main")
+  std::string role;  // connection_role::name()
+  int read_only;     // sqlite3_db_readonly(handle, "main")
   std::thread::id thread;
   sqlite3* handle;
 };
@@ -109,13 +110,13 @@ TEST_CASE("on_open runs once per connection on that connection's thread, the wri
   std::mutex mutex;
   std::vector<opened_connection> opened;
   asyncdb::options opts = test::default_options(3);
-  auto schema = opts.on_open;
-  opts.on_open = [&, schema](SQLite::Database& c) {
+  opts.on_open = [&](SQLite::Database& c, const asyncdb::connection_role& role) {
     {
       std::lock_guard lock(mutex);
-      opened.push_back({sqlite3_db_readonly(c.getHandle(), "main"), std::this_thread::get_id(), c.getHandle()});
+      opened.push_back(
+          {role.name(), sqlite3_db_readonly(c.getHandle(), "main"), std::this_thread::get_id(), c.getHandle()});
     }
-    schema(c);
+    test::create_schema(c);
   };
   asyncdb::database db{dir.file(), opts};
 
@@ -125,6 +126,10 @@ TEST_CASE("on_open runs once per connection on that connection's thread, the wri
     seen = opened;
   }
   REQUIRE(seen.size() == 4);
+  CHECK(seen[0].role == "writer 0");
+  CHECK(seen[1].role == "reader 0");
+  CHECK(seen[2].role == "reader 1");
+  CHECK(seen[3].role == "reader 2");
   CHECK(seen[0].read_only == 0);
   for (std::size_t i = 1; i < seen.size(); ++i) CHECK(seen[i].read_only == 1);
   std::set<std::thread::id> threads;
@@ -269,15 +274,45 @@ TEST_CASE("a path in a missing folder throws SQLite::Exception naming the path",
 TEST_CASE("an on_open that throws makes the constructor throw it", "[database][on_open][errors]") {
   test::temp_dir dir;
   asyncdb::options opts = test::default_options(2);
-  auto schema = opts.on_open;
   std::atomic<int> calls{0};
-  opts.on_open = [&calls, schema](SQLite::Database& c) {
-    if (++calls == 2) throw std::runtime_error("reader setup failed");  // the first reader
-    schema(c);
+  opts.on_open = [&calls](SQLite::Database& c) {
+    if (++calls == 2) throw std::invalid_argument("reader setup failed");  // the first reader
+    test::create_schema(c);
   };
   CHECK_THROWS_MATCHES(asyncdb::database(dir.file(), opts), std::runtime_error,
-                       Catch::Matchers::Message("reader setup failed"));
+                       Catch::Matchers::Message("asyncdb: on_open failed on reader 0: reader setup failed"));
   CHECK(calls == 2);  // the second reader was never opened
+  // The exception the callback threw is nested inside, unchanged.
+  calls = 0;
+  try {
+    asyncdb::database db(dir.file(), opts);
+  } catch (const std::runtime_error& e) {
+    CHECK_THROWS_AS(std::rethrow_if_nested(e), std::invalid_argument);
+  }
+}
+
+TEST_CASE("a schema script in on_open fails on a reader naming it, and runs on the writer alone when told its role",
+          "[database][on_open][errors]") {
+  test::temp_dir dir;
+  asyncdb::options opts;
+  opts.readers = 2;
+  // The writer creates the table; the first reader then fails with "table items already exists".
+  opts.on_open = [](SQLite::Database& c) { c.exec("CREATE TABLE items(k INTEGER PRIMARY KEY)"); };
+  try {
+    asyncdb::database db(dir.file(), opts);
+    FAIL("a reader ran CREATE TABLE");
+  } catch (const SQLite::Exception& e) {  // SQLite's own error keeps its type and code
+    CHECK(std::string(e.what()).find("asyncdb: on_open failed on reader 0: ") == 0);
+    CHECK(e.getErrorCode() == SQLITE_ERROR);
+    CHECK(std::string(e.what()).find("already exists") != std::string::npos);
+  }
+  opts.on_open = [](SQLite::Database& c, const asyncdb::connection_role& role) {
+    if (role.is_writer()) c.exec("CREATE TABLE items(k INTEGER PRIMARY KEY)");
+  };
+  asyncdb::database db(dir.file("roles.db"), opts);
+  net::io_context ctx;
+  auto count = [](SQLite::Database& c) { return c.execAndGet("SELECT count(*) FROM items").getInt(); };
+  CHECK(test::run(ctx, asyncdb::async_run(db, asyncdb::read_only, count)) == 0);
 }
 
 TEST_CASE("no connection is ever used by two threads at once", "[database][threads]") {

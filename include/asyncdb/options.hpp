@@ -6,6 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <type_traits>
+#include <utility>
 
 namespace SQLite {
 class Database;
@@ -13,6 +16,64 @@ class Database;
 
 namespace asyncdb {
 inline namespace ASYNCDB_FLAVOUR {
+
+/// Which connection on_open is preparing.
+struct connection_role {
+  enum kind_type : unsigned char { writer, reader };
+  kind_type kind = writer;
+  std::size_t index = 0;  ///< 0-based among the database's connections of this kind
+  int replica = -1;       ///< PostgreSQL: its server's index in options::replicas; -1 for the primary
+
+  /// True for the writer (SQLite) or a writer on the primary (PostgreSQL).
+  bool is_writer() const noexcept { return kind == writer; }
+
+  /// "writer 0", "reader 1", "reader 0 (replica 1)": how errors name the connection.
+  std::string name() const {
+    std::string n = (kind == writer ? "writer " : "reader ") + std::to_string(index);
+    return replica < 0 ? n : n + " (replica " + std::to_string(replica) + ")";
+  }
+};
+
+/// An on_open callback: `void(Connection&, const connection_role&)`, or `void(Connection&)` for one that
+/// prepares every connection alike.
+template <class Connection>
+class on_open_function {
+ public:
+  on_open_function() = default;
+
+  template <class F>
+  requires std::is_invocable_v<F&, Connection&, const connection_role&> on_open_function(F f) {
+    if (!is_empty(f)) fn_ = std::move(f);
+  }
+
+  template <class F>
+  requires(!std::is_invocable_v<F&, Connection&, const connection_role&> && std::is_invocable_v<F&, Connection&>)
+      on_open_function(F f) {
+    if (!is_empty(f)) fn_ = [f = std::move(f)](Connection& c, const connection_role&) mutable { f(c); };
+  }
+
+  /// False when no callback is set.
+  explicit operator bool() const noexcept { return static_cast<bool>(fn_); }
+
+  /// Runs the callback for the connection `c` playing `role`.
+  void operator()(Connection& c, const connection_role& role) const { fn_(c, role); }
+
+ private:
+  // An empty std::function or null pointer given for "none" stays none.
+  template <class F>
+  static bool is_empty(const F& f) noexcept {
+    if constexpr (std::is_pointer_v<F>) {
+      return f == nullptr;
+    } else if constexpr (std::is_same_v<F, std::function<void(Connection&)>> ||
+                         std::is_same_v<F, std::function<void(Connection&, const connection_role&)>>) {
+      return !f;
+    } else {
+      return false;
+    }
+  }
+
+  std::function<void(Connection&, const connection_role&)> fn_;
+};
 
 /// How independent writes waiting for the writer share one transaction (one commit) instead of one each.
 struct group_commit_options {
@@ -37,8 +98,10 @@ struct options {
   /// Operations allowed to wait at once; past it new ones fail at once with errc::queue_full.
   std::size_t max_queued = 65536;
 
-  /// Runs once per connection on its own thread before it serves work, writer first (schema, pragmas).
-  std::function<void(SQLite::Database&)> on_open{};
+  /// Runs once per connection on its own thread before it serves work, writer first (schema, pragmas); a
+  /// callback taking a connection_role too learns which one (the readers cannot write). What it throws
+  /// reaches the constructor naming the connection ("asyncdb: on_open failed on reader 0: ...").
+  on_open_function<SQLite::Database> on_open{};
 
   /// How long an idle connection thread keeps polling for work before it sleeps. Zero sleeps at once. Polling
   /// saves the wake-up each operation otherwise costs (lower latency with few operations in flight) but burns

@@ -38,8 +38,10 @@ struct options {
   /// Read-only connections per replica, or to the primary when there is no replica; 0 sends reads to the writers.
   std::size_t readers = 2;
 
-  /// Runs on each connection's own thread after every connect, reconnects included (prepare, search_path).
-  std::function<void(pqxx::connection&)> on_open{};
+  /// Runs on each connection's own thread after every connect, reconnects included (prepare, search_path);
+  /// a callback taking a connection_role too learns which one: writer N on the primary, or reader N on
+  /// replica M (replica -1: a read-only connection to the primary). What it throws names the connection.
+  on_open_function<pqxx::connection> on_open{};
 
   /// Operations allowed to wait at once; past it new ones fail at once with errc::queue_full.
   std::size_t max_queued = 65536;

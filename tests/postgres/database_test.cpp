@@ -2,7 +2,10 @@
 #include "pg_support.hpp"
 
 #include <algorithm>
+#include <mutex>
 #include <set>
+#include <string>
+#include <vector>
 
 using namespace std::chrono_literals;
 using pgtest::AsyncPgUserOper;
@@ -160,4 +163,34 @@ TEST_CASE("a DAO's own exception reaches the co_await and the operation counts a
   test::run(ctx, body());
   CHECK(pg.stats().failed == 1);
   CHECK(pg.stats().completed == 1);
+}
+
+TEST_CASE("on_open learns each PostgreSQL connection's role, and what it throws names the connection",
+          "[postgres][on_open]") {
+  pgtest::schema s;
+  asyncdb::postgres::options o = s.options(2, 1, true);
+  std::mutex mutex;
+  std::vector<std::string> roles;
+  o.on_open = [&, search_path = s.on_open()](pqxx::connection& c, const asyncdb::connection_role& role) {
+    search_path(c);
+    std::lock_guard lock(mutex);
+    roles.push_back(role.name());
+  };
+  { asyncdb::postgres::database pg{o}; }
+  std::sort(roles.begin(), roles.end());
+  CHECK(roles == std::vector<std::string>{"reader 0 (replica 0)", "writer 0", "writer 1"});
+
+  // A schema script run on every connection: the writers create the table, the replica's reader cannot.
+  o.on_open = [search_path = s.on_open()](pqxx::connection& c) {
+    search_path(c);
+    pqxx::nontransaction t{c};
+    t.exec("CREATE TABLE IF NOT EXISTS items(k bigint PRIMARY KEY)");
+  };
+  try {
+    asyncdb::postgres::database pg{o};
+    FAIL("the replica's reader ran CREATE TABLE");
+  } catch (const pqxx::sql_error& e) {  // libpqxx's own error keeps its type and SQLSTATE
+    CHECK(std::string(e.what()).find("asyncdb: on_open failed on reader 0 (replica 0): ") == 0);
+    CHECK(e.sqlstate() == "25006");
+  }
 }

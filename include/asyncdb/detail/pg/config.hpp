@@ -1,5 +1,7 @@
 #pragma once
 // What a lane needs of asyncdb::postgres::options, without the public header.
+#include <asyncdb/options.hpp>
+
 #include <pqxx/connection>
 
 #include <atomic>
@@ -12,7 +14,7 @@
 namespace asyncdb::detail::pg {
 
 struct lane_settings {
-  std::function<void(pqxx::connection&)> on_open;
+  on_open_function<pqxx::connection> on_open;
   std::chrono::milliseconds reconnect_backoff{100};
   std::chrono::milliseconds max_reconnect_backoff{5000};
   bool refuse_swallowed_errors = true;

@@ -2,11 +2,13 @@
 // One libpqxx connection, owned by its lane's thread from connect to close, and what asyncdb watches on it.
 #include <asyncdb/detail/dao_cache.hpp>
 #include <asyncdb/detail/interruptible.hpp>
+#include <asyncdb/detail/on_open.hpp>
 #include <asyncdb/detail/pg/canceller.hpp>
 #include <asyncdb/detail/pg/config.hpp>
 #include <asyncdb/detail/pg/libpq.hpp>
 
 #include <pqxx/connection>
+#include <pqxx/except>
 #include <pqxx/nontransaction>
 
 #include <poll.h>
@@ -30,9 +32,9 @@ struct lease_watch {
 
 class connection final : public interruptible {
  public:
-  // Connects on the calling (lane) thread; throws pqxx::broken_connection or what on_open threw.
-  connection(const std::string& conninfo, bool read_only, const std::function<void(pqxx::connection&)>& on_open,
-             canceller& cancels, canceller::target& target)
+  // Connects on the calling (lane) thread; throws pqxx::broken_connection or what on_open threw, naming `role`.
+  connection(const std::string& conninfo, bool read_only, const on_open_function<pqxx::connection>& on_open,
+             const connection_role& role, canceller& cancels, canceller::target& target)
       : conn_(std::make_unique<pqxx::connection>(conninfo)), read_only_(read_only), cancels_(cancels), target_(target) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
@@ -46,8 +48,12 @@ class connection final : public interruptible {
       pqxx::nontransaction n(*conn_);
       n.exec("SET default_transaction_read_only = on");
     }
-    if (on_open) on_open(*conn_);
-    if (rollback_if_open()) throw std::runtime_error("asyncdb: on_open left a transaction open; it was rolled back");
+    run_on_open<pqxx::sql_error>(on_open, *conn_, role, [](const pqxx::sql_error& e, const std::string& name) {
+      return pqxx::sql_error(name + e.what(), e.query(), e.sqlstate().c_str());
+    });
+    if (rollback_if_open()) {
+      throw std::runtime_error("asyncdb: on_open left a transaction open on " + role.name() + "; it was rolled back");
+    }
     cancels_.set_handle(target_, PQgetCancel(raw_), PQsocket(raw_));
   }
 

@@ -42,13 +42,20 @@ class engine {
     if (cfg_.writers == 0) throw std::invalid_argument("asyncdb: postgres::options::writers must be at least 1");
     try {
       const std::string primary = with_connect_timeout(cfg_.primary, cfg_.connect_timeout);
-      for (std::size_t i = 0; i < cfg_.writers; ++i) add_lane(primary, true, false, false, writer_queue_);
-      if (cfg_.replicas.empty()) {
-        for (std::size_t i = 0; i < cfg_.readers; ++i) add_lane(primary, false, true, false, reader_queue_);
+      for (std::size_t i = 0; i < cfg_.writers; ++i) {
+        add_lane(primary, true, false, {connection_role::writer, i}, writer_queue_);
       }
-      for (const std::string& r : cfg_.replicas) {
-        const std::string replica = with_connect_timeout(r, cfg_.connect_timeout);
-        for (std::size_t i = 0; i < cfg_.readers; ++i) add_lane(replica, false, true, true, reader_queue_);
+      std::size_t reader = 0;
+      if (cfg_.replicas.empty()) {
+        for (std::size_t i = 0; i < cfg_.readers; ++i) {
+          add_lane(primary, false, true, {connection_role::reader, reader++}, reader_queue_);
+        }
+      }
+      for (std::size_t r = 0; r < cfg_.replicas.size(); ++r) {
+        const std::string replica = with_connect_timeout(cfg_.replicas[r], cfg_.connect_timeout);
+        for (std::size_t i = 0; i < cfg_.readers; ++i) {
+          add_lane(replica, false, true, {connection_role::reader, reader++, static_cast<int>(r)}, reader_queue_);
+        }
       }
     } catch (...) {
       stop();
@@ -85,10 +92,10 @@ class engine {
     return p;
   }
 
-  void add_lane(const std::string& conninfo, bool writer, bool read_only, bool on_replica, job_queue& q) {
+  void add_lane(const std::string& conninfo, bool writer, bool read_only, const connection_role& role, job_queue& q) {
     std::atomic<int>& connected = &q == &writer_queue_ ? connected_writers_ : connected_readers_;
-    lanes_.add(std::make_unique<lane>(conninfo, writer, read_only, on_replica, cfg_.settings, q, connected, counters_,
-                                      cancels_));
+    lanes_.add(
+        std::make_unique<lane>(conninfo, writer, read_only, role, cfg_.settings, q, connected, counters_, cancels_));
   }
 
   // Intake stops, sessions end, each lane drains its queue and closes its connection on its own thread;

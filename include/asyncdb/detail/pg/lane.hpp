@@ -57,12 +57,13 @@ struct lane_snapshot {
 
 class lane {
  public:
-  lane(std::string conninfo, bool writer, bool read_only, bool on_replica, const lane_settings& settings,
+  lane(std::string conninfo, bool writer, bool read_only, const connection_role& role, const lane_settings& settings,
        job_queue& queue, std::atomic<int>& connected_on_queue, std::shared_ptr<counters> c, canceller& cancels)
       : conninfo_(std::move(conninfo)),
         writer_(writer),
         read_only_(read_only),
-        on_replica_(on_replica),
+        on_replica_(role.replica >= 0),
+        role_(role),
         settings_(settings),
         queue_(queue),
         connected_on_queue_(connected_on_queue),
@@ -285,7 +286,7 @@ class lane {
 
   void connect() {
     set_state(connection_state::connecting);
-    conn_.emplace(conninfo_, read_only_, settings_.on_open, cancels_, target_);
+    conn_.emplace(conninfo_, read_only_, settings_.on_open, role_, cancels_, target_);
     count_connected(true);
     std::lock_guard lock(mutex_);
     info_.state = connection_state::ready;
@@ -353,6 +354,7 @@ class lane {
   const bool writer_;
   const bool read_only_;
   const bool on_replica_;
+  const connection_role role_;
   const lane_settings& settings_;
   std::uint64_t replayed_ = 0;  // the replica's replay position last seen
   job_queue& queue_;

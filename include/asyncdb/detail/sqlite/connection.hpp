@@ -2,6 +2,7 @@
 // The SQLite side of a lane: everything asyncdb knows about SQLite sits behind this one type.
 #include <asyncdb/detail/dao_cache.hpp>
 #include <asyncdb/detail/interruptible.hpp>
+#include <asyncdb/detail/on_open.hpp>
 #include <asyncdb/detail/session_state.hpp>
 #include <asyncdb/detail/sqlite/sqlite.hpp>
 #include <asyncdb/error.hpp>
@@ -38,10 +39,13 @@ struct lease_end {
 class connection final : public interruptible {
  public:
   // Opens `path` (read-write and WAL for the writer, read-only for a reader), installs the hooks and
-  // runs on_open. Throws SQLite::Exception naming the path, or what on_open threw.
-  connection(bool writer, const std::filesystem::path& path, const options& opts)
-      : writer_(writer), opts_(opts), wal_path_(path.string() + "-wal"), checkpoint_at_(opts.wal_checkpoint_bytes) {
-    const int flags = (writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY) |
+  // runs on_open. Throws SQLite::Exception naming the path, or what on_open threw naming the connection.
+  connection(const connection_role& role, const std::filesystem::path& path, const options& opts)
+      : writer_(role.is_writer()),
+        opts_(opts),
+        wal_path_(path.string() + "-wal"),
+        checkpoint_at_(opts.wal_checkpoint_bytes) {
+    const int flags = (writer_ ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY) |
                       SQLITE_OPEN_NOMUTEX;  // one thread per connection: SQLite's own mutex is waste
     std::string mode;
     // SQLite opens lazily: a file that is not a database, or that the writer may not write, fails at the
@@ -55,17 +59,21 @@ class connection final : public interruptible {
       sqlite3_progress_handler(h, 1000, &connection::on_progress, this);
       sqlite3_commit_hook(h, &connection::on_commit, this);
       sqlite3_set_authorizer(h, &connection::on_authorize, this);
-      if (writer) mode = db_->execAndGet("PRAGMA journal_mode=WAL").getString();
+      if (writer_) mode = db_->execAndGet("PRAGMA journal_mode=WAL").getString();
     } catch (const SQLite::Exception& e) {
       throw SQLite::Exception("asyncdb: cannot open '" + path.string() + "': " + e.what(), e.getErrorCode());
     }
-    if (writer && mode != "wal") {
+    if (writer_ && mode != "wal") {
       throw SQLite::Exception("asyncdb: cannot use WAL on '" + path.string() + "' (journal_mode is " + mode +
                                   "); readers would block the writer",
                               SQLITE_ERROR);
     }
-    if (opts_.on_open) opts_.on_open(*db_);
-    if (rollback_if_open(handle())) throw system_error(errc::transaction_left_open, "asyncdb: on_open");
+    run_on_open<SQLite::Exception>(opts_.on_open, *db_, role, [](const SQLite::Exception& e, const std::string& name) {
+      return SQLite::Exception(name + e.what(), e.getErrorCode());
+    });
+    if (rollback_if_open(handle())) {
+      throw system_error(errc::transaction_left_open, "asyncdb: on_open on " + role.name());
+    }
   }
 
   connection(const connection&) = delete;

@@ -32,10 +32,12 @@ class engine {
     try {
       // One at a time, writer first: it creates the file and switches it to WAL, which the
       // read-only connections cannot do, and on_open sees connections in a fixed order.
-      lanes_.add(std::make_unique<lane>(true, path, opts_, writer_queue_, counters_, &group_commit::serve,
-                                        readers_closed_.get_future().share(), &reader_queue_));
+      lanes_.add(std::make_unique<lane>(connection_role{connection_role::writer, 0}, path, opts_, writer_queue_,
+                                        counters_, &group_commit::serve, readers_closed_.get_future().share(),
+                                        &reader_queue_));
       for (std::size_t i = 0; i < opts_.readers; ++i) {
-        lanes_.add(std::make_unique<lane>(false, path, opts_, reader_queue_, counters_));
+        lanes_.add(
+            std::make_unique<lane>(connection_role{connection_role::reader, i}, path, opts_, reader_queue_, counters_));
       }
     } catch (...) {
       stop();

@@ -35,9 +35,11 @@ class lane {
 
   // `close_after` (optional) is waited for before the connection closes: the writer closes last, so
   // that SQLite checkpoints the WAL and removes the -wal and -shm files.
-  lane(bool writer, std::filesystem::path path, const options& opts, job_queue& queue, std::shared_ptr<counters> c,
-       serve_fn serve = &serve_one_by_one, std::shared_future<void> close_after = {}, job_queue* readers = nullptr)
-      : writer_(writer),
+  lane(connection_role role, std::filesystem::path path, const options& opts, job_queue& queue,
+       std::shared_ptr<counters> c, serve_fn serve = &serve_one_by_one, std::shared_future<void> close_after = {},
+       job_queue* readers = nullptr)
+      : writer_(role.is_writer()),
+        role_(role),
         path_(std::move(path)),
         opts_(opts),
         queue_(queue),
@@ -116,7 +118,7 @@ class lane {
     std::exception_ptr failed;
     try {
       std::lock_guard lock(conn_mutex_);
-      conn_.emplace(writer_, path_, opts_);
+      conn_.emplace(role_, path_, opts_);
     } catch (...) {
       failed = std::current_exception();
     }
@@ -143,6 +145,7 @@ class lane {
   };
 
   const bool writer_;
+  const connection_role role_;
   const std::filesystem::path path_;
   const options& opts_;
   job_queue& queue_;
