@@ -112,13 +112,7 @@ class run_op final : public async_op_for<Handler, R>::type, public group_member 
     (aborted_ ? c.cancelled : ep_ ? c.failed : c.completed).fetch_add(1, std::memory_order_relaxed);
     fn_.reset();  // Asio's rule: what the operation captured is gone before its completion runs
     const bool ok = !ep_;
-    if constexpr (std::is_void_v<R>) {
-      this->deliver(std::move(ep_));
-    } else if (ep_) {
-      this->deliver(std::move(ep_), R{});
-    } else {
-      this->deliver(nullptr, std::move(*result_));
-    }
+    this->deliver_result(std::move(ep_), result_);
     return ok;
   }
 
