@@ -120,13 +120,7 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
     if (w.commits > 0 && !l.conn().is_broken()) l.note_write();
     (aborted ? c.cancelled : ep_ ? c.failed : c.completed).fetch_add(1, std::memory_order_relaxed);
     fn_.reset();
-    if constexpr (std::is_void_v<R>) {
-      this->deliver(std::move(ep_));
-    } else if (ep_) {
-      this->deliver(std::move(ep_), R{});
-    } else {
-      this->deliver(nullptr, std::move(*result_));
-    }
+    this->deliver_result(std::move(ep_), result_);
     l.after_operation();
   }
 
