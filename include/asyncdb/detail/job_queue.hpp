@@ -1,5 +1,6 @@
 #pragma once
 #include <asyncdb/detail/counters.hpp>
+#include <asyncdb/detail/deadline.hpp>
 #include <asyncdb/detail/job.hpp>
 #include <asyncdb/error.hpp>
 
@@ -123,7 +124,7 @@ class job_queue {
   // Polling instead of sleeping saves the wake-up a sleeping consumer costs its next job (10-20 us on
   // a small VM), but burns a core meanwhile; yield() hands it to any thread waiting for it.
   void poll() {
-    const auto until = std::chrono::steady_clock::now() + poll_for_;
+    const auto until = saturating_deadline(std::chrono::steady_clock::now(), poll_for_);
     while (size_.load(std::memory_order_relaxed) == 0 && !closing_.load(std::memory_order_relaxed) &&
            std::chrono::steady_clock::now() < until) {
       std::this_thread::yield();
