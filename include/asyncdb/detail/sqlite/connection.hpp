@@ -184,6 +184,18 @@ class connection final : public interruptible {
 
   void run_control(control_statements::which w) { controls_.run(handle(), w); }
 
+  // While on, every write fails with SQLITE_READONLY, as on a read-only connection (checked when a statement
+  // runs, so statements prepared earlier are refused too). Turned off, the writing statements are reset: a
+  // statement keeps the error of its last step, and SQLiteCpp's next reset() of it would throw that.
+  void query_only(bool on) noexcept {
+    sqlite3* db = handle();
+    sqlite3_exec(db, on ? "PRAGMA query_only = ON" : "PRAGMA query_only = OFF", nullptr, nullptr, nullptr);
+    if (on) return;
+    for (sqlite3_stmt* s = sqlite3_next_stmt(db, nullptr); s != nullptr; s = sqlite3_next_stmt(db, s)) {
+      if (sqlite3_stmt_readonly(s) == 0) sqlite3_reset(s);
+    }
+  }
+
   // The writer's checkpoint policy (options::wal_checkpoint_bytes), between two operations: whether the
   // -wal file has passed the threshold. Only after a commit, so the file's size is looked at once per write
   // at most; TRUNCATE (below), so that size means "written since the last checkpoint that finished" (a
