@@ -210,8 +210,14 @@ class connection final : public interruptible {
 
   // Copies the WAL back and truncates it, waiting (busy handler, at most busy_timeout) for the readers of
   // older snapshots; if they hold on longer, the next try waits until the file has grown as much again.
+  // The checkpoint is no operation: its wait has a budget of its own and leaves the busy handler's record of
+  // the operations' waits as it found it, or the next write would count the checkpoint's wait as its own.
   void checkpoint() noexcept {
+    const auto blocked_since = std::exchange(blocked_since_, {});
+    const bool gave_up = std::exchange(gave_up_, false);
     const int rc = sqlite3_wal_checkpoint_v2(handle(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    blocked_since_ = blocked_since;
+    gave_up_ = gave_up;
     checkpoint_at_ = rc == SQLITE_OK ? opts_.wal_checkpoint_bytes : wal_size_ + opts_.wal_checkpoint_bytes;
   }
 
