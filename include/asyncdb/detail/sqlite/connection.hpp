@@ -26,10 +26,11 @@ namespace detail {
 // What a watch looks for while one operation runs (see connection::watch).
 enum class watch_for : unsigned char { nothing, writes, transactions };
 
-// How the interrupt guard saw the lease that just ended.
+// How the interrupt guard saw the lease that just ended. An interrupt is refused once something committed, and
+// a commit after an interrupt is refused: a cancelled lease either committed or had its commits refused.
 struct lease_end {
-  bool interrupted = false;     // an interrupt landed before anything of the operation committed
-  bool commit_refused = false;  // and the commit hook turned a commit of it into a rollback
+  bool committed = false;       // the commit hook let a commit of the operation through
+  bool commit_refused = false;  // the commit hook turned a commit of it into a rollback
 };
 
 // One SQLite connection, opened, used and closed on its lane's thread; only interrupt() may be called
@@ -157,7 +158,7 @@ class connection final : public interruptible {
   // interrupt meant for it ever reaches the next lease.
   lease_end end_lease() noexcept {
     std::lock_guard lock(guard_mutex_);
-    const lease_end e{interrupted_.load(std::memory_order_relaxed), commit_refused_};
+    const lease_end e{committed_, commit_refused_};
     interrupted_.store(false, std::memory_order_relaxed);
     if (!gave_up_) blocked_since_ = {};
     gave_up_ = false;
