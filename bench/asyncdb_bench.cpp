@@ -2,7 +2,7 @@
 // one process run on one database file; prints the table of issue 4 and writes it as JSON with --json.
 //
 //   asyncdb_bench [--quick] [--json FILE] [--runs N] [--only W1,W1c1,W2,W2f,W3,W4] [--contenders S,peer,asyncdb]
-//                 [--poll-us N]
+//                 [--poll-us N] [--sweep [--sweep-ops N]]
 #include <malloc.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "report.hpp"
+#include "sweep.hpp"
 #include "workloads.hpp"
 
 namespace {
@@ -36,17 +37,22 @@ struct cli {
   std::string json;
   std::set<std::string> only;        // empty: every workload
   std::set<std::string> contenders;  // empty: every contender
+  bool sweep = false;
+  sweep_plan sweep_shape;
 };
 
 const char* usage =
     "usage: asyncdb_bench [--quick] [--json FILE] [--runs N] [--only W1,W1c1,W2,W2f,W3,W4]\n"
-    "                     [--contenders S,peer,asyncdb] [--poll-us N]\n"
+    "                     [--contenders S,peer,asyncdb] [--poll-us N] [--sweep [--sweep-ops N]]\n"
     "  --quick        every operation count and the seed divided by 20 (a smoke run)\n"
     "  --json FILE    also write the table as JSON\n"
     "  --runs N       runs per measurement, the median is reported (default 3)\n"
     "  --only         run only these workloads (L is measured during W1 and W2)\n"
     "  --contenders   run only these contenders (S includes S-bulk), e.g. asyncdb alone under a profiler\n"
-    "  --poll-us N    asyncdb's options::poll_before_sleep (default 0, as users get it)\n";
+    "  --poll-us N    asyncdb's options::poll_before_sleep (default 0, as users get it)\n"
+    "  --sweep        instead of the workloads: W1 against 1..256 in flight and 1, 2, 4 readers, median of\n"
+    "                 --runs per point (JSON: --json, default sweep.json)\n"
+    "  --sweep-ops N  lookups per sweep point (default 20000)\n";
 
 cli parse(int argc, char** argv) {
   cli c;
@@ -69,6 +75,10 @@ cli parse(int argc, char** argv) {
       c.contenders = split_list(value());
     } else if (a == "--poll-us") {
       bench::asyncdb_poll = std::chrono::microseconds(std::stoi(value()));
+    } else if (a == "--sweep") {
+      c.sweep = true;
+    } else if (a == "--sweep-ops") {
+      c.sweep_shape.ops = static_cast<std::size_t>(std::stoul(value()));
     } else if (a == "--help" || a == "-h") {
       std::cout << usage;
       std::exit(0);
@@ -149,6 +159,17 @@ std::vector<row> build_rows(std::map<std::string, samples>& results, std::size_t
     set_target(r, ">= 1.0x S", r.asyncdb, r.s, true);
     rows.push_back(r);
   }
+  for (const char* id : {"W1", "W1c1", "W2", "W2f", "W3", "W4"}) {
+    if (!results.count(id)) continue;
+    const bool w3 = std::string(id) == "W3";  // W3's operation is one repetition (list + active)
+    rows.push_back(make_row(id, w3 ? "CPU per repetition (all threads)" : "CPU per op (all threads)", "us/op", false,
+                            results[id], &sample::client_cpu_us));
+    rows.push_back(make_row(id, w3 ? "context switches per repetition" : "context switches per op", "switches/op",
+                            false, results[id], &sample::switches_per_op));
+  }
+  if (results.count("W1")) {
+    rows.push_back(make_row("W1", "heap allocations", "allocs/op", false, results["W1"], &sample::allocs_per_op));
+  }
   if (results.count("W1")) {
     row r = make_row("L", "worst loop lag during W1", "ms", false, results["W1"], &sample::lag_ms);
     set_target(r, "<= 1 ms", r.asyncdb, 1, false);
@@ -171,6 +192,30 @@ void same_heap_policy_on_every_thread() {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);  // the largest allowed; also stops the threshold from moving
 }
 
+std::string compiler_name() {
+#if defined(__clang__)
+  return "clang++ " __clang_version__;
+#else
+  return "g++ " __VERSION__;
+#endif
+}
+
+int sweep(const cli& args, const bench_data& d, double load_before) {
+  const std::vector<sweep_point> points = run_sweep(d, args.sweep_shape);
+  std::ostringstream header;
+  header << "  \"date\": \"" << utc_now() << "\",\n  \"host\": \"" << host_name()
+         << "\",\n  \"cores\": " << std::thread::hardware_concurrency() << ",\n  \"compiler\": \"" << compiler_name()
+         << "\",\n  \"backend\": \"SQLite " << sqlite3_libversion()
+         << "\",\n  \"poll_before_sleep_us\": " << asyncdb_poll.count() << ",\n  \"load_before\": " << load_before
+         << ",\n  \"load_after\": " << load_average();
+  const std::string json = args.json.empty() ? "sweep.json" : args.json;
+  std::ofstream out(json);
+  if (!out) throw std::runtime_error("cannot write " + json);
+  write_sweep_json(out, header.str(), args.sweep_shape, points);
+  std::cout << "sweep: " << points.size() << " points written to " << json << "\n";
+  return 0;
+}
+
 int run(const cli& args) {
   const auto wall0 = std::chrono::steady_clock::now();
   const double load_before = load_average();
@@ -189,11 +234,21 @@ int run(const cli& args) {
   const bench_data d = prepare(folder.path(), n);
   const double seed_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - seed0).count();
 
+  if (args.sweep) {
+    cli sweep_args = args;
+    sweep_args.sweep_shape.runs = args.runs;
+    return sweep(sweep_args, d, load_before);
+  }
+  read_shape w1;
+  w1.in_flight = n.in_flight;
+  w1.probe = true;  // S has no loop: measure_point_reads ignores it there
+  read_shape w1c1;
+  w1c1.in_flight = 1;
   const std::vector<contender> three = {contender::s, contender::peer, contender::asyncdb};
   const std::vector<contender> four = {contender::s, contender::s_bulk, contender::peer, contender::asyncdb};
   const std::vector<workload> plan = {
-      {"W1", three, [&](contender c) { return measure_point_reads(d, c, n.in_flight, c != contender::s); }},
-      {"W1c1", three, [&](contender c) { return measure_point_reads(d, c, 1, false); }},
+      {"W1", three, [&](contender c) { return measure_point_reads(d, c, w1); }},
+      {"W1c1", three, [&](contender c) { return measure_point_reads(d, c, w1c1); }},
       {"W2", four, [&](contender c) { return measure_batch_insert(d, c, durability::normal, true); }},
       {"W2f", four, [&](contender c) { return measure_batch_insert(d, c, durability::full, false); }},
       {"W3", three, [&](contender c) { return measure_stats(d, c); }},
@@ -226,11 +281,7 @@ int run(const cli& args) {
   info.date = utc_now();
   info.host = host_name();
   info.cores = std::thread::hardware_concurrency();
-#if defined(__clang__)
-  info.compiler = "clang++ " __clang_version__;
-#else
-  info.compiler = "g++ " __VERSION__;
-#endif
+  info.compiler = compiler_name();
   info.backend = std::string("SQLite ") + sqlite3_libversion();
   info.contenders = "S = synchronous on one thread (S-naive for W2/W2f), peer = thread_pool + mutex-guarded connection";
   info.target_head = "target (issue 4)";

@@ -130,6 +130,8 @@ std::vector<row> build_rows(std::map<std::string, samples>& results, std::size_t
     rows.push_back(
         make_row(id, "client CPU per op (all threads)", "us/op", false, results[id], &sample::client_cpu_us));
     rows.push_back(make_row(id, "server CPU per op (backends)", "us/op", false, results[id], &sample::server_cpu_us));
+    rows.push_back(
+        make_row(id, "client context switches per op", "switches/op", false, results[id], &sample::switches_per_op));
     rows.push_back(make_row(id, "cores kept busy (client + server)", "cores", true, results[id], &sample::cores_busy));
   }
   for (const char* id : {"W1", "W2", "W4"}) {

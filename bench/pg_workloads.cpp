@@ -6,7 +6,6 @@
 
 #include <asio/io_context.hpp>
 
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -22,6 +21,7 @@
 #include "loop.hpp"
 #include "peer.hpp"
 #include "pg_user_dao.hpp"
+#include "process_meter.hpp"
 
 namespace bench::pg {
 
@@ -64,30 +64,19 @@ asyncdb::postgres::options asyncdb_options(const pg_data& d) {
   return o;
 }
 
-/// CPU time of this process (every thread) and of the server backends serving its connections, read from
-/// /proc when the server runs on this machine (NaN otherwise: no local `postgres` process has that pid).
+/// CPU time and context switches of this process (every thread), and the CPU time of the server backends
+/// serving its connections, read from /proc when the server runs on this machine (NaN otherwise: no local
+/// `postgres` process has that pid).
 class cpu_meter {
  public:
-  explicit cpu_meter(std::vector<int> backends) : backends_(std::move(backends)) {
-    client0_ = client_us();
-    server0_ = server_us();
-  }
+  explicit cpu_meter(std::vector<int> backends) : backends_(std::move(backends)) { server0_ = server_us(); }
   /// Per-operation figures for the `n` operations since construction.
   void stop(sample& out, std::size_t n) const {
-    const double ops = static_cast<double>(n);
-    out.client_cpu_us = (client_us() - client0_) / ops;
-    out.server_cpu_us = (server_us() - server0_) / ops;
+    client_.stop(out, n);
+    out.server_cpu_us = (server_us() - server0_) / static_cast<double>(n);
   }
 
  private:
-  static double client_us() {
-    rusage ru{};
-    ::getrusage(RUSAGE_SELF, &ru);
-    const auto us = [](const timeval& t) {
-      return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_usec);
-    };
-    return us(ru.ru_utime) + us(ru.ru_stime);
-  }
   double server_us() const {
     double ticks = 0;
     for (const int pid : backends_) {
@@ -109,8 +98,8 @@ class cpu_meter {
     return ticks * 1e6 / static_cast<double>(::sysconf(_SC_CLK_TCK));
   }
 
+  process_meter client_;  // constructed first: the window opens before the server's figures are read
   std::vector<int> backends_;
-  double client0_ = 0;
   double server0_ = 0;
 };
 

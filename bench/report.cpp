@@ -154,6 +154,7 @@ std::string progress_value(const sample& s) {
   if (!std::isnan(s.lag_ms)) o << ", lag " << s.lag_ms << " ms";
   if (!std::isnan(s.client_cpu_us)) o << ", CPU/op client " << s.client_cpu_us << " us";
   if (!std::isnan(s.server_cpu_us)) o << " server " << s.server_cpu_us << " us";
+  if (!std::isnan(s.switches_per_op)) o << ", " << s.switches_per_op << " switches/op";
   return o.str();
 }
 
@@ -179,7 +180,7 @@ void print_table(std::ostream& out, const run_info& info, const std::vector<row>
       << "1-minute load average before / after: " << format(info.load_before, "") << " / "
       << format(info.load_after, "") << " (anything well above 0 on " << info.cores << " cores means noisy figures)\n"
       << "ratios: value(asyncdb) / value(S or peer); 'better' says which direction wins\n\n";
-  const std::size_t w[] = {5, 38, 10, 7, 11, 11, 11, 11, 8, 11, 30, 4};
+  const std::size_t w[] = {5, 38, 11, 7, 11, 11, 11, 11, 8, 11, 30, 4};
   const char* heads[] = {"id",
                          "figure",
                          "unit",

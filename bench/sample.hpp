@@ -16,9 +16,10 @@ struct sample {
   double us_per_op = NAN;
   double allocs_per_op = NAN;
   double lag_ms = NAN;
-  double client_cpu_us = NAN;  // the bench process's CPU (all threads) per operation
-  double server_cpu_us = NAN;  // the server backends' CPU per operation (PostgreSQL on this machine only)
-  double cores_busy = NAN;     // (client + server CPU) / wall time: how many cores the contender kept busy
+  double client_cpu_us = NAN;    // the bench process's CPU (all threads) per operation
+  double switches_per_op = NAN;  // the bench process's context switches (voluntary + involuntary) per operation
+  double server_cpu_us = NAN;    // the server backends' CPU per operation (PostgreSQL on this machine only)
+  double cores_busy = NAN;       // (client + server CPU) / wall time: how many cores the contender kept busy
 };
 
 }  // namespace bench

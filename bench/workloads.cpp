@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
@@ -32,8 +33,8 @@ namespace {
 
 /// The SQLite peer: one connection with the bench's pragmas, asio's default pool size.
 struct peer : basic_peer<SQLite::Database, UserDao> {
-  peer(const std::filesystem::path& path, durability d)
-      : basic_peer(std::make_unique<SQLite::Database>(open_connection(path, d)), default_pool_size()) {}
+  peer(const std::filesystem::path& path, durability d, std::size_t threads = default_pool_size())
+      : basic_peer(std::make_unique<SQLite::Database>(open_connection(path, d)), threads) {}
 };
 
 double to_ms(clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
@@ -124,11 +125,13 @@ asio::awaitable<std::vector<double>> peer_stats(peer* p, const bench_data* d) {
 
 }  // namespace
 
-sample measure_point_reads(const bench_data& d, contender c, std::size_t in_flight, bool probe) {
-  const std::size_t n = d.n.w1_ops;
+sample measure_point_reads(const bench_data& d, contender c, const read_shape& shape) {
+  const std::size_t n = shape.ops != 0 ? shape.ops : d.n.w1_ops;
+  const std::size_t in_flight = shape.in_flight;
   const bool per_op = in_flight == 1;
+  const bool timed_each = per_op || shape.latencies;
   std::vector<clock::duration> latencies;
-  if (per_op) latencies.reserve(n);
+  if (timed_each) latencies.reserve(n);
   std::size_t found = 0;
   double seconds = 0;
   sample out;
@@ -138,8 +141,9 @@ sample measure_point_reads(const bench_data& d, contender c, std::size_t in_flig
     SQLite::Database db = open_connection(d.db, durability::normal);
     UserDao dao{db};
     allocs = allocations();
+    const process_meter meter;
     const auto t0 = clock::now();
-    if (per_op) {
+    if (timed_each) {
       for (std::size_t i = 0; i < n; ++i) {
         const auto t = clock::now();
         const std::optional<User> u = dao.get_by_name(d.keys[i]);
@@ -150,40 +154,47 @@ sample measure_point_reads(const bench_data& d, contender c, std::size_t in_flig
       for (std::size_t i = 0; i < n; ++i) found += dao.get_by_name(d.keys[i]).has_value() ? 1 : 0;
     }
     seconds = seconds_since(t0);
+    meter.stop(out, n);
     allocs = allocations() - allocs;
   } else if (c == contender::peer) {
-    peer p{d.db, durability::normal};
+    peer p{d.db, durability::normal, shape.readers != 0 ? shape.readers : default_pool_size()};
     asio::io_context ioc{1};
     run_on_loop(ioc, warm_up_peer(&p));
     peer_reads<peer> op{&p, &d.keys};
     allocs = allocations();
-    const loop_result r = run_in_flight(ioc, op, n, in_flight, probe, per_op ? &latencies : nullptr);
+    const process_meter meter;
+    const loop_result r = run_in_flight(ioc, op, n, in_flight, shape.probe, timed_each ? &latencies : nullptr);
+    meter.stop(out, n);
     allocs = allocations() - allocs;
     seconds = r.seconds;
     found = op.found;
-    if (probe) out.lag_ms = to_ms(r.worst_lag);
+    if (shape.probe) out.lag_ms = to_ms(r.worst_lag);
   } else {
-    asyncdb::database db{d.db, asyncdb_options(durability::normal)};
+    asyncdb::options o = asyncdb_options(durability::normal);
+    if (shape.readers != 0) o.readers = shape.readers;
+    asyncdb::database db{d.db, std::move(o)};
     asio::io_context ioc{1};
     const AsyncUserDao users{db};
     run_on_loop(ioc, warm_up_asyncdb(users));
     asyncdb_reads<AsyncUserDao> op{users, &d.keys};
     allocs = allocations();
-    const loop_result r = run_in_flight(ioc, op, n, in_flight, probe, per_op ? &latencies : nullptr);
+    const process_meter meter;
+    const loop_result r = run_in_flight(ioc, op, n, in_flight, shape.probe, timed_each ? &latencies : nullptr);
+    meter.stop(out, n);
     allocs = allocations() - allocs;
     seconds = r.seconds;
     found = op.found;
-    if (probe) out.lag_ms = to_ms(r.worst_lag);
+    if (shape.probe) out.lag_ms = to_ms(r.worst_lag);
   }
   expect(found == n, "W1: every key is found");
 
   out.seconds = seconds;
   out.ops_per_s = static_cast<double>(n) / seconds;
   out.us_per_op = seconds * 1e6 / static_cast<double>(n);
-  if (per_op) {
+  out.allocs_per_op = static_cast<double>(allocs) / static_cast<double>(n);
+  if (timed_each) {
     out.p50_us = percentile_us(latencies, 0.50);
     out.p99_us = percentile_us(latencies, 0.99);
-    out.allocs_per_op = static_cast<double>(allocs) / static_cast<double>(n);
   }
   return out;
 }
@@ -196,6 +207,7 @@ sample measure_batch_insert(const bench_data& d, contender c, durability dur, bo
   if (c == contender::s || c == contender::s_bulk) {
     SQLite::Database db = open_connection(d.db, dur);
     UserDao dao{db};
+    const process_meter meter;
     const auto t0 = clock::now();
     if (c == contender::s_bulk) {
       SQLite::Transaction txn{db};
@@ -205,13 +217,16 @@ sample measure_batch_insert(const bench_data& d, contender c, durability dur, bo
       for (const UserCreate& u : d.new_users) dao.add(u);
     }
     seconds = seconds_since(t0);
+    meter.stop(out, n);
   } else if (c == contender::peer) {
     peer p{d.db, dur};
     asio::io_context ioc{1};
     run_on_loop(ioc, warm_up_peer(&p));
     lag_probe lag(ioc);
     if (probe) lag.start();
+    const process_meter meter;
     seconds = run_on_loop(ioc, peer_batch(&p, &d.new_users, &lag));
+    meter.stop(out, n);
     if (probe) out.lag_ms = to_ms(lag.worst());
   } else {
     asyncdb::database db{d.db, asyncdb_options(dur)};
@@ -220,7 +235,9 @@ sample measure_batch_insert(const bench_data& d, contender c, durability dur, bo
     run_on_loop(ioc, warm_up_asyncdb(users));
     lag_probe lag(ioc);
     if (probe) lag.start();
+    const process_meter meter;
     seconds = run_on_loop(ioc, asyncdb_batch(users, &d.new_users, &lag));
+    meter.stop(out, n);
     if (probe) out.lag_ms = to_ms(lag.worst());
   }
   expect(added_rows(d, "new%") == static_cast<std::int64_t>(n), "W2: every added row is present afterwards");
@@ -233,9 +250,12 @@ sample measure_batch_insert(const bench_data& d, contender c, durability dur, bo
 
 sample measure_stats(const bench_data& d, contender c) {
   std::vector<double> times;
+  sample out;
+  std::optional<process_meter> meter;  // each branch opens it once its connections are warm
   if (c == contender::s) {
     SQLite::Database db = open_connection(d.db, durability::normal);
     UserDao dao{db};
+    meter.emplace();
     for (std::size_t r = 0; r < d.n.w3_reps; ++r) {
       const auto t0 = clock::now();
       const std::vector<User> all = dao.list();
@@ -247,15 +267,17 @@ sample measure_stats(const bench_data& d, contender c) {
     peer p{d.db, durability::normal};
     asio::io_context ioc{1};
     run_on_loop(ioc, warm_up_peer(&p));
+    meter.emplace();
     times = run_on_loop(ioc, peer_stats(&p, &d));
   } else {
     asyncdb::database db{d.db, asyncdb_options(durability::normal)};
     asio::io_context ioc{1};
     const AsyncUserDao users{db};
     run_on_loop(ioc, warm_up_asyncdb(users));
+    meter.emplace();
     times = run_on_loop(ioc, asyncdb_stats(users, &d));
   }
-  sample out;
+  meter->stop(out, d.n.w3_reps);  // per repetition: one list() and one get_active_users()
   out.seconds = median_of(times);
   return out;
 }
@@ -264,10 +286,12 @@ sample measure_mixed(const bench_data& d, contender c) {
   const std::size_t n = d.n.w4_ops;
   std::size_t ok = 0;
   double seconds = 0;
+  sample out;
 
   if (c == contender::s) {
     SQLite::Database db = open_connection(d.db, durability::normal);
     UserDao dao{db};
+    const process_meter meter;
     const auto t0 = clock::now();
     for (const mixed_op& op : d.mixed) {
       if (op.add) {
@@ -277,12 +301,15 @@ sample measure_mixed(const bench_data& d, contender c) {
       }
     }
     seconds = seconds_since(t0);
+    meter.stop(out, n);
   } else if (c == contender::peer) {
     peer p{d.db, durability::normal};
     asio::io_context ioc{1};
     run_on_loop(ioc, warm_up_peer(&p));
     peer_mixed<peer, bench_data> op{&p, &d};
+    const process_meter meter;
     seconds = run_in_flight(ioc, op, n, d.n.in_flight, false).seconds;
+    meter.stop(out, n);
     ok = op.ok;
   } else {
     asyncdb::database db{d.db, asyncdb_options(durability::normal)};
@@ -290,13 +317,14 @@ sample measure_mixed(const bench_data& d, contender c) {
     const AsyncUserDao users{db};
     run_on_loop(ioc, warm_up_asyncdb(users));
     asyncdb_mixed<AsyncUserDao, bench_data> op{users, &d};
+    const process_meter meter;
     seconds = run_in_flight(ioc, op, n, d.n.in_flight, false).seconds;
+    meter.stop(out, n);
     ok = op.ok;
   }
   expect(ok == n, "W4: every read finds its row and every add returns an id");
   expect(added_rows(d, "mix%") == static_cast<std::int64_t>(d.mixed_adds.size()), "W4: every added row is present");
 
-  sample out;
   out.seconds = seconds;
   out.ops_per_s = static_cast<double>(n) / seconds;
   out.us_per_op = seconds * 1e6 / static_cast<double>(n);

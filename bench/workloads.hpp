@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "inputs.hpp"
+#include "process_meter.hpp"
 #include "sample.hpp"
 #include "user_dao.hpp"
 
@@ -21,8 +22,17 @@ struct bench_data : workload_inputs {
 /// Creates the temp folder's database and the inputs (untimed).
 bench_data prepare(const std::filesystem::path& folder, const sizes& n);
 
-/// W1 (in_flight 64) and W1c1 (in_flight 1, with latencies and allocations); lag probed when `probe`.
-sample measure_point_reads(const bench_data& d, contender c, std::size_t in_flight, bool probe);
+/// How a run of point reads is shaped: W1 and W1c1 as WORKLOADS.md defines them, or a point of the sweep.
+struct read_shape {
+  std::size_t in_flight = 64;
+  std::size_t ops = 0;      // 0: n.w1_ops
+  std::size_t readers = 0;  // asyncdb's options::readers, the peer's pool threads; 0: their defaults
+  bool probe = false;       // the 1 ms loop-lag probe (L)
+  bool latencies = false;   // per-operation latencies (p50, p99), always kept with 1 in flight
+};
+
+/// W1 (in_flight 64) and W1c1 (in_flight 1, with latencies and allocations), or a point of the sweep.
+sample measure_point_reads(const bench_data& d, contender c, const read_shape& shape);
 /// W2 (normal) and W2f (full); S is S-naive, s_bulk is S-bulk. Checks every row is present afterwards.
 sample measure_batch_insert(const bench_data& d, contender c, durability dur, bool probe);
 /// W3: list() and get_active_users() together, median seconds of n.w3_reps.

@@ -10,6 +10,7 @@
 # Server folder and port: ASYNCDB_PG_DIR (default /tmp/asyncdb-pg-bench-<uid>), ASYNCDB_PG_PORT (default 55462).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib/cleanup.sh
 
 ./scripts/install-deps.sh cmake ninja-build g++ pkg-config libsqlitecpp-dev libasio-dev libbenchmark-dev libpqxx-dev \
   postgresql-15
@@ -17,7 +18,7 @@ cmake --preset bench
 cmake --build --preset bench --target asyncdb_pg_bench
 
 export ASYNCDB_PG_DIR=${ASYNCDB_PG_DIR:-/tmp/asyncdb-pg-bench-$(id -u)} ASYNCDB_PG_PORT=${ASYNCDB_PG_PORT:-55462}
-trap './scripts/pg-test-cluster.sh stop' EXIT
+on_exit ./scripts/pg-test-cluster.sh stop
 eval "$(./scripts/pg-test-cluster.sh start)"
 # The replica would replay W2's and W4's writes on the same cores; nothing here reads from it.
 stop_replica=("${ASYNCDB_PG_BIN:-/usr/lib/postgresql/15/bin}/pg_ctl" -D "$ASYNCDB_PG_DIR/replica" -m fast -w stop)

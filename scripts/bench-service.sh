@@ -6,11 +6,12 @@
 #   scripts/bench-service.sh [DURATION]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib/cleanup.sh
 duration=${1:-10}
 ((duration >= 10)) || { echo "bench-service: at least 10 s per run" >&2; exit 2; }
 
 ./scripts/install-deps.sh cmake ninja-build g++ libsqlitecpp-dev libasio-dev librestinio-dev nlohmann-json3-dev \
-  libcpp-jwt-dev libssl-dev curl wrk
+  libcpp-jwt-dev libssl-dev prometheus-cpp-dev curl wrk
 cmake --preset release >/dev/null
 cmake --build build/release --target users_service >/dev/null
 bin=build/release/examples/users_service/users_service
@@ -21,10 +22,10 @@ head -c 32 /dev/urandom | base64 >"$work/secret"
 token=$("$bin" token --db "$work/users.db" --secret-file "$work/secret" --user seed1 --ttl 3600)
 
 pid=
-trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null || true' EXIT
 start() {
   "$bin" serve --db "$work/users.db" --listen 127.0.0.1:0 --secret-file "$work/secret" "$@" >"$work/out" 2>"$work/err" &
   pid=$!
+  on_exit stop_pid "$pid"
   for _ in $(seq 500); do grep -q '^listening on' "$work/out" && break; sleep 0.02; done
   url=$(sed 's/^listening on //' "$work/out")
 }

@@ -2,11 +2,13 @@
 # Builds every example with the dev preset and runs them in order (examples/NN_*.cpp), each in a fresh
 # folder under build/dev/examples/run/, then starts the web service (examples/users_service), calls each
 # endpoint once with curl, prints the answers and stops it. Stops at the first failure. Rerunnable.
+# Every server it starts (PostgreSQL primary and replica, the service) is stopped on any exit, Ctrl-C included.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib/cleanup.sh
 
 ./scripts/install-deps.sh cmake ninja-build g++ libsqlitecpp-dev libasio-dev libboost1.81-dev catch2 \
-  librestinio-dev nlohmann-json3-dev libcpp-jwt-dev libssl-dev curl sqlite3
+  librestinio-dev nlohmann-json3-dev libcpp-jwt-dev libssl-dev prometheus-cpp-dev curl sqlite3
 
 count=$(find examples -maxdepth 1 -name '[0-9][0-9]_*.cpp' ! -name '11_postgres.cpp' | wc -l)
 cmake --preset dev
@@ -20,8 +22,8 @@ fi
 cmake --preset dev >/dev/null
 if cmake --build --preset dev --target example_11_postgres 2>/dev/null; then
   # Outside the checkout: the servers run as the postgres user, who may not be allowed to enter it.
-  export ASYNCDB_PG_DIR=/tmp/asyncdb-pg-examples-$(id -u) ASYNCDB_PG_PORT=${ASYNCDB_PG_PORT:-55442}
-  trap './scripts/pg-test-cluster.sh stop' EXIT
+  export ASYNCDB_PG_DIR=${ASYNCDB_PG_DIR:-/tmp/asyncdb-pg-examples-$(id -u)} ASYNCDB_PG_PORT=${ASYNCDB_PG_PORT:-55442}
+  on_exit ./scripts/pg-test-cluster.sh stop
   eval "$(./scripts/pg-test-cluster.sh start)"
   export ASYNCDB_PG_PRIMARY ASYNCDB_PG_REPLICA
   echo "== 11_postgres"
@@ -44,7 +46,7 @@ head -c 32 /dev/urandom | base64 >"$run/secret"
 "$bin" seed --db "$run/users.db" --users 3
 "$bin" serve --db "$run/users.db" --listen 127.0.0.1:0 --secret-file "$run/secret" >"$run/out" 2>"$run/err" &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true' EXIT
+on_exit stop_pid "$pid"
 for _ in $(seq 500); do grep -q '^listening on' "$run/out" && break; sleep 0.02; done
 grep -q '^listening on' "$run/out" || { echo "examples.sh: the service did not start" >&2; cat "$run/err" >&2; exit 1; }
 url=$(sed 's/^listening on //' "$run/out")
@@ -63,11 +65,10 @@ show -H "Authorization: Bearer $token" --data-binary \
 show -H "Authorization: Bearer $token" "$url/users/async?skip=0&limit=10"
 show -H "Authorization: Bearer $token" "$url/users/stats/async"
 show "$url/me/async"
-echo "\$ curl $url/metrics | grep -E '^asyncdb_operations_completed_total|^users_service_http_requests_total'"
-curl -sS "$url/metrics" | grep -E '^asyncdb_operations_completed_total|^users_service_http_requests_total'
+echo "\$ curl $url/metrics | grep -E '^asyncdb_operations_total|^http_server_request_duration_seconds_count'"
+curl -sS "$url/metrics" | grep -E '^asyncdb_operations_total|^http_server_request_duration_seconds_count'
 kill -TERM "$pid"
 status=0
 wait "$pid" || status=$?
-trap - EXIT
 ((status == 0)) || { echo "examples.sh: the service exited $status after SIGTERM" >&2; exit 1; }
 echo "users_service: stopped by SIGTERM, exit 0"

@@ -3,8 +3,8 @@
 # 10-minute soak, a 10-minute WAL run and a storm of 100,000 operations. Each test case runs as its own process (a case that cannot run here exits 4, skipped).
 #   scripts/faults.sh [--kills N] [--soak-seconds S] [--wal-seconds S] [--storm-ops N] [--preset P]
 #                     [Catch2 test spec, e.g. "[crash]"]
-# Settings reach the tests as ASYNCDB_FAULT_KILLS, _SOAK_SECONDS, _WAL_SECONDS and _STORM_OPS (CI: 20, 60,
-# 60 and 10,000); ASYNCDB_FAULT_SEED, if set, replays a crash run's kill moments or a storm.
+# Settings reach the tests as ASYNCDB_FAULT_KILLS, _SOAK_SECONDS, _WAL_SECONDS and _STORM_OPS (CI, dev step: 20, 20,
+# 20 and 10,000); ASYNCDB_FAULT_SEED, if set, replays a crash run's kill moments or a storm.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

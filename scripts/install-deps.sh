@@ -7,7 +7,7 @@ packages=("$@")
 if ((${#packages[@]} == 0)); then
   packages=(cmake ninja-build g++ libsqlitecpp-dev libasio-dev libboost1.81-dev catch2 clang-19 libclang-rt-19-dev
     clang-format librestinio-dev nlohmann-json3-dev libcpp-jwt-dev libssl-dev curl sqlite3 wrk libpqxx-dev pkg-config
-    postgresql-15)
+    postgresql-15 prometheus-cpp-dev prometheus)
 fi
 
 missing=()

@@ -18,6 +18,7 @@ replica_port=$((port + 1))
 bin=${ASYNCDB_PG_BIN:-/usr/lib/postgresql/15/bin}
 db=asyncdb_test
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/lib/cleanup.sh"
 
 conninfo() { echo "host=127.0.0.1 port=$1 dbname=$db user=postgres connect_timeout=5"; }
 
@@ -67,9 +68,9 @@ start() {
     print_env
     return 0
   fi
-  stop_one "$base/replica"
-  stop_one "$base/primary"
-  rm -rf "$base"
+  stop_both
+  # A start that fails or is interrupted half way (Ctrl-C during pg_basebackup) leaves no server behind.
+  on_exit stop_unless_started
   mkdir -p "$base"
   chown postgres: "$base" 2>/dev/null || true
   chmod 700 "$base"
@@ -94,8 +95,18 @@ EOF
   as_postgres "$bin/pg_basebackup" -h 127.0.0.1 -p "$port" -U postgres -D "$base/replica" -R -X stream -c fast
   echo "port = $replica_port" >>"$base/replica/postgresql.conf"
   as_postgres "$bin/pg_ctl" -D "$base/replica" -l "$base/replica.log" -w -t 30 start >/dev/null || start_failed replica
+  started=1
   print_env
 }
+
+stop_both() {
+  stop_one "$base/replica"
+  stop_one "$base/primary"
+  rm -rf "$base"
+}
+
+started=0
+stop_unless_started() { ((started)) || stop_both; }
 
 servers() {  # servers <primary|replica|both>: the data folders, in the order a restart takes them
   case ${1:-both} in
@@ -120,11 +131,7 @@ pg_ctl_each() {  # pg_ctl_each <pg_ctl command> <which>: on each server, waiting
 
 case ${1:-} in
   start) start ;;
-  stop)
-    stop_one "$base/replica"
-    stop_one "$base/primary"
-    rm -rf "$base"
-    ;;
+  stop) stop_both ;;
   restart) pg_ctl_each restart "${2:-both}" ;;
   pause) pg_ctl_each stop "${2:-both}" ;;
   resume) pg_ctl_each start "${2:-both}" ;;

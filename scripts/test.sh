@@ -2,13 +2,15 @@
 # The whole suite, as CI runs it (.ci/run). Each step is a CMake workflow preset (configure, build, test):
 #   dev    g++ -Werror: unit tests (unit.*; the Boost flavour through package consumers, mixed_flavours and
 #          the Beast example), the fault suite (faults.*),
-#          PostgreSQL against a throwaway primary and replica (pg.*), examples, the users service over HTTP
-#          (service.*), package consumers for both flavours, compile-fail tests; every header on its own
-#   asan   g++ -O0 AddressSanitizer + UBSan: standalone unit tests, fault suite (smaller), service, PostgreSQL
+#          PostgreSQL against a throwaway primary and replica (pg.*), the conformance suite against both
+#          backends (contract.*), examples, the users service over HTTP (service.*), package consumers for
+#          both flavours, compile-fail tests; every header on its own
+#   asan   g++ -O0 AddressSanitizer + UBSan: standalone unit tests, fault suite (smaller), service, PostgreSQL,
+#          conformance suite
 #   tsan   g++ ThreadSanitizer: unit tests in both flavours (unit.*, unit_boost.*), fault suite (smaller),
-#          PostgreSQL
+#          PostgreSQL, conformance suite
 #   clang  clang++-19 -Werror: standalone unit tests, examples (10_boost_beast runs the Boost flavour),
-#          service, PostgreSQL, compile-fail tests
+#          service, PostgreSQL, conformance suite, compile-fail tests
 #   format clang-format --dry-run --Werror over the C++ sources
 # Every step runs even if an earlier one failed; logs go to build/<step>.log. Rerunnable, -j2.
 set -euo pipefail
@@ -16,7 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 ./scripts/install-deps.sh cmake ninja-build g++ libsqlitecpp-dev libasio-dev libboost1.81-dev catch2 clang-19 \
   libclang-rt-19-dev clang-format librestinio-dev nlohmann-json3-dev libcpp-jwt-dev libssl-dev curl sqlite3 \
-  libpqxx-dev pkg-config postgresql-15
+  libpqxx-dev pkg-config postgresql-15 prometheus-cpp-dev prometheus
 mkdir -p build
 
 # g++ 12's TSan needs a fixed memory layout: with more than 28 bits of mmap ASLR (vm.mmap_rnd_bits,
@@ -34,6 +36,13 @@ format_check() {
   clang-format --version
   git ls-files -z --cached --others --exclude-standard -- '*.hpp' '*.cpp' ':!:build/**' |
     xargs -0 -r clang-format --dry-run --Werror
+}
+
+# The API reference builds without a Doxygen warning: every public entity has its /// contract (seconds).
+docs_check() {
+  ./scripts/install-deps.sh doxygen
+  doxygen --version
+  ./scripts/docs.sh build/docs
 }
 
 steps=() statuses=() times=() counts=()
@@ -65,6 +74,7 @@ step asan cmake --workflow --preset asan
 step tsan "${tsan_prefix[@]}" cmake --workflow --preset tsan
 step clang cmake --workflow --preset clang
 step format format_check
+step docs docs_check
 
 echo
 echo "== asyncdb test summary"

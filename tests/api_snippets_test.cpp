@@ -263,3 +263,29 @@ TEST_CASE("the issue's async_run snippet works with use_future", "[api][snippets
   REQUIRE(done.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
   CHECK_THROWS_AS(done.get(), SQLite::Exception);  // a reader refuses the write
 }
+
+namespace snippets {
+
+// docs/reference.md, "g++ 12: name your values before co_await": its snippet, as written there.
+net::awaitable<bool> named_before_co_await(asyncdb::database& db, std::size_t limit) {
+  AsyncUserOper users{db};
+  UserCreate ann{"ann", "ann@example.org"};
+  co_await users.call<&UserOper::add>(ann);
+  auto fn = [limit](UserOper& o) { return o.list().size() > limit; };
+  const bool more = co_await users.run(fn);
+  co_return more;
+}
+
+}  // namespace snippets
+
+TEST_CASE("the reference's g++ 12 snippet: a named value and a named capturing lambda, awaited", "[api][snippets]") {
+  test::temp_dir dir;
+  asyncdb::database db{dir.file("app.db"), snippet_options()};
+  net::io_context ctx;
+  const std::size_t limit = GENERATE(std::size_t{0}, std::size_t{1});
+  const bool more = test::run(ctx, named_before_co_await(db, limit));
+  CHECK(more == (limit == 0));  // the lambda saw its captured limit and the one user just added
+  db.close();
+  SQLite::Database plain(dir.file("app.db"), SQLITE_OPEN_READONLY);
+  CHECK(plain.execAndGet("SELECT email FROM users WHERE name = 'ann'").getString() == "ann@example.org");
+}

@@ -55,68 +55,6 @@ int code_running(SQLite::Database& c, const char* sql) {
 
 // ------------------------------------------------------------------------------------------------
 
-struct queued_cancel_state {
-  test::gate g;
-  std::atomic<bool> blocker_entered{false};
-  std::atomic<bool> second_ran{false};
-  test::completion blocker;
-  test::completion second;
-  net::cancellation_signal signal;  // outlives the operation even if the coroutine gives up early
-  bool second_done_before_release = false;
-  bool blocker_done_before_cancel = true;
-  int second_rows_after = -1;
-};
-
-net::awaitable<void> cancel_queued_via_signal(asyncdb::database& db, queued_cancel_state& st) {
-  auto ex = co_await net::this_coro::executor;
-  auto block = [&st](SQLite::Database&) {
-    st.blocker_entered = true;
-    st.g.wait();
-  };
-  asyncdb::async_run(db, block, net::bind_executor(ex, test::record_into(st.blocker)));
-  co_await test::until_set(st.blocker_entered);
-
-  auto second = [&st](SQLite::Database& c) {
-    st.second_ran = true;
-    c.exec("INSERT INTO users(name, email) VALUES('second', 's@x')");
-  };
-  asyncdb::async_run(
-      db, second, net::bind_cancellation_slot(st.signal.slot(), net::bind_executor(ex, test::record_into(st.second))));
-  auto queued = [&db] { return db.stats().queued == 1; };
-  co_await test::poll_until(queued);
-  st.blocker_done_before_cancel = st.blocker.done;
-  st.signal.emit(net::cancellation_type::terminal);
-  auto second_done = [&st] { return st.second.done; };
-  co_await test::poll_until(second_done);
-  st.second_done_before_release = !st.blocker.done;
-  st.g.open();
-  auto blocker_done = [&st] { return st.blocker.done; };
-  co_await test::poll_until(blocker_done);
-  // On the writer, so after the lane has popped (and skipped) the cancelled operation.
-  st.second_rows_after = co_await asyncdb::async_run(db, [](SQLite::Database& c) {
-    return c.execAndGet("SELECT count(*) FROM users WHERE name = 'second'").getInt();
-  });
-}
-
-TEST_CASE("a cancelled queued operation never runs and completes with operation_aborted", "[cancellation]") {
-  test::temp_dir dir;
-  net::io_context ctx;
-  queued_cancel_state st;
-  asyncdb::database db{dir.file(), test::default_options()};
-  test::open_at_exit guard{st.g};
-  test::run(ctx, cancel_queued_via_signal(db, st), 30s);
-
-  CHECK_FALSE(st.blocker_done_before_cancel);
-  CHECK(st.second_done_before_release);
-  CHECK(st.second.error == net::error::operation_aborted);
-  CHECK_FALSE(st.second_ran);
-  CHECK_FALSE(st.blocker.error);
-  CHECK(st.second_rows_after == 0);
-  CHECK(db.stats().cancelled == 1);
-}
-
-// ------------------------------------------------------------------------------------------------
-
 struct timeout_queued_state {
   test::gate g;
   std::atomic<bool> blocker_entered{false};

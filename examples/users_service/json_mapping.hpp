@@ -35,11 +35,27 @@ inline std::string dump(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-// The body of POST /users/batch-async: 400 when it is not JSON, 422 (naming the item) when it is the wrong JSON.
+// The body of POST /users/batch-async: 400 when it is not exactly one JSON document, 422 (naming the item where it
+// can) when it is the wrong JSON or holds a string with a NUL character.
 inline std::vector<UserCreate> parse_batch(std::string_view body) {
-  // The parser is iterative and validates UTF-8, so deep nesting, NUL bytes and bad bytes all end here.
-  const nlohmann::json j = nlohmann::json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  // nlohmann's lexer takes a NUL byte for the end of the input, so "[...]\0anything" would parse as "[...]". A raw
+  // NUL is never valid JSON (it is not whitespace, and inside a string it must be escaped), so it ends here.
+  if (body.find('\0') != std::string_view::npos) throw http_error{400, "malformed JSON body: a NUL byte"};
+  // The parse is strict (anything but whitespace after the document is an error) and iterative (deep nesting is no
+  // danger); its lexer refuses invalid UTF-8 and unpaired \u surrogates, so every string it gives is valid UTF-8.
+  // What it lets through is \u0000, in keys and values at any depth: the callback sees each once.
+  bool nul = false;
+  const nlohmann::json::parser_callback_t find_nul = [&nul](int, nlohmann::json::parse_event_t event,
+                                                            nlohmann::json& parsed) {
+    using event_t = nlohmann::json::parse_event_t;
+    if ((event == event_t::key || event == event_t::value) && parsed.is_string() &&
+        parsed.get_ref<const std::string&>().find('\0') != std::string::npos)
+      nul = true;
+    return true;
+  };
+  const nlohmann::json j = nlohmann::json::parse(body.begin(), body.end(), find_nul, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw http_error{400, "malformed JSON body"};
+  if (nul) throw http_error{422, "strings must not contain NUL (\\u0000)"};
   if (!j.is_array()) throw http_error{422, "the body must be a JSON array of users"};
   if (j.empty() || j.size() > max_batch)
     throw http_error{422,

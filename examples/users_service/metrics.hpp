@@ -1,91 +1,95 @@
 #pragma once
-// GET /metrics: Prometheus text exposition 0.0.4 of db.stats() and of the HTTP requests served.
+// GET /metrics on prometheus-cpp's core: its registry, metric types and text serializer (not its civetweb exposer:
+// RESTinio serves the page). Names follow OpenTelemetry's semantic conventions where they name the same thing
+// (http.server.request.duration, db.client.operation.duration, db.client.connections.usage); the rest is asyncdb_*.
 
-#include <asyncdb/stats.hpp>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 
-#include <chrono>
-#include <cstdint>
-#include <map>
-#include <mutex>
-#include <optional>
+#include <memory>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <vector>
+
+#include "stats_collector.hpp"
 
 namespace users_service {
 
-// A label value with Prometheus' three escapes (backslash, quote, newline).
-inline std::string label(std::string_view v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-
-// Requests by route and status, and the time spent answering them by route. Thread-safe.
-class http_metrics {
+/// The service's metrics: HTTP requests, asyncdb operations and the database's stats() at each scrape. Thread-safe.
+class metrics {
  public:
-  void record(const std::string& route, int status, std::chrono::steady_clock::duration took) {
-    const std::lock_guard lock{mutex_};
-    ++requests_[{route, status}];
-    auto& [sum, count] = durations_[route];
-    sum += std::chrono::duration<double>(took).count();
-    ++count;
+  /// `db` is null in --sync mode: then only the HTTP families exist.
+  explicit metrics(asyncdb::database* db)
+      : requests_{prometheus::BuildHistogram()
+                      .Name("http_server_request_duration_seconds")
+                      .Help("Time from a request's arrival to its response being handed to the server.")
+                      .Register(registry_)} {
+    if (!db) return;
+    stats_ = std::make_unique<stats_collector>(*db);
+    run_ = &prometheus::BuildHistogram()
+                .Name("db_client_operation_duration_seconds")
+                .Help("Time an asyncdb operation ran on its connection, by operation name and outcome.")
+                .Register(registry_);
+    queue_wait_ = &prometheus::BuildHistogram()
+                       .Name("asyncdb_operation_queue_wait_seconds")
+                       .Help("Time an asyncdb operation waited for a connection, by operation name and outcome.")
+                       .Register(registry_);
   }
 
-  void render(std::ostream& out) const {
-    const std::lock_guard lock{mutex_};
-    out << "# HELP users_service_http_requests_total HTTP requests answered, by route and status.\n"
-           "# TYPE users_service_http_requests_total counter\n";
-    for (const auto& [key, n] : requests_)
-      out << "users_service_http_requests_total{route=\"" << label(key.first) << "\",status=\"" << key.second << "\"} "
-          << n << '\n';
-    out << "# HELP users_service_http_request_duration_seconds Time from a request's arrival to its response.\n"
-           "# TYPE users_service_http_request_duration_seconds summary\n";
-    for (const auto& [route, d] : durations_) {
-      out << "users_service_http_request_duration_seconds_sum{route=\"" << label(route) << "\"} " << d.first << '\n';
-      out << "users_service_http_request_duration_seconds_count{route=\"" << label(route) << "\"} " << d.second << '\n';
+  /// One response: the request's method, the matched route (empty when none matched, which Prometheus reads as
+  /// absent, as OpenTelemetry asks), the status and the time since the request arrived.
+  void record_request(std::string_view method, std::string_view route, int status, double seconds) {
+    requests_
+        .Add({{"http_request_method", std::string{method}},
+              {"http_route", std::string{route}},
+              {"http_response_status_code", std::to_string(status)}},
+             http_buckets())
+        .Observe(seconds);
+  }
+
+  /// One asyncdb operation, timed on the database's side: queued (submitted to started) and running (started to
+  /// ended). Meant for an operation observer of the library; the service's handlers cannot split the two from the
+  /// caller's side (they see the sum plus the resumption), so they do not call it. A no-op in --sync mode.
+  void record_operation(std::string_view name, std::string_view outcome, double queue_seconds, double run_seconds) {
+    if (!run_) return;
+    const prometheus::Labels labels{{"db_operation_name", std::string{name}}, {"outcome", std::string{outcome}}};
+    queue_wait_->Add(labels, db_buckets()).Observe(queue_seconds);
+    run_->Add(labels, db_buckets()).Observe(run_seconds);
+  }
+
+  /// The text exposition (format 0.0.4) of every family, with a fresh stats() snapshot.
+  std::string scrape() const {
+    std::vector<prometheus::MetricFamily> families = registry_.Collect();
+    if (stats_) {
+      std::vector<prometheus::MetricFamily> more = stats_->Collect();
+      families.insert(families.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
     }
+    std::ostringstream out;
+    prometheus::TextSerializer{}.Serialize(out, families);
+    return out.str();
   }
 
  private:
-  mutable std::mutex mutex_;
-  std::map<std::pair<std::string, int>, std::uint64_t> requests_;
-  std::map<std::string, std::pair<double, std::uint64_t>> durations_;
-};
+  // OpenTelemetry's advised bucket boundaries for http.server.request.duration and db.client.operation.duration.
+  static const prometheus::Histogram::BucketBoundaries& http_buckets() {
+    static const prometheus::Histogram::BucketBoundaries b{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
+                                                           0.5,   0.75, 1,     2.5,  5,     7.5, 10};
+    return b;
+  }
+  static const prometheus::Histogram::BucketBoundaries& db_buckets() {
+    static const prometheus::Histogram::BucketBoundaries b{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10};
+    return b;
+  }
 
-inline void render_db_stats(std::ostream& out, const asyncdb::stats& s) {
-  auto metric = [&out](const char* name, const char* type, const char* help, auto value) {
-    out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n'
-        << name << ' ' << value << '\n';
-  };
-  auto seconds = [](std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); };
-  metric("asyncdb_operations_queued", "gauge", "Operations accepted and not started yet.", s.queued);
-  metric("asyncdb_operations_running", "gauge", "Operations executing on a connection now.", s.running);
-  metric("asyncdb_operations_completed_total", "counter", "Operations finished without an exception.", s.completed);
-  metric("asyncdb_operations_failed_total", "counter", "Operations finished with an exception.", s.failed);
-  metric("asyncdb_operations_cancelled_total", "counter", "Operations cancelled while queued or running.", s.cancelled);
-  metric("asyncdb_operations_rejected_total", "counter", "Operations refused at once (queue full or closed).",
-         s.rejected);
-  metric("asyncdb_queue_wait_seconds_total", "counter", "Total time started operations spent queued.",
-         seconds(s.queue_wait));
-  metric("asyncdb_group_commits_total", "counter", "Shared transactions committed by the writer.", s.group_commits);
-  metric("asyncdb_grouped_operations_total", "counter", "Writes committed by a shared transaction.", s.grouped);
-  metric("asyncdb_rerouted_operations_total", "counter", "Undeclared operations moved from a reader to the writer.",
-         s.rerouted);
-  const char* kind = s.writer.what == asyncdb::writer_holder::kind::operation ? "operation"
-                     : s.writer.what == asyncdb::writer_holder::kind::session ? "session"
-                                                                              : "none";
-  out << "# HELP asyncdb_writer_held_seconds How long the current holder has held the writer connection.\n"
-         "# TYPE asyncdb_writer_held_seconds gauge\n"
-      << "asyncdb_writer_held_seconds{holder=\"" << kind << "\",name=\"" << label(s.writer.name) << "\"} "
-      << seconds(s.writer.held_for) << '\n';
-}
+  prometheus::Registry registry_;
+  prometheus::Family<prometheus::Histogram>& requests_;
+  prometheus::Family<prometheus::Histogram>* run_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* queue_wait_ = nullptr;
+  std::unique_ptr<stats_collector> stats_;
+};
 
 }  // namespace users_service

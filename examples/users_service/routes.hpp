@@ -41,7 +41,7 @@ class routes {
     const std::string_view path{req->header().path().data(), req->header().path().size()};
     const auto method = req->header().method();
     const route* r = find(path);
-    if (!r) return respond(req, "unmatched", started, 404, error_body("not found"));
+    if (!r) return respond(req, "", started, 404, error_body("not found"));
     if (method != r->method)
       return respond(req, r->path, started, 405, error_body("method not allowed"), false,
                      "application/json; charset=utf-8", r->method.c_str());
@@ -165,10 +165,7 @@ class routes {
 
   restinio::request_handling_status_t respond_metrics(const restinio::request_handle_t& req,
                                                       std::chrono::steady_clock::time_point started) {
-    std::ostringstream out;
-    if (config_.db) render_db_stats(out, config_.db->stats());
-    http_.render(out);
-    return respond(req, "/metrics", started, 200, out.str(), false, "text/plain; version=0.0.4; charset=utf-8");
+    return respond(req, "/metrics", started, 200, metrics_.scrape(), false, "text/plain; version=0.0.4; charset=utf-8");
   }
 
   restinio::request_handling_status_t respond(const restinio::request_handle_t& req, std::string_view route,
@@ -184,7 +181,8 @@ class routes {
     if (allow) response.append_header(restinio::http_field::allow, allow);
     if (status == 400) response.connection_close();  // after a body we could not read, the stream may be off
     response.set_body(std::move(body));
-    http_.record(std::string{route}, status, std::chrono::steady_clock::now() - started);
+    metrics_.record_request(req->header().method().c_str(), route, status,
+                            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     // The guard lives in the write callback, which RESTinio destroys once the bytes are out or the connection is
     // gone: shutdown waits for it.
     return response.done([guard = std::make_shared<in_flight_guard>(in_flight_)](const auto&) {});
@@ -232,7 +230,7 @@ class routes {
   net::io_context& ioc_;
   store& users_;
   service_config config_;
-  http_metrics http_;
+  metrics metrics_{config_.db};
   std::atomic<std::size_t> in_flight_{0};
 };
 

@@ -59,10 +59,13 @@ inline error_code make_error_code(errc e) noexcept { return {static_cast<int>(e)
 }  // namespace asyncdb
 
 // errc converts to the flavour's error_code; in the Boost flavour to std::error_code as well (Boost.System
-// maps the category both ways), so code that holds either kind compares with errc.
+// maps the category both ways), so code that holds either kind compares with errc. Kept out of the API
+// reference (cond): Doxygen 1.9 cannot place a specialization of another library's template.
+/// \cond
 template <>
 struct std::is_error_code_enum<asyncdb::errc> : std::true_type {};
 #if defined(ASYNCDB_USE_BOOST_ASIO)
 template <>
 struct boost::system::is_error_code_enum<asyncdb::errc> : std::true_type {};
 #endif
+/// \endcond

@@ -49,14 +49,17 @@ struct options {
 
   /// Wait after a failed reconnect before the next attempt; doubles up to max_reconnect_backoff.
   std::chrono::milliseconds reconnect_backoff{100};
+  /// The longest wait between two reconnect attempts.
   std::chrono::milliseconds max_reconnect_backoff{5000};
 
   /// Fails an operation that caught a failed statement inside its transaction and returned normally: the
   /// server rolled that transaction back, though libpqxx 6.4 reports its COMMIT as a success.
   bool refuse_swallowed_errors = true;
 
-  /// Makes every read on a replica wait until the replica has replayed this database's last committed
-  /// write (its primary WAL position, asked after each committing operation: one more round trip per write).
+  /// Makes every read on a replica, and each read session's snapshot, wait until the replica has replayed
+  /// this database's last committed write (its primary WAL position, asked after each operation that may have
+  /// committed: one more round trip per write; outside a transaction block any statement that succeeds on a
+  /// primary connection may have, since SELECT f() and CALL write under their tags).
   bool read_your_writes = false;
 
   /// The longest a read waits for the replica under read_your_writes before it fails.
@@ -65,14 +68,17 @@ struct options {
   /// How long close() (or the destructor) lets queued and running work finish. Past it, operations still
   /// queued fail with errc::closed and the statements still running are cancelled on the server (the
   /// operation fails with the server's error, 57014, its transaction rolled back); a COMMIT under way ends
-  /// as the server decides.
+  /// as the server decides. A connection whose cancel request goes unanswered for connect_timeout (a server
+  /// that accepts and never answers) is shut down instead: its operation fails with a broken connection.
   std::chrono::milliseconds close_grace{5000};
 };
 
 /// One connection as stats() sees it.
 struct connection_stats {
+  /// Connecting (first connect or reconnect), serving, down until its next attempt, or closed.
   enum class state { connecting, ready, down, closed };
   bool primary = true;  ///< a writer on the primary, or a read-only connection
+  /// Where the connection is now.
   state status = state::connecting;
   int backend_pid = 0;         ///< the server process serving it, 0 while not connected
   std::uint64_t connects = 0;  ///< successful connects, the first included
@@ -82,7 +88,7 @@ struct connection_stats {
 
 /// asyncdb::stats for the whole database, and each connection's state.
 struct stats : asyncdb::stats {
-  std::vector<connection_stats> connections;
+  std::vector<connection_stats> connections;  ///< one per connection
 };
 
 /// A PostgreSQL primary (and its replicas) served by connection threads; operations never run on the
@@ -182,6 +188,7 @@ class to_async_db_oper<Derived, Dao> {
   /// Binds to `db`, which must outlive this object's operations.
   explicit to_async_db_oper(postgres::database& db) noexcept : db_(&db) {}
 
+  /// Refuses any other database (asyncdb::database) at compile time with a message, not a bare mismatch.
   template <class Other>
   requires(!std::is_base_of_v<to_async_db_oper, std::remove_cv_t<Other>>) explicit to_async_db_oper(Other&) {
     static_assert(std::is_same_v<Other, postgres::database>,
@@ -190,7 +197,7 @@ class to_async_db_oper<Derived, Dao> {
                   "SQLite::Database&");
   }
 
-  /// Calls `(dao.*Member)(args...)` on a reader if declared read-only, else on the primary.
+  /// Calls the DAO's `Member` with `args` on a reader if declared read-only, else on the primary.
   /// Completion: awaitable<R>. Resumes on the awaiting coroutine's executor. Thread-safe.
   /// Throws what the member threw (pqxx::in_doubt_error for a connection lost during its COMMIT), or
   /// errc::closed / queue_full, operation_aborted, pqxx::broken_connection.
@@ -258,7 +265,9 @@ namespace asyncdb {
 /// Opens a write session on one primary connection, held until the session ends; other writes keep
 /// running on the other primary connections. begin()/commit()/rollback() control a pqxx::work asyncdb
 /// holds; run(fn(pqxx::transaction_base&)) runs inside it, and a DAO that opens its own transaction there
-/// fails with std::logic_error (never commits). Leaving the scope rolls back.
+/// fails with std::logic_error (never commits). Leaving the scope rolls back. If the session's connection is
+/// lost, this and every later operation of the session fails with pqxx::broken_connection (its transaction,
+/// temporary tables, settings and locks are gone); they never run on another connection.
 /// Completion: void(std::exception_ptr, AsyncDbSession). Resumes on the handler's executor. Thread-safe.
 /// Errors: errc::closed, errc::queue_full, operation_aborted, pqxx::broken_connection.
 template <class Token = const net::use_awaitable_t<>&>
@@ -268,7 +277,9 @@ auto async_db_session(postgres::database& db, Token&& token = net::use_awaitable
 }
 
 /// Opens a read session: one REPEATABLE READ, READ ONLY transaction (one snapshot) on a read-only
-/// connection, for run(fn(pqxx::transaction_base&)). As above otherwise.
+/// connection, for run(fn(pqxx::transaction_base&)), taken after read_your_writes' wait. A failed or
+/// cancelled operation is rolled back to a savepoint taken after the previous one (one round trip per
+/// operation), so the next runs on the same snapshot. As above otherwise.
 template <class Token = const net::use_awaitable_t<>&>
 auto async_db_session(postgres::database& db, read_only_t, Token&& token = net::use_awaitable,
                       std::source_location where = std::source_location::current()) {

@@ -56,8 +56,11 @@ class AsyncDbSession {
  public:
   /// An empty session; every operation on it fails with errc::session_ended.
   AsyncDbSession() noexcept = default;
+  /// Takes over a session that async_db_session() opened.
   explicit AsyncDbSession(std::shared_ptr<detail::session_state> state) noexcept : state_(std::move(state)) {}
+  /// Takes over `other`'s session; `other` becomes empty.
   AsyncDbSession(AsyncDbSession&& other) noexcept = default;
+  /// Releases this session (as release()), then takes over `other`'s.
   AsyncDbSession& operator=(AsyncDbSession&& other) noexcept {
     if (this != &other) {
       release();

@@ -12,6 +12,7 @@ inline namespace ASYNCDB_FLAVOUR {
 
 /// Who holds the writer connection at the moment of the snapshot.
 struct writer_holder {
+  /// What holds the writer.
   enum class kind { none, operation, session };
   kind what = kind::none;                ///< nothing, a single operation, or a write session
   std::string name;                      ///< the DAO member or function, or where the session was opened

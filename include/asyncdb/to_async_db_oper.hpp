@@ -21,7 +21,7 @@ class to_async_db_oper {
   /// Binds to `db`, which must outlive this object's operations. Cheap to copy; no connection is held.
   explicit to_async_db_oper(database& db) noexcept : db_(&db) {}
 
-  // Any other database (asyncdb::postgres::database) is refused with a message, not a bare mismatch.
+  /// Refuses any other database (asyncdb::postgres::database) at compile time with a message, not a bare mismatch.
   template <class Other>
   requires(!std::is_base_of_v<to_async_db_oper, std::remove_cv_t<Other>>) explicit to_async_db_oper(Other&) {
     static_assert(std::is_same_v<Other, database>,
@@ -30,7 +30,7 @@ class to_async_db_oper {
                   "pqxx::connection&");
   }
 
-  /// Calls `(dao.*Member)(args...)`: on a reader if Derived lists it in `read_only_members` (or
+  /// Calls the DAO's `Member` with `args`: on a reader if Derived lists it in `read_only_members` (or
   /// `is_read_only<Member>`), on the writer if in `write_members` (or `is_write<Member>`), else on a reader
   /// until it first tries to write (docs/reference.md, "Routing"); args are copied into owning values.
   /// Completion: awaitable<R>. Resumes on the awaiting coroutine's executor. Thread-safe.

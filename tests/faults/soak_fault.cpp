@@ -1,6 +1,6 @@
 // Case 7, soak: a mixed load (reads, writes, write and read sessions, operations cancelled by a timeout)
-// with no idle moment, for ASYNCDB_FAULT_SOAK_SECONDS (60 in CI). Resident memory, open file descriptors
-// and stats().queued are sampled every second; after the warm-up they must stay flat.
+// with no idle moment, for ASYNCDB_FAULT_SOAK_SECONDS (60; 20 in CI's dev step). Resident memory, open file
+// descriptors and stats().queued are sampled every second; after the warm-up they must stay flat.
 #include "fault_support.hpp"
 #include "items.hpp"
 #include "process.hpp"

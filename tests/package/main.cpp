@@ -1,6 +1,6 @@
 // The smallest real consumer: one query through asyncdb on a file database, checked.
-// Shared by the find_package, add_subdirectory and include_path consumer projects, each built once per
-// Asio flavour; it names Asio through asyncdb::net, so the flavour is whatever the build chose. With
+// Shared by the consumer projects beside it (find_package, add_subdirectory, include_path, makefile); it names
+// Asio through asyncdb::net, so the flavour is whatever the build chose. With
 // ASYNCDB_CONSUMER_POSTGRES (find_package COMPONENTS postgres) it also opens a PostgreSQL database on a port
 // where no server listens, which must fail with pqxx::broken_connection: linked and running, no server needed.
 #include <asyncdb/asyncdb.hpp>

@@ -19,30 +19,6 @@ std::int64_t add_sync(pqxx::connection& c, std::string name) {
 }
 }  // namespace
 
-TEST_CASE("a PostgreSQL DAO runs on a connection thread and resumes on the caller's executor", "[postgres]") {
-  pgtest::schema s;
-  asyncdb::postgres::database pg{s.options(2, 1)};
-  asio::io_context ctx;
-  const auto caller = std::this_thread::get_id();
-  auto body = [&]() -> asio::awaitable<void> {
-    AsyncPgUserOper users{pg};
-    UserCreate ann{"ann", "ann@x.org"};
-    const std::int64_t id = co_await users.call<&PgUserOper::add>(ann);
-    CHECK(id > 0);
-    CHECK(std::this_thread::get_id() == caller);
-    const std::thread::id ran_on = co_await users.call<&PgUserOper::where>();
-    CHECK(ran_on != caller);
-    CHECK(std::this_thread::get_id() == caller);
-    pgtest::wait_for_replica();
-    auto [all, active] = co_await asyncdb::gather(users.list(), users.get_active_users());
-    REQUIRE(all.size() == 1);
-    CHECK(all[0].name == "ann");
-    CHECK(active.size() == 1);
-  };
-  test::run(ctx, body());
-  CHECK(pgtest::count_users(s) == 1);
-}
-
 TEST_CASE("each PostgreSQL connection builds its own DAO on its own thread on first use", "[postgres]") {
   pgtest::schema s;
   auto& log = pgtest::pg_dao_log();

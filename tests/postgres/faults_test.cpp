@@ -17,36 +17,9 @@ using pgtest::PgUserOper;
 using pgtest::UserCreate;
 using state = asyncdb::postgres::connection_stats::state;
 
-namespace {
-void admin(const std::string& sql) {
-  pqxx::connection c{pgtest::primary()};
-  pqxx::nontransaction t{c};
-  t.exec(sql);
-}
-
-// A database of the test's own, so that refusing connections to it touches no other test.
-class scratch_database {
- public:
-  scratch_database() : name_("f" + std::to_string(::getpid())) {
-    admin("DROP DATABASE IF EXISTS " + name_);
-    admin("CREATE DATABASE " + name_);
-  }
-  ~scratch_database() {
-    try {
-      admin("ALTER DATABASE " + name_ + " WITH ALLOW_CONNECTIONS true");
-      admin("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
-    } catch (...) {
-    }
-  }
-  std::string conninfo() const {
-    return "host=127.0.0.1 port=" + std::to_string(pgtest::primary_port()) + " dbname=" + name_ + " user=postgres";
-  }
-  const std::string& name() const { return name_; }
-
- private:
-  std::string name_;
-};
-}  // namespace
+using pgtest::admin;
+using pgtest::scratch_database;
+using pgtest::wait_for;
 
 TEST_CASE("a PostgreSQL connection killed on the server fails its operation and is replaced with new DAOs",
           "[postgres][faults]") {
@@ -92,13 +65,7 @@ TEST_CASE("a PostgreSQL connection killed on the server fails its operation and 
 TEST_CASE("while PostgreSQL refuses connections operations fail fast with the last connect error and then recover",
           "[postgres][faults]") {
   scratch_database sdb;
-  asyncdb::postgres::options o;
-  o.primary = sdb.conninfo();
-  o.writers = 1;
-  o.readers = 0;
-  o.reconnect_backoff = 50ms;
-  o.max_reconnect_backoff = 200ms;
-  asyncdb::postgres::database pg{o};
+  asyncdb::postgres::database pg{sdb.options(1)};
   asio::io_context ctx;
   auto pid_of = [](pqxx::connection& c) {  // a round trip, unlike backendpid()
     pqxx::nontransaction t{c};
@@ -248,17 +215,6 @@ std::string test_what(const std::exception_ptr& ep) {
   }
 }
 
-// Polls `sql` (one boolean) on a connection of its own until it holds; false past the deadline.
-bool wait_for(const std::string& sql, std::chrono::seconds deadline = 10s) {
-  pqxx::connection c{pgtest::primary()};
-  pqxx::nontransaction t{c};
-  const auto give_up = std::chrono::steady_clock::now() + deadline;
-  while (!t.exec1(sql)[0].as<bool>()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
 }  // namespace
 
 TEST_CASE("a PostgreSQL connection lost during COMMIT fails in doubt and never as cancelled", "[postgres][faults]") {
@@ -380,13 +336,7 @@ TEST_CASE("an idle PostgreSQL connection killed on the server is replaced before
 TEST_CASE("while one PostgreSQL writer cannot reconnect the others serve every operation and it comes back alone",
           "[postgres][faults]") {
   scratch_database sdb;
-  asyncdb::postgres::options o;
-  o.primary = sdb.conninfo();
-  o.writers = 2;
-  o.readers = 0;
-  o.reconnect_backoff = 50ms;
-  o.max_reconnect_backoff = 200ms;
-  asyncdb::postgres::database pg{o};
+  asyncdb::postgres::database pg{sdb.options(2)};
   asio::io_context ctx;
   const int dead = pg.stats().connections[0].backend_pid;
   const int alive = pg.stats().connections[1].backend_pid;

@@ -1,5 +1,5 @@
-// asyncdb::postgres::database's back-pressure and shutdown (issue 12, rule 6): max_queued, close() with work
-// queued and running, and the callers' io_context destroyed first, as the SQLite suite checks them.
+// asyncdb::postgres::database's shutdown (issue 12, rule 6): close() with work queued and running, and the
+// callers' io_context destroyed first. max_queued is the conformance suite's (tests/contract).
 #include "pg_support.hpp"
 
 #include "faults/fault_support.hpp"
@@ -54,54 +54,6 @@ std::int64_t rows_named(const pgtest::schema& s, const std::string& name) {
 }
 
 }  // namespace
-
-TEST_CASE("past max_queued a new PostgreSQL operation fails at once with queue_full and none of it runs",
-          "[postgres][backpressure]") {
-  constexpr std::size_t bound = 4;
-  constexpr std::size_t extra = 3;
-  pgtest::schema s;
-  auto o = s.options(2, 0, false);
-  o.max_queued = bound;
-  asyncdb::postgres::database pg{o};
-  asio::io_context ctx;
-  test::gate g;
-  test::open_at_exit guard{g};
-  std::atomic<int> entered{0};
-  test::completion blockers[2];
-  for (auto& b : blockers) block_connection(pg, ctx.get_executor(), g, entered, b);
-  run_until(ctx, [&] { return entered == 2; });  // both primary connections are held
-
-  test::completion ops[bound + extra];
-  std::atomic<int> calls{0};
-  for (std::size_t i = 0; i < bound + extra; ++i) {
-    insert_named(pg, ctx.get_executor(), "q" + std::to_string(i), ops[i], calls);
-  }
-  // The refusals complete on their own while every connection is still held.
-  run_until(ctx, [&] { return calls == static_cast<int>(extra); });
-  for (std::size_t i = 0; i < bound; ++i) CHECK_FALSE(ops[i].done);
-  for (std::size_t i = bound; i < bound + extra; ++i) {
-    CHECK(ops[i].done);
-    CHECK(ops[i].error == asyncdb::errc::queue_full);
-  }
-  const auto peak = pg.stats();
-  CHECK(peak.queued == bound);
-  CHECK(peak.rejected == extra);
-
-  g.open();
-  run_until(ctx, [&] { return calls == static_cast<int>(bound + extra) && blockers[0].done && blockers[1].done; });
-  for (std::size_t i = 0; i < bound; ++i) CHECK_FALSE(ops[i].error);
-  for (std::size_t i = 0; i < bound + extra; ++i) {
-    CHECK(rows_named(s, "q" + std::to_string(i)) == (i < bound ? 1 : 0));
-  }
-  // The bound is on what waits: there is room again.
-  test::completion after;
-  insert_named(pg, ctx.get_executor(), "after", after, calls);
-  run_until(ctx, [&] { return after.done; });
-  CHECK_FALSE(after.error);
-  ctx.restart();
-  ctx.run_for(50ms);
-  CHECK(calls == static_cast<int>(bound + extra + 1));  // exactly once each
-}
 
 TEST_CASE("close() on PostgreSQL with operations queued and running completes each once and returns in bounded time",
           "[postgres][shutdown]") {

@@ -7,6 +7,10 @@
 
 #include "support.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -45,6 +49,100 @@ inline std::string replica() {
   primary();
   return conninfo(primary_port() + 1);
 }
+
+/// One statement on the primary, on a connection of its own (no schema).
+inline void admin(const std::string& sql) {
+  pqxx::connection c{primary()};
+  pqxx::nontransaction t{c};
+  t.exec(sql);
+}
+
+/// Polls `sql` (one boolean) on a connection of its own to the primary (or replica) until it holds; false
+/// past the deadline.
+inline bool wait_for(const std::string& sql, std::chrono::seconds deadline = std::chrono::seconds(10),
+                     bool on_replica = false) {
+  pqxx::connection c{on_replica ? replica() : primary()};
+  pqxx::nontransaction t{c};
+  const auto give_up = std::chrono::steady_clock::now() + deadline;
+  while (!t.exec1(sql)[0].as<bool>()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+/// A database of the test's own, so that refusing connections to it touches no other test.
+class scratch_database {
+ public:
+  scratch_database() : name_("f" + std::to_string(::getpid())) {
+    admin("DROP DATABASE IF EXISTS " + name_);
+    admin("CREATE DATABASE " + name_);
+  }
+  ~scratch_database() {
+    try {
+      admin("ALTER DATABASE " + name_ + " WITH ALLOW_CONNECTIONS true");
+      admin("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+    } catch (...) {
+    }
+  }
+  std::string conninfo() const {
+    return "host=127.0.0.1 port=" + std::to_string(primary_port()) + " dbname=" + name_ + " user=postgres";
+  }
+  const std::string& name() const { return name_; }
+  /// `writers` primary connections to it, no readers, reconnecting quickly.
+  asyncdb::postgres::options options(std::size_t writers) const {
+    asyncdb::postgres::options o;
+    o.primary = conninfo();
+    o.writers = writers;
+    o.readers = 0;
+    o.reconnect_backoff = std::chrono::milliseconds(50);
+    o.max_reconnect_backoff = std::chrono::milliseconds(200);
+    return o;
+  }
+
+ private:
+  std::string name_;
+};
+
+/// Whether a connection to the replica is seen polling its replay position (the wait read_your_writes makes)
+/// within `deadline`.
+inline bool reader_waits_for_replay(std::chrono::seconds deadline) {
+  return wait_for(
+      "SELECT count(*) > 0 FROM pg_stat_activity WHERE query = 'SELECT pg_last_wal_replay_lsn()' "
+      "AND pid <> pg_backend_pid()",
+      deadline, true);
+}
+
+/// Pauses WAL replay on the replica for its lifetime; resumes even when the test fails. The replica is
+/// shared by the test processes ctest runs at once, so each pause holds a lock file of the cluster's for its
+/// lifetime: another test's resume never ends this one's pause early.
+class replay_paused {
+ public:
+  replay_paused()
+      : lock_(::open(("/tmp/asyncdb-pg-replay-" + std::to_string(primary_port()) + ".lock").c_str(),
+                     O_CREAT | O_RDWR | O_CLOEXEC, 0666)) {
+    if (lock_ < 0 || ::flock(lock_, LOCK_EX) != 0) throw std::runtime_error("cannot lock the replica's replay");
+    exec("SELECT pg_wal_replay_pause()");
+  }
+  ~replay_paused() {
+    try {
+      resume();
+    } catch (...) {
+    }
+    ::close(lock_);  // releases the lock
+  }
+  replay_paused(const replay_paused&) = delete;
+  replay_paused& operator=(const replay_paused&) = delete;
+  void resume() { exec("SELECT pg_wal_replay_resume()"); }
+
+ private:
+  int lock_;
+  static void exec(const std::string& sql) {
+    pqxx::connection c{replica()};
+    pqxx::nontransaction t{c};
+    t.exec(sql);
+  }
+};
 
 /// A schema of its own for one test, dropped at the end; `search_path()` is what on_open sets.
 class schema {

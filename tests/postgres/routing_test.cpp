@@ -6,27 +6,7 @@ using pgtest::AsyncPgUserOper;
 using pgtest::PgUserOper;
 using pgtest::UserCreate;
 
-namespace {
-// Pauses WAL replay on the replica for its lifetime; resumes even when the test fails.
-class replay_paused {
- public:
-  replay_paused() { exec("SELECT pg_wal_replay_pause()"); }
-  ~replay_paused() {
-    try {
-      resume();
-    } catch (...) {
-    }
-  }
-  void resume() { exec("SELECT pg_wal_replay_resume()"); }
-
- private:
-  static void exec(const std::string& sql) {
-    pqxx::connection c{pgtest::replica()};
-    pqxx::nontransaction t{c};
-    t.exec(sql);
-  }
-};
-}  // namespace
+using pgtest::replay_paused;
 
 TEST_CASE("with read_your_writes a read on a lagging replica waits for the caller's last write",
           "[postgres][routing]") {

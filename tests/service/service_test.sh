@@ -4,13 +4,11 @@
 # Every wait has a deadline; every failure prints what was expected and what came back, and exits 1.
 set -euo pipefail
 bin=$1 work=$2 part=$3
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/cleanup.sh"  # each service started is stopped at exit
 rm -rf "$work" && mkdir -p "$work"
 cd "$work"
 printf 'test-secret-%s' "$RANDOM$RANDOM" >secret
 printf 'another-secret' >other_secret
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
 set -E
 trap 'echo "FAIL ($part): line $LINENO: $BASH_COMMAND exited $?" >&2' ERR
 
@@ -26,7 +24,7 @@ start() {
   shift 2
   "$bin" serve --db "$db" --listen 127.0.0.1:0 --secret-file secret --threads 2 "$@" >"$name.out" 2>"$name.err" &
   pid=$!
-  pids+=("$pid")
+  on_exit stop_pid "$pid"
   local deadline=$((SECONDS + 20))
   until grep -qs '^listening on http://127.0.0.1:[0-9]*$' "$name.out"; do
     kill -0 "$pid" 2>/dev/null || fail "$name exited before listening"
@@ -198,20 +196,75 @@ endpoint_suite() {
   call GET /metrics
   [[ $status == 200 ]] || fail "/metrics -> $status"
   grep -qi '^content-type: text/plain; version=0.0.4' headers || fail "/metrics content type"
-  for m in '# TYPE users_service_http_requests_total counter' 'users_service_http_requests_total{route="/users/batch-async",status="201"} 1' \
-    'users_service_http_requests_total{route="/me/async",status="401"} 7' 'users_service_http_request_duration_seconds_count{route="/health"}'; do
+  local h=http_server_request_duration_seconds
+  for m in "# TYPE $h histogram" \
+    "${h}_count{http_request_method=\"POST\",http_response_status_code=\"201\",http_route=\"/users/batch-async\"} 1" \
+    "${h}_count{http_request_method=\"GET\",http_response_status_code=\"401\",http_route=\"/me/async\"} 7" \
+    "${h}_count{http_request_method=\"DELETE\",http_response_status_code=\"405\",http_route=\"/health\"} 1" \
+    "${h}_bucket{http_request_method=\"GET\",http_response_status_code=\"404\",http_route=\"\",le=\"+Inf\"} 2"; do
     [[ $body == *"$m"* ]] || fail "/metrics lacks $m"
   done
 }
 
+# promtool_check FILE: Prometheus' own parser and linter accept the exposition. promtool comes with the Debian package
+# prometheus; without it this one check is skipped, saying so.
+promtool_check() {
+  if ! command -v promtool >/dev/null; then
+    echo "SKIPPED: promtool check metrics (promtool is not installed; Debian package prometheus)"
+    return 0
+  fi
+  promtool check metrics <"$1" >promtool.out 2>&1 || fail "promtool check metrics $1: $(cat promtool.out)"
+}
+# sum_of NAME FILE: the sum of every sample of NAME (any labels) in an exposition; value_of SERIES FILE: one sample.
+sum_of() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%d\n", s }' "$2"; }
+value_of() { awk -v k="$1" '$1 == k { v = $2 } END { printf "%d\n", v }' "$2"; }
+
+# /metrics under traffic: promtool accepts the page before and after; between the two scrapes every histogram's
+# _count grows, and the series of what was sent grow by exactly what was sent (the first scrape counts itself once
+# it is answered). With ASYNC=1, each /me/async is also exactly one completed asyncdb operation.
+metrics_under_traffic() {
+  local db=$1 async=$2 tok n=5 h=http_server_request_duration_seconds fam
+  tok=$(token "$db" seed1)
+  call GET /metrics
+  [[ $status == 200 ]] || fail "/metrics -> $status"
+  cp body metrics1.txt
+  promtool_check metrics1.txt
+  for _ in $(seq $n); do expect 200 GET /me/async -H "$(auth "$tok")"; done
+  expect 404 GET /nowhere
+  call GET /metrics
+  cp body metrics2.txt
+  promtool_check metrics2.txt
+  grep -qx "# TYPE $h histogram" metrics2.txt || fail "/metrics has no $h histogram"
+  for fam in $(sed -n 's/^# TYPE \([^ ]*\) histogram$/\1/p' metrics2.txt); do
+    (($(sum_of "${fam}_count" metrics2.txt) > $(sum_of "${fam}_count" metrics1.txt))) ||
+      fail "$fam did not move: _count $(sum_of "${fam}_count" metrics1.txt) then $(sum_of "${fam}_count" metrics2.txt)"
+  done
+  moved() {
+    local was now
+    was=$(value_of "$1" metrics1.txt) now=$(value_of "$1" metrics2.txt)
+    ((now - was == $2)) || fail "$1 went from $was to $now, not up by $2"
+  }
+  moved "${h}_count{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/me/async\"}" $n
+  moved "${h}_count{http_request_method=\"GET\",http_response_status_code=\"404\",http_route=\"\"}" 1
+  moved "${h}_count{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/metrics\"}" 1
+  if ((async)); then
+    moved 'asyncdb_operations_total{outcome="completed"}' $n
+  else
+    if grep -E '^(asyncdb|db_client)_' metrics2.txt; then fail "--sync reports asyncdb metrics"; fi
+  fi
+}
+
 async_metrics() {
-  for m in '# TYPE asyncdb_operations_completed_total counter' '# HELP asyncdb_operations_queued' \
-    'asyncdb_operations_failed_total' 'asyncdb_operations_cancelled_total' 'asyncdb_operations_rejected_total' \
-    'asyncdb_queue_wait_seconds_total' 'asyncdb_group_commits_total' 'asyncdb_writer_held_seconds{holder="none"' \
-    'asyncdb_operations_running 0'; do
+  for m in '# TYPE asyncdb_operations_total counter' '# HELP asyncdb_operations_queued' \
+    'asyncdb_operations_total{outcome="failed"} ' 'asyncdb_operations_total{outcome="cancelled"} ' \
+    'asyncdb_operations_total{outcome="rejected"} ' '# TYPE asyncdb_queue_wait_seconds_total counter' \
+    'asyncdb_group_commits_total' 'asyncdb_grouped_operations_total' 'asyncdb_writer_held_seconds{holder="none"' \
+    'asyncdb_operations_running 0' 'db_client_connections_usage{pool_name="writer",state="idle"} 1' \
+    'db_client_connections_usage{pool_name="writer",state="used"} 0'; do
     [[ $body == *"$m"* ]] || fail "/metrics lacks $m"
   done
-  [[ $body =~ asyncdb_operations_completed_total\ ([0-9]+) ]] && ((BASH_REMATCH[1] > 10)) || fail "completed count"
+  [[ $body =~ asyncdb_operations_total\{outcome=\"completed\"\}\ ([0-9]+) ]] && ((BASH_REMATCH[1] > 10)) ||
+    fail "completed count"
 }
 
 # metric NAME: the value of one unlabelled metric of the service on $port.
@@ -268,6 +321,53 @@ internal_error() {
   sql "$db" 'ALTER TABLE users_elsewhere RENAME TO users'
 }
 
+# A body is exactly one JSON document, nothing after it but whitespace, and every string in it (keys too) is valid
+# UTF-8 without NUL: otherwise 400 (malformed) or 422 (well-formed, invalid), and the table does not change. Each
+# refused body would be a valid batch of fresh names without its flaw. Runs on the hostile service ($tok, h.db).
+refused() {
+  local before
+  before=$(sql h.db 'SELECT count(*) FROM users')
+  call POST /users/batch-async -H "$(auth "$tok")" -H 'Expect:' --data-binary "@$1"
+  [[ $status == 400 || $status == 422 ]] || fail "$2 -> $status (wanted 400 or 422): $body"
+  [[ $(sql h.db 'SELECT count(*) FROM users') == "$before" ]] || fail "$2 -> $status, but rows were stored"
+  healthy "$2"
+}
+strict_bodies() {
+  local batch='[{"name":"strict1","email":"s@x"}]' i=0 bad
+  printf '%s\0' "$batch" >s.body && refused s.body "a valid batch and a NUL byte"
+  printf '%s\0garbage' "$batch" >s.body && refused s.body "a valid batch, a NUL byte, garbage"
+  printf '%s\0%s' "$batch" '[{"name":"strict2","email":"s@x"}]' >s.body && refused s.body "a batch, NUL, a batch"
+  printf '%s [{"name":"strict2","email":"s@x"}]' "$batch" >s.body && refused s.body "two documents"
+  printf '%s x' "$batch" >s.body && refused s.body "a batch and a trailing word"
+  printf '\0%s' "$batch" >s.body && refused s.body "a NUL byte, then a batch"
+  printf '[{"name":"a\0b","email":"s@x"}]' >s.body && refused s.body "a raw NUL in a name"
+  for bad in '[{"name":"a\u0000b","email":"s@x"}]' '[{"name":"strict3","email":"s\u0000@x"}]' \
+    '[{"name":"strict4","email":"s@x","note":"\u0000"}]' '[{"name":"strict5","email":"s@x","a\u0000":1}]' \
+    '[{"name":"strict6","email":"s@x","deep":[{"x":["\u0000"]}]}]'; do
+    printf '%s' "$bad" >s.body && refused s.body "an escaped NUL: $bad"
+  done
+  # overlong, surrogate, past U+10FFFF, truncated, stray continuation, 5-byte, and the escaped lone surrogates
+  for bad in '\xc0\xaf' '\xe0\x80\xaf' '\xed\xa0\x80' '\xf4\x90\x80\x80' '\xc3' '\xe2\x82' '\x80' \
+    '\xf8\x88\x80\x80\x80' '\xff\xfe' '\\ud800' '\\udc00' '\\ud800\\u0041'; do
+    i=$((i + 1))
+    printf "[{\"name\":\"utf$i$bad\",\"email\":\"s@x\"}]" >s.body && refused s.body "invalid UTF-8 in a name: $bad"
+    printf "[{\"name\":\"utf$i\",\"email\":\"s$bad@x\"}]" >s.body && refused s.body "invalid UTF-8 in an email: $bad"
+  done
+  # whitespace after the document is allowed, and a valid non-ASCII name is stored byte for byte
+  printf '[{"name":"strict-\xc3\xa9-\\u00e9-\xf0\x9f\x98\x80","email":"s@x"}] \r\n\t ' >s.body
+  expect 201 POST /users/batch-async -H "$(auth "$tok")" --data-binary @s.body
+  [[ $(sql h.db "SELECT hex(name) FROM users WHERE email = 's@x'") == "$(printf 'strict-\xc3\xa9-\xc3\xa9-\xf0\x9f\x98\x80' | od -An -tx1 | tr -d ' \n' | tr a-f A-F)" ]] ||
+    fail "the non-ASCII name was not stored as sent"
+}
+
+# No stored name or email holds a NUL byte or invalid UTF-8 (grep in a UTF-8 locale rejects what RFC 3629 does).
+clean_table() {
+  [[ $(sql "$1" "SELECT count(*) FROM users WHERE instr(CAST(name AS BLOB), x'00') OR instr(CAST(email AS BLOB), x'00')") == 0 ]] ||
+    fail "a stored name or email holds a NUL byte"
+  sql "$1" "SELECT name FROM users UNION ALL SELECT email FROM users" >table.txt
+  if LC_ALL=C.UTF-8 grep -naxv '.*' table.txt; then fail "a stored name or email is not valid UTF-8"; fi
+}
+
 case $part in
   endpoints)
     command_line
@@ -276,6 +376,7 @@ case $part in
     endpoint_suite async.db
     call GET /metrics
     async_metrics
+    metrics_under_traffic async.db 1
     internal_error async.db async
     stop "$pid"
     [[ $stopped_status == 0 ]] || fail "async service exited $stopped_status"
@@ -287,8 +388,7 @@ case $part in
     "$bin" seed --db sync.db --users 150 >/dev/null
     start sync sync.db --sync
     endpoint_suite sync.db
-    call GET /metrics
-    [[ $body != *asyncdb_* ]] || fail "--sync reports asyncdb metrics"
+    metrics_under_traffic sync.db 0
     internal_error sync.db sync
     stop "$pid"
     [[ $stopped_status == 0 ]] || fail "sync service exited $stopped_status"
@@ -421,11 +521,7 @@ case $part in
     post '[{"name":["x"],"email":{"a":1}}]' "wrong types"
     post '[{"name":"x","email":"x@y","is_active":1e999999}]' "huge number"
     post "[{\"name\":\"x\",\"email\":\"x@y\",\"is_active\":$(printf '9%.0s' {1..5000})}]" "5000 digits"
-    printf '[{"name":"\xff\xfe\xc3","email":"x@y"}]' >utf8 && post @utf8 "invalid UTF-8"
-    printf '[{"name":"a\0b","email":"x@y"}]' >nul && post @nul "a NUL byte"
-    printf '[{"name":"a\\u0000b","email":"x@y"}]' >escnul
-    call POST /users/batch-async -H "$(auth "$tok")" --data-binary @escnul
-    [[ $status == 201 || $status == 422 ]] || fail "an escaped NUL -> $status"
+    strict_bodies
     head -c $((10 << 20)) /dev/zero | tr '\0' '[' >huge && post @huge "a 10 MB body"
     head -c $((40 << 20)) /dev/zero | tr '\0' ' ' >huger
     curl -sS -m 20 -o /dev/null -H "$(auth "$tok")" -H 'Expect:' --data-binary @huger \
@@ -442,27 +538,36 @@ case $part in
     exec 3<&-
     healthy "the slow client was cut off"
 
-    # 1,000 random bodies (random bytes, and valid batches cut or corrupted at random), each followed by /health,
-    # in one keep-alive curl run
+    # 1,000 random bodies (random bytes, valid batches cut or corrupted at random, and valid batches of a fresh
+    # name spoilt by a NUL byte and random bytes after them or by an escaped NUL at a random place in a string),
+    # each followed by /health, in one keep-alive curl run
     valid='[{"name":"rand","email":"r@x","is_active":true},{"name":"rand2","email":"r2@x"}]'
     : >curl.cfg
     for i in $(seq 1000); do
-      case $((RANDOM % 3)) in
+      kind=body
+      case $((RANDOM % 5)) in
         0) head -c $((RANDOM % 512 + 1)) /dev/urandom >"r$i" ;;
         1) printf '%s' "${valid:0:$((RANDOM % ${#valid}))}" >"r$i" ;;
         2) { printf '%s' "${valid:0:$((RANDOM % ${#valid}))}"; head -c $((RANDOM % 8 + 1)) /dev/urandom; printf '%s' "${valid:$((RANDOM % ${#valid}))}"; } >"r$i" ;;
+        3) { printf '[{"name":"nul%d","email":"n@x"}]\0' "$i"; head -c $((RANDOM % 64)) /dev/urandom; } >"r$i"; kind=strict ;;
+        4) name="esc$i-$RANDOM" cut=$((RANDOM % (${#name} + 1)))
+          printf '[{"name":"%s\\u0000%s","email":"e@x"}]' "${name:0:cut}" "${name:cut}" >"r$i"; kind=strict ;;
       esac
-      printf 'url = "http://127.0.0.1:%s/users/batch-async"\ndata-binary = "@r%d"\nheader = "%s"\noutput = /dev/null\nwrite-out = "%%{http_code} body\\n"\nnext\nurl = "http://127.0.0.1:%s/health"\noutput = /dev/null\nwrite-out = "%%{http_code} health\\n"\nnext\n' \
-        "$port" "$i" "$(auth "$tok")" "$port" >>curl.cfg
+      printf 'url = "http://127.0.0.1:%s/users/batch-async"\ndata-binary = "@r%d"\nheader = "%s"\noutput = /dev/null\nwrite-out = "%%{http_code} %s\\n"\nnext\nurl = "http://127.0.0.1:%s/health"\noutput = /dev/null\nwrite-out = "%%{http_code} health\\n"\nnext\n' \
+        "$port" "$i" "$(auth "$tok")" "$kind" "$port" >>curl.cfg
     done
     sed -i '$d' curl.cfg  # no "next" after the last request
     curl -sS -m 120 -K curl.cfg >random.codes || fail "curl stopped during the random bodies"
-    [[ $(grep -c ' body$' random.codes) == 1000 && $(grep -c '^200 health$' random.codes) == 1000 ]] ||
+    [[ $(grep -c ' \(body\|strict\)$' random.codes) == 1000 && $(grep -c '^200 health$' random.codes) == 1000 ]] ||
       fail "random bodies: $(sort random.codes | uniq -c | tr '\n' ' ')"
     if grep ' body$' random.codes | grep -Ev '^(4[0-9][0-9]|503|201) body$'; then fail "a random body got a non-4xx"; fi
+    if grep ' strict$' random.codes | grep -Ev '^(400|422) strict$'; then fail "a spoilt batch was not refused"; fi
+    [[ $(sql h.db "SELECT count(*) FROM users WHERE name LIKE 'nul%' OR name LIKE 'esc%'") == 0 ]] ||
+      fail "a spoilt batch was stored"
+    clean_table h.db
     # A splice of two cuts of the valid batch with random bytes between can itself be a valid batch with fresh
     # names (a 201): rare, legitimate, so counted, not refused.
-    echo "random bodies: $(grep ' body$' random.codes | sort | uniq -c | tr -s ' \n' ' ')"
+    echo "random bodies: $(grep -v ' health$' random.codes | sort | uniq -c | tr -s ' \n' ' ')"
     healthy "1000 random bodies"
     stop "$pid"
     [[ $stopped_status == 0 ]] || fail "exited $stopped_status"

@@ -1,4 +1,5 @@
 #pragma once
+#include <asyncdb/detail/brief_lock.hpp>
 #include <asyncdb/detail/counters.hpp>
 #include <asyncdb/detail/deadline.hpp>
 #include <asyncdb/detail/job.hpp>
@@ -34,8 +35,9 @@ class job_queue {
   // On error the job was not queued and the caller must fail it; the queue never fails it itself,
   // because the caller may still hold locks the job's completion must not run under.
   error_code push(std::shared_ptr<job> j) {
+    bool wake = false;  // a consumer that is awake takes the job without being told
     {
-      std::lock_guard lock(mutex_);
+      auto lock = lock_briefly(mutex_);
       if (closed_) return close_reason_;
       if (counters_->queued.fetch_add(1, std::memory_order_relaxed) >= counters_->max_queued) {
         counters_->queued.fetch_sub(1, std::memory_order_relaxed);
@@ -43,29 +45,47 @@ class job_queue {
       }
       j->enqueued_at = std::chrono::steady_clock::now();
       link(std::move(j));
+      wake = must_wake();
     }
-    ready_.notify_one();
+    if (wake) ready_.notify_one();
     return {};
   }
 
   // Queues a job admitted once already, which a reader hands to the writer: no admission check, and
   // accepted after close() while the queue is kept open. On error the caller fails the job.
   error_code push_again(std::shared_ptr<job> j) {
+    bool wake = false;
     {
-      std::lock_guard lock(mutex_);
+      auto lock = lock_briefly(mutex_);
       if (closed_ && !kept_open_) return close_reason_;
       counters_->queued.fetch_add(1, std::memory_order_relaxed);
       link(std::move(j));
+      wake = must_wake();
     }
-    ready_.notify_one();
+    if (wake) ready_.notify_one();
     return {};
   }
 
   // Blocks until a job is available; returns null once the queue is closed, drained and not kept open.
+  // A consumer that finds a job takes it without sleeping; one that finds none first polls for up to
+  // `poll_for` (if set), then sleeps, counted in sleepers_ so that producers wake it, and only it.
   std::shared_ptr<job> pop() {
-    if (poll_for_.count() > 0) poll();
-    std::unique_lock lock(mutex_);
-    ready_.wait(lock, [&] { return (head_ != nullptr && !held_) || (head_ == nullptr && closed_ && !kept_open_); });
+    const auto can_return = [&] {
+      return (head_ != nullptr && !held_) || (head_ == nullptr && closed_ && !kept_open_);
+    };
+    auto lock = lock_briefly(mutex_);
+    if (!can_return() && poll_for_.count() > 0) {
+      lock.unlock();
+      poll();
+      lock.lock();
+    }
+    // Not wait(lock, pred): every return from wait() must settle one pending wake, before sleeping again.
+    while (!can_return()) {
+      ++sleepers_;
+      ready_.wait(lock);
+      --sleepers_;
+      if (wakes_pending_ > 0) --wakes_pending_;
+    }
     return head_ != nullptr ? unlink(*head_) : nullptr;
   }
 
@@ -73,7 +93,7 @@ class job_queue {
   // the readers' queue during a checkpoint, so that no new snapshot keeps the checkpoint from finishing.
   void hold(bool held) {
     {
-      std::lock_guard lock(mutex_);
+      auto lock = lock_briefly(mutex_);
       held_ = held;
     }
     if (!held) ready_.notify_all();
@@ -81,20 +101,20 @@ class job_queue {
 
   // Returns the next job if one is waiting, else null at once.
   std::shared_ptr<job> try_pop() {
-    std::lock_guard lock(mutex_);
+    auto lock = lock_briefly(mutex_);
     return head_ != nullptr ? unlink(*head_) : nullptr;
   }
 
   // Whether the next job may join a group commit; it stays queued (and cancellable as such).
   bool next_is_groupable() {
-    std::lock_guard lock(mutex_);
+    auto lock = lock_briefly(mutex_);
     return head_ != nullptr && head_->group() != nullptr;
   }
 
   // Takes `j` out if it is still queued here, giving its place back. The caller holds its own reference,
   // so the returned one (null if `j` was not queued) is never the last.
   std::shared_ptr<job> withdraw(job& j) {
-    std::lock_guard lock(mutex_);
+    auto lock = lock_briefly(mutex_);
     return j.queue_ == this ? unlink(j) : nullptr;
   }
 
@@ -102,7 +122,7 @@ class job_queue {
   // writer must outlive the readers that may hand it a job.
   void keep_open(bool keep) {
     {
-      std::lock_guard lock(mutex_);
+      auto lock = lock_briefly(mutex_);
       kept_open_ = keep;
     }
     ready_.notify_all();
@@ -111,7 +131,7 @@ class job_queue {
   // Refuses new jobs with `why`; jobs already queued are still popped and executed.
   void close(error_code why) {
     {
-      std::lock_guard lock(mutex_);
+      auto lock = lock_briefly(mutex_);
       if (closed_) return;
       closed_ = true;
       closing_.store(true, std::memory_order_relaxed);
@@ -122,13 +142,31 @@ class job_queue {
 
  private:
   // Polling instead of sleeping saves the wake-up a sleeping consumer costs its next job (10-20 us on
-  // a small VM), but burns a core meanwhile; yield() hands it to any thread waiting for it.
+  // a small VM), but burns a core meanwhile, so pop() polls only right after a job, never while idle.
+  // Pause instructions between looks, not a yield() each: every yield is a system call, and a context
+  // switch whenever another thread is runnable; one every 64 looks (about a microsecond) still hands
+  // the core to a thread waiting for it, such as the event loop that is about to queue the next job.
   void poll() {
     const auto until = saturating_deadline(std::chrono::steady_clock::now(), poll_for_);
-    while (size_.load(std::memory_order_relaxed) == 0 && !closing_.load(std::memory_order_relaxed) &&
-           std::chrono::steady_clock::now() < until) {
+    for (unsigned looks = 1; size_.load(std::memory_order_relaxed) == 0; ++looks) {
+      if (closing_.load(std::memory_order_relaxed)) return;
+      if (looks % 64 != 0) {
+        cpu_relax();
+        continue;
+      }
+      if (std::chrono::steady_clock::now() >= until) return;
       std::this_thread::yield();
     }
+  }
+
+  // Whether the job just linked needs a sleeper woken: only if some sleeper has not been told yet. A
+  // second signal to a condition variable whose first woken waiter has not run yet makes glibc's
+  // signaller wait for it (profiled: the loop thread blocked inside notify_one while lanes woke), and
+  // the lane already woken takes the next job anyway, as it pops again before it sleeps. Under mutex_.
+  bool must_wake() {
+    if (sleepers_ <= wakes_pending_) return false;
+    ++wakes_pending_;
+    return true;
   }
 
   void link(std::shared_ptr<job> j) {
@@ -163,6 +201,8 @@ class job_queue {
   bool closed_ = false;
   bool kept_open_ = false;
   bool held_ = false;
+  std::size_t sleepers_ = 0;       // consumers waiting on ready_: push() notifies only when one is
+  std::size_t wakes_pending_ = 0;  // notify_one() calls whose waiter has not woken yet (<= sleepers_)
   error_code close_reason_;
 };
 

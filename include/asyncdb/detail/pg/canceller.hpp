@@ -1,11 +1,16 @@
 #pragma once
-// The canceller: a thread of its own sends the server the cancel requests of every connection of one
-// database. A cancel request is a TCP round trip and a fork on the server (about 10 ms), so it never runs
-// on the caller's thread nor on the connection's.
+// The canceller: sends the server the cancel requests of every connection of one database, each on a short
+// thread of its own. A cancel request is a TCP round trip and a fork on the server (about 10 ms), so it never
+// runs on the caller's thread nor on the connection's; and libpq's PQcancel waits, with no bound, for the
+// server to close the request's socket, so a server that accepts and never answers (a stalled proxy or load
+// balancer) must hold up only its own request, never another connection's, and never close() for long.
 #include <asyncdb/detail/pg/libpq.hpp>
 
+#include <sys/socket.h>
+
+#include <chrono>
 #include <condition_variable>
-#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -17,102 +22,96 @@ class canceller {
  public:
   // One per connection; its address is stable for the life of the canceller.
   struct target {
-    PGcancel* handle = nullptr;  // replaced only on the lane's thread, with no request in flight
-    bool pending = false;
+    std::shared_ptr<PGcancel> handle;  // shared with a request in flight, which may outlive the connection
+    int socket = -1;                   // the connection's, while it has one
     bool in_flight = false;
+    std::uint64_t generation = 0;  // of the last request sent
+    std::chrono::steady_clock::time_point sent_at{};
   };
 
-  canceller() = default;
+  // `bound`: how long a request may go unanswered before it is given up (see settle and sever).
+  explicit canceller(std::chrono::milliseconds bound) : bound_(bound) {}
   canceller(const canceller&) = delete;
   canceller& operator=(const canceller&) = delete;
   ~canceller() { stop(); }
 
   target& add_target() {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(shared_->mutex);
     return *targets_.emplace_back(std::make_unique<target>());
   }
 
-  void start() {
-    thread_ = std::thread([this] { main(); });
-  }
-
+  // Requests still in flight keep what they use (their handle, shared_) and touch no target any more.
   void stop() noexcept {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
+    std::lock_guard lock(shared_->mutex);
+    shared_->stopped = true;
+    for (auto& t : targets_) {
+      t->handle.reset();
+      t->socket = -1;
     }
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
-    for (auto& t : targets_) set_handle(*t, nullptr);
   }
 
-  // Any thread; never blocks beyond the mutex. A request already pending or in flight covers this one.
+  // Any thread; blocks only for the mutex and a thread's start. A request in flight covers this one.
   void request(target& t) noexcept {
-    {
-      std::lock_guard lock(mutex_);
-      if (t.handle == nullptr || t.pending || t.in_flight) return;
-      t.pending = true;
+    std::unique_lock lock(shared_->mutex);
+    if (shared_->stopped || !t.handle || t.in_flight) return;
+    t.in_flight = true;
+    t.sent_at = std::chrono::steady_clock::now();
+    const std::uint64_t generation = ++t.generation;
+    try {
+      // Detached: a request to a server that never answers may never return; it owns what it uses.
+      std::thread([s = shared_, h = t.handle, tp = &t, generation] {
+        char error[256];
+        PQcancel(h.get(), error, sizeof error);  // a failure (server gone) leaves nothing to cancel
+        std::lock_guard done_lock(s->mutex);
+        if (!s->stopped && tp->generation == generation) tp->in_flight = false;
+        s->done.notify_all();
+      }).detach();
+    } catch (...) {
+      t.in_flight = false;  // no thread: no cancel, as when the server cannot be reached
     }
-    wake_.notify_all();
   }
 
-  // The lane's thread, once its operation can no longer be interrupted: drops a request not yet sent and
-  // waits for one in flight, so that no cancel meant for this operation reaches the server after it. The
-  // server ignores a cancel that finds its backend idle, so a request that has returned cannot hit the
-  // next operation.
-  void settle(target& t) noexcept {
-    std::unique_lock lock(mutex_);
-    t.pending = false;
-    done_.wait(lock, [&] { return !t.in_flight; });
+  // The lane's thread, once its operation can no longer be interrupted: waits for a request in flight, so
+  // that no cancel meant for this operation reaches the server after it (the server ignores a cancel that
+  // finds its backend idle). False when the request went unanswered for `bound`: it is given up, and it may
+  // still land, so the lane replaces the connection before it runs anything else.
+  bool settle(target& t) noexcept {
+    std::unique_lock lock(shared_->mutex);
+    if (!t.in_flight) return true;
+    if (shared_->done.wait_until(lock, t.sent_at + bound_, [&] { return !t.in_flight; })) return true;
+    t.in_flight = false;
+    return false;
   }
 
-  // The lane's thread, between operations (nothing pending or in flight for `t`).
-  void set_handle(target& t, PGcancel* h) noexcept {
-    std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return !t.in_flight; });
-    t.pending = false;
-    if (t.handle != nullptr) PQfreeCancel(t.handle);
-    t.handle = h;
+  // The lane's thread, between operations: the connection's new cancel handle and socket (null, -1: none).
+  void set_handle(target& t, PGcancel* h, int socket) noexcept {
+    std::unique_lock lock(shared_->mutex);
+    if (t.in_flight) shared_->done.wait_until(lock, t.sent_at + bound_, [&] { return !t.in_flight; });
+    t.in_flight = false;
+    t.handle = h != nullptr ? std::shared_ptr<PGcancel>(h, &PQfreeCancel) : nullptr;
+    t.socket = socket;
+  }
+
+  // Any thread, for close() past its grace: a request unanswered for `bound` will not stop the statement, so
+  // the connection's socket is shut down, which ends what the lane waits for (the operation fails with a
+  // broken connection). Under the mutex that set_handle takes before the socket is closed: never another fd.
+  void sever_if_unanswered(target& t) noexcept {
+    std::lock_guard lock(shared_->mutex);
+    if (t.in_flight && t.socket >= 0 && std::chrono::steady_clock::now() >= t.sent_at + bound_) {
+      ::shutdown(t.socket, SHUT_RDWR);
+    }
   }
 
  private:
-  void main() {
-    std::unique_lock lock(mutex_);
-    for (;;) {
-      target* next = nullptr;
-      wake_.wait(lock, [&] {
-        // Round robin from the target after the last one served: close() re-requests every 100 ms, and a
-        // scan from the first target would serve the first few lanes for ever and never the others.
-        for (std::size_t i = 0; i < targets_.size(); ++i) {
-          const std::size_t k = (cursor_ + 1 + i) % targets_.size();
-          if (targets_[k]->pending) {
-            next = targets_[k].get();
-            cursor_ = k;
-            return true;
-          }
-        }
-        return stopping_;
-      });
-      if (next == nullptr) return;
-      next->pending = false;
-      next->in_flight = true;
-      PGcancel* h = next->handle;
-      lock.unlock();
-      char error[256];
-      PQcancel(h, error, sizeof error);  // a failure (server gone) leaves nothing to cancel
-      lock.lock();
-      next->in_flight = false;
-      done_.notify_all();
-    }
-  }
+  struct shared_state {
+    std::mutex mutex;
+    std::condition_variable done;
+    bool stopped = false;
+  };
 
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::condition_variable done_;
+  const std::chrono::milliseconds bound_;
+  std::shared_ptr<shared_state> shared_ = std::make_shared<shared_state>();
   std::vector<std::unique_ptr<target>> targets_;
-  std::size_t cursor_ = 0;  // the target served last
-  bool stopping_ = false;
-  std::thread thread_;
 };
 
 }  // namespace asyncdb::detail::pg

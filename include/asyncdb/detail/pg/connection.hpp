@@ -12,6 +12,7 @@
 #include <poll.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -19,12 +20,12 @@
 
 namespace asyncdb::detail::pg {
 
-// What libpq's result events show of one lease (one operation's run), counted on the lane's thread.
+// What one lease (one operation's run) did to the server's transactions, counted on the lane's thread from
+// libpq's result events.
 struct lease_watch {
-  std::uint32_t commits = 0;             // COMMITs and writes outside a transaction block: something is in the database
+  std::uint32_t commits = 0;             // statements that may have committed something (see on_event)
   std::uint32_t errors = 0;              // failed statements
-  std::uint32_t rollbacks = 0;           // ROLLBACK results (a COMMIT the server turned into one included)
-  bool rolled_back_after_error = false;  // a ROLLBACK result after a failed statement
+  bool rolled_back_after_error = false;  // a transaction block with a failed statement ended in a rollback
 };
 
 class connection final : public interruptible {
@@ -32,7 +33,7 @@ class connection final : public interruptible {
   // Connects on the calling (lane) thread; throws pqxx::broken_connection or what on_open threw.
   connection(const std::string& conninfo, bool read_only, const std::function<void(pqxx::connection&)>& on_open,
              canceller& cancels, canceller::target& target)
-      : conn_(std::make_unique<pqxx::connection>(conninfo)), cancels_(cancels), target_(target) {
+      : conn_(std::make_unique<pqxx::connection>(conninfo)), read_only_(read_only), cancels_(cancels), target_(target) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     // After a broken connection libpqxx 6.4 silently reconnects on the third use, losing the session's
@@ -47,7 +48,7 @@ class connection final : public interruptible {
     }
     if (on_open) on_open(*conn_);
     if (rollback_if_open()) throw std::runtime_error("asyncdb: on_open left a transaction open; it was rolled back");
-    cancels_.set_handle(target_, PQgetCancel(raw_));
+    cancels_.set_handle(target_, PQgetCancel(raw_), PQsocket(raw_));
   }
 
   connection(const connection&) = delete;
@@ -57,7 +58,7 @@ class connection final : public interruptible {
   // an exception would terminate), then the DAOs (they may hold prepared statements or transactions), then
   // the connection itself.
   ~connection() {
-    cancels_.set_handle(target_, nullptr);
+    cancels_.set_handle(target_, nullptr, -1);
     daos_.clear();
     conn_.reset();
   }
@@ -65,9 +66,20 @@ class connection final : public interruptible {
   pqxx::connection& get() noexcept { return *conn_; }
   int backend_pid() const noexcept { return PQbackendPID(raw_); }
   bool is_broken() const noexcept { return PQstatus(raw_) != CONNECTION_OK; }
+  // A cancel request went unanswered and may still land: nothing more may run on this backend.
+  bool must_be_replaced() const noexcept { return unanswered_cancel_ || is_broken(); }
   bool in_transaction() const noexcept {
     const PGTransactionStatusType s = PQtransactionStatus(raw_);
     return s == PQTRANS_INTRANS || s == PQTRANS_INERROR || s == PQTRANS_ACTIVE;
+  }
+  bool in_failed_transaction() const noexcept { return PQtransactionStatus(raw_) == PQTRANS_INERROR; }
+
+  // One statement of asyncdb's own between operations; whether it succeeded.
+  bool exec_own(const char* sql) noexcept {
+    PGresult* r = PQexec(raw_, sql);
+    const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    return ok;
   }
 
   // libpq's last error on this connection (for a lost one, what the server said before it closed), on one
@@ -97,8 +109,12 @@ class connection final : public interruptible {
     // Back to libpq's default receiver (libpqxx 6.4 sets only the notice processor it calls), whose
     // argument is null: no result made later carries a pointer to `check`.
     PQsetNoticeReceiver(raw_, check.previous, nullptr);
+    if (check.fatal) ended_why_ = check.message;
     return check.fatal || is_broken();
   }
+
+  // What the server said when it ended the connection while idle (ended_while_idle), else libpq's last error.
+  std::string end_reason() const { return ended_why_.empty() ? last_error() : ended_why_; }
 
   // Rolls back a transaction the server still has open (a DAO's raw BEGIN, say); returns whether one was.
   bool rollback_if_open() noexcept {
@@ -127,11 +143,16 @@ class connection final : public interruptible {
   void begin_lease(std::chrono::steady_clock::time_point /*queued_at*/) noexcept override {
     watch_ = {};
     in_block_ = in_transaction();
+    block_errors_ = 0;
+    rollback_unresolved_ = false;
   }
 
-  // The lane's thread, once the operation can no longer be interrupted.
+  // The lane's thread, once the operation can no longer be interrupted. A ROLLBACK answer after a failed
+  // statement that nothing resolved (see on_event) ended the block if the server is out of it now.
   lease_watch end_lease() noexcept {
-    cancels_.settle(target_);
+    if (!cancels_.settle(target_)) unanswered_cancel_ = true;
+    if (rollback_unresolved_ && !in_transaction()) watch_.rolled_back_after_error = true;
+    rollback_unresolved_ = false;
     return watch_;
   }
 
@@ -139,6 +160,7 @@ class connection final : public interruptible {
   struct idle_check {
     PQnoticeReceiver previous = nullptr;
     bool fatal = false;
+    char message[256] = {};  // the FATAL's own words
   };
 
   static void on_idle_notice(void* arg, const PGresult* r) noexcept {
@@ -147,10 +169,23 @@ class connection final : public interruptible {
     const char* severity = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
     if (severity != nullptr && (std::strcmp(severity, "FATAL") == 0 || std::strcmp(severity, "PANIC") == 0)) {
       check->fatal = true;
+      const char* m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+      if (m != nullptr) std::snprintf(check->message, sizeof check->message, "%s", m);
     }
     if (check->previous != nullptr) check->previous(nullptr, r);  // libpqxx's notice processor, as before
   }
 
+  // Whether a lease committed anything is decided from what the server did, not from what a statement's
+  // tag says it was: `SELECT f()`, CALL and a data-modifying CTE write under the tags SELECT and CALL. Inside
+  // a transaction block nothing commits but a COMMIT the server answered as one (a COMMIT in a failed
+  // block answers ROLLBACK); outside a block every statement that succeeds on a read-write connection
+  // committed on its own and may have written, whatever it was. On a read-only connection (a replica, or
+  // default_transaction_read_only) nothing commits. Where the two cannot be told apart the lease counts as
+  // having committed: the library then reports the operation's own outcome, never operation_aborted.
+  //
+  // libpq fires this before it reads the statement's ReadyForQuery, so PQtransactionStatus cannot be asked
+  // here (it answers ACTIVE); the block is followed from BEGIN/COMMIT, and from errors: a statement that
+  // succeeds after a failed one in a block is outside it, or after a ROLLBACK TO SAVEPOINT, and counts.
   static int on_event(PGEventId id, void* info, void* self) noexcept {
     if (id != PGEVT_RESULTCREATE) return 1;
     auto& c = *static_cast<connection*>(self);
@@ -158,40 +193,47 @@ class connection final : public interruptible {
     const ExecStatusType status = PQresultStatus(r);
     if (status == PGRES_FATAL_ERROR) {
       ++c.watch_.errors;
-    } else if (status == PGRES_COMMAND_OK) {
-      // The tag, not PQtransactionStatus: the server's ReadyForQuery may not have been read yet here.
-      const char* tag = PQcmdStatus(const_cast<PGresult*>(r));
-      if (std::strcmp(tag, "BEGIN") == 0 || std::strcmp(tag, "START TRANSACTION") == 0) {
-        c.in_block_ = true;
-      } else if (std::strcmp(tag, "COMMIT") == 0) {
-        c.in_block_ = false;
-        ++c.watch_.commits;
-      } else if (std::strcmp(tag, "ROLLBACK") == 0) {
-        c.in_block_ = false;
-        ++c.watch_.rollbacks;
-        if (c.watch_.errors > 0) c.watch_.rolled_back_after_error = true;
-      } else if (!c.in_block_ && is_write_tag(tag)) {
-        ++c.watch_.commits;  // autocommit
-      }
-    } else if (status == PGRES_TUPLES_OK && !c.in_block_ && is_write_tag(PQcmdStatus(const_cast<PGresult*>(r)))) {
-      ++c.watch_.commits;  // INSERT ... RETURNING in autocommit
+      if (c.in_block_) ++c.block_errors_;
+      c.in_block_ = false;  // failed (or, for a COMMIT, ended): what succeeds next is no longer surely inside
+      return 1;
+    }
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) return 1;
+    const char* tag = PQcmdStatus(const_cast<PGresult*>(r));
+    if (std::strcmp(tag, "BEGIN") == 0 || std::strcmp(tag, "START TRANSACTION") == 0) {
+      // A ROLLBACK answer left unresolved was the end of the previous block: a new one cannot begin inside it.
+      if (c.rollback_unresolved_) c.watch_.rolled_back_after_error = true;
+      c.rollback_unresolved_ = false;
+      c.in_block_ = true;
+      c.block_errors_ = 0;
+    } else if (std::strcmp(tag, "COMMIT") == 0) {
+      // Also the end of a block whose ROLLBACK answer was a ROLLBACK TO SAVEPOINT: it committed.
+      c.rollback_unresolved_ = false;
+      c.in_block_ = false;
+      if (!c.read_only_) ++c.watch_.commits;
+    } else if (std::strcmp(tag, "ROLLBACK") == 0) {
+      // ROLLBACK, a COMMIT the server turned into one, or ROLLBACK TO SAVEPOINT, which stays in the block:
+      // the next BEGIN or COMMIT, or the transaction status at the lease's end, tells which.
+      if (c.block_errors_ > 0) c.rollback_unresolved_ = true;
+      c.in_block_ = false;
+    } else if (std::strcmp(tag, "PREPARE TRANSACTION") == 0) {
+      c.in_block_ = false;  // ends the block; COMMIT PREPARED, outside one, counts below
+    } else if (!c.in_block_ && !c.read_only_) {
+      ++c.watch_.commits;
     }
     return 1;
   }
 
-  static bool is_write_tag(const char* tag) noexcept {
-    for (const char* w : {"INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "CREATE", "DROP", "ALTER", "TRUNCATE"}) {
-      if (std::strncmp(tag, w, std::strlen(w)) == 0) return true;
-    }
-    return false;
-  }
-
   std::unique_ptr<pqxx::connection> conn_;
-  bool in_block_ = false;
+  const bool read_only_;
+  bool in_block_ = false;             // surely inside a healthy transaction block
+  std::uint32_t block_errors_ = 0;    // failed statements since the block began
+  bool rollback_unresolved_ = false;  // a ROLLBACK answer after a failed statement: end of block or savepoint
   PGconn* raw_ = nullptr;
   canceller& cancels_;
   canceller::target& target_;
   lease_watch watch_;
+  std::string ended_why_;
+  bool unanswered_cancel_ = false;
   dao_cache daos_;
 };
 

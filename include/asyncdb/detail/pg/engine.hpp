@@ -33,10 +33,13 @@ struct engine_config {
 class engine {
  public:
   explicit engine(engine_config cfg)
-      : cfg_(std::move(cfg)), counters_(make_counters(cfg_)), writer_queue_(counters_), reader_queue_(counters_) {
+      : cfg_(std::move(cfg)),
+        counters_(make_counters(cfg_)),
+        writer_queue_(counters_),
+        reader_queue_(counters_),
+        cancels_(cfg_.connect_timeout.count() > 0 ? cfg_.connect_timeout : std::chrono::seconds(5)) {
     cfg_.settings.written_lsn = &written_lsn_;
     if (cfg_.writers == 0) throw std::invalid_argument("asyncdb: postgres::options::writers must be at least 1");
-    cancels_.start();
     try {
       const std::string primary = with_connect_timeout(cfg_.primary, cfg_.connect_timeout);
       for (std::size_t i = 0; i < cfg_.writers; ++i) add_lane(primary, true, false, false, writer_queue_);
@@ -91,7 +94,8 @@ class engine {
   // Intake stops, sessions end, each lane drains its queue and closes its connection on its own thread;
   // the canceller goes last, as lanes may wait for its requests. Past close_grace every lane starts nothing
   // more and what runs is cancelled on the server, again every grace_repeat until it ends (a cancel
-  // only stops the statement running as it arrives). Idempotent.
+  // only stops the statement running as it arrives); a connection whose cancel request has gone unanswered
+  // for connect_timeout has its socket shut down. Idempotent.
   void stop() noexcept {
     std::lock_guard lock(stop_mutex_);
     stop_intake();

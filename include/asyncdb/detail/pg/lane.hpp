@@ -11,6 +11,7 @@
 #include <asyncdb/error.hpp>
 
 #include <pqxx/except>
+#include <pqxx/nontransaction>
 #include <pqxx/transaction_base>
 
 #include <algorithm>
@@ -106,10 +107,13 @@ class lane {
   bool serve_session(const std::shared_ptr<session_state>& s, std::string_view name, Granted&& granted) {
     if (!sessions_.enter(s)) return false;
     hold(name);
+    in_session_ = true;
     granted();
-    while (auto j = s->queue.pop()) dispatch(j);
+    while (auto j = s->queue.pop()) dispatch(j, true);
     end_session_transaction();  // aborts: a session never commits behind its owner's back
     if (conn_) conn_->rollback_if_open();
+    in_session_ = false;
+    session_failed_ = nullptr;
     hold({});
     sessions_.leave();
     return true;
@@ -126,6 +130,34 @@ class lane {
 
   // The transaction a session holds open (begin(), or a read session's snapshot); on the lane's thread.
   std::unique_ptr<pqxx::transaction_base>& session_transaction() noexcept { return session_txn_; }
+
+  // A read session's snapshot: one REPEATABLE READ, READ ONLY transaction, opened by asyncdb's own BEGIN
+  // under a pqxx::nontransaction. libpqxx's own transaction classes roll the whole transaction back when a
+  // statement fails, which would end the snapshot; the nontransaction leaves that to asyncdb, and as the
+  // connection's one transaction object it still makes libpqxx refuse a DAO's own transaction. The
+  // savepoint is what a failed operation is rolled back to (keep_snapshot).
+  void open_snapshot() {
+    session_txn_ = std::make_unique<pqxx::nontransaction>(conn_->get());
+    session_txn_->exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT 1; SAVEPOINT " + snapshot_savepoint);
+  }
+
+  // After each operation of a read session, once no cancel can reach the connection: a failed (or
+  // cancelled) operation is rolled back to the savepoint, so that the next one runs on the same snapshot
+  // (a failed statement fails the whole transaction on the server); a successful one moves the savepoint
+  // past it, so that a later failure undoes nothing of it. An operation that ended the transaction itself
+  // ended the snapshot: the session's later operations fail.
+  void keep_snapshot() noexcept {
+    if (!conn_ || conn_->is_broken() || !session_txn_) return;
+    static const std::string rollback = "ROLLBACK TO SAVEPOINT " + snapshot_savepoint;
+    static const std::string advance = "RELEASE SAVEPOINT " + snapshot_savepoint + "; SAVEPOINT " + snapshot_savepoint;
+    if (conn_->in_transaction() &&
+        conn_->exec_own(conn_->in_failed_transaction() ? rollback.c_str() : advance.c_str())) {
+      return;
+    }
+    session_failed_ = std::make_exception_ptr(std::logic_error(
+        "asyncdb: an operation of this read session ended its transaction (COMMIT, ROLLBACK), so its snapshot is "
+        "gone; open a new read session"));
+  }
   void end_session_transaction() noexcept {
     try {
       session_txn_.reset();
@@ -164,17 +196,19 @@ class lane {
   }
 
   // Any thread: close()'s grace is over. The lane starts nothing more (what is queued fails with
-  // errc::closed) and the statement running now, if any, is cancelled on the server.
+  // errc::closed) and the statement running now, if any, is cancelled on the server, or, when the server
+  // does not answer the cancel request, cut off from it.
   void interrupt_for_close() noexcept {
     closing_.store(true, std::memory_order_relaxed);
     cancels_.request(target_);
+    cancels_.sever_if_unanswered(target_);
   }
 
   // After each operation: a connection that died (or was left unusable) is dropped with its DAOs, and
   // replaced at once if the server answers.
   void after_operation() noexcept {
-    if (conn_ && conn_->is_broken()) {
-      drop("the connection was lost");
+    if (conn_ && conn_->must_be_replaced()) {
+      drop(conn_->is_broken() ? "the connection was lost" : "a cancel request to its server went unanswered");
       // Not once close()'s grace is over: nothing more will run, and a connect (with on_open) could not be
       // cancelled.
       if (!closing_.load(std::memory_order_relaxed)) try_connect();
@@ -211,7 +245,10 @@ class lane {
     set_state(connection_state::closed);
   }
 
-  void dispatch(const std::shared_ptr<job>& j) noexcept {
+  // A session's operation runs on the session's connection or fails: never on another connection (which
+  // holds none of its transaction, temporary tables, settings or locks, and may run it concurrently with
+  // the session), never on a new one after that connection was lost.
+  void dispatch(const std::shared_ptr<job>& j, bool of_session = false) noexcept {
     task* t = dynamic_cast<task*>(j.get());  // PostgreSQL queues hold PostgreSQL operations only
     if (t == nullptr) return;
     if (closing_.load(std::memory_order_relaxed)) {
@@ -220,9 +257,13 @@ class lane {
     }
     // Never start an operation on a connection the server already ended: it was not in flight there.
     if (conn_ && conn_->ended_while_idle()) drop("the server closed the connection while it was idle");
+    if (of_session && session_failed_) {
+      t->refuse(*this, session_failed_);
+      return;
+    }
     if (!conn_ && !try_connect()) {
       // Another connection of this queue is up: it serves the operation (queued again, at the end).
-      if (connected_on_queue_.load(std::memory_order_relaxed) > 0 && !queue_.push_again(j)) return;
+      if (!of_session && connected_on_queue_.load(std::memory_order_relaxed) > 0 && !queue_.push_again(j)) return;
       t->refuse(*this, down_error());
       return;
     }
@@ -281,7 +322,14 @@ class lane {
 
   void drop(std::string why) noexcept {
     if (session_txn_) sessions_.abort_current();  // its transaction died with the connection
-    end_session_transaction();                    // refers to the connection: gone first
+    if (in_session_ && !session_failed_) {
+      const std::string server = conn_ ? conn_->end_reason() : std::string();
+      session_failed_ = std::make_exception_ptr(pqxx::broken_connection(
+          "asyncdb: this session's connection was lost (" + why + (server.empty() ? "" : ": " + server) +
+          "); its transaction, temporary tables, settings and locks went with it, so the session's operations "
+          "fail from here on: end the session and open a new one"));
+    }
+    end_session_transaction();  // refers to the connection: gone first
     conn_.reset();
     count_connected(false);
     std::lock_guard lock(mutex_);
@@ -316,6 +364,9 @@ class lane {
   canceller::target& target_;
   std::optional<connection> conn_;
   std::unique_ptr<pqxx::transaction_base> session_txn_;  // declared after conn_: destroyed first
+  bool in_session_ = false;                              // serving a session now
+  std::exception_ptr session_failed_;                    // why every later operation of the session being served fails
+  inline static const std::string snapshot_savepoint = "asyncdb_snapshot";
   std::chrono::milliseconds backoff_;
   std::chrono::steady_clock::time_point next_attempt_{};
 

@@ -112,8 +112,10 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
     // Aborted only when nothing of it reached the database: no COMMIT and no autocommit write went
     // through, and the failure is not a lost COMMIT, whose outcome nobody knows.
     const bool aborted = cancelled && ep_ && w.commits == 0 && !is_in_doubt(ep_);
-    // A cancelled statement leaves the session's transaction failed on the server: only rollback() may follow.
+    // A cancelled statement leaves a write session's transaction failed on the server: only rollback() may
+    // follow. A read session's is rolled back to before the operation and goes on.
     if (aborted && session_ != nullptr && !session_->read_only && l.session_transaction()) session_->aborted = true;
+    const bool read_session = session_ != nullptr && session_->read_only;
     if (session_ == nullptr) l.hold({});
     c.running.fetch_sub(1, std::memory_order_relaxed);
     if (aborted) ep_ = std::make_exception_ptr(system_error(net::error::operation_aborted));
@@ -121,6 +123,8 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
     (aborted ? c.cancelled : ep_ ? c.failed : c.completed).fetch_add(1, std::memory_order_relaxed);
     fn_.reset();
     this->deliver_result(std::move(ep_), result_);
+    // After the caller has its answer: the lane does it before it takes the session's next operation.
+    if (read_session) l.keep_snapshot();
     l.after_operation();
   }
 

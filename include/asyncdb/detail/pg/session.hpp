@@ -13,8 +13,6 @@
 
 namespace asyncdb::detail::pg {
 
-using snapshot_transaction = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
-
 [[noreturn]] inline void rethrow_nested_transaction(const pqxx::usage_error& e) {
   throw std::logic_error(
       std::string("asyncdb: this code opened its own transaction inside the session's transaction, which it cannot "
@@ -157,9 +155,10 @@ class session_open_op final : public async_op<Handler, AsyncDbSession>, public t
       std::exception_ptr ep;
       if (read_only_) {
         try {
-          // One snapshot for every read of the session, taken now.
-          l.session_transaction() = std::make_unique<snapshot_transaction>(l.conn().get());
-          l.session_transaction()->exec("SELECT 1");
+          // One snapshot for every read of the session, taken now; under read_your_writes, once the replica
+          // has replayed the caller's last write, as for a plain read.
+          l.catch_up();
+          l.open_snapshot();
         } catch (...) {
           ep = std::current_exception();
         }
