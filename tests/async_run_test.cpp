@@ -169,6 +169,49 @@ net::awaitable<void> hop_on_own_context(asyncdb::database& db, net::io_context& 
   }
 }
 
+// A result whose move and copy throw once it has been moved `moves_left` times on a database thread; on the
+// caller's thread (`caller`) they never throw. Wherever asyncdb moves a result, what it throws must reach
+// the co_await, not std::terminate.
+struct fragile {
+  static inline std::thread::id caller;
+  int moves_left = 0;
+  int value = 0;
+
+  fragile() = default;
+  fragile(int moves, int v) : moves_left(moves), value(v) {}
+  fragile(fragile&& o) : moves_left(o.moves_left - 1), value(o.value) { check(o); }
+  fragile(const fragile& o) : moves_left(o.moves_left - 1), value(o.value) { check(o); }
+  fragile& operator=(fragile&& o) {
+    check(o);
+    moves_left = o.moves_left - 1;
+    value = o.value;
+    return *this;
+  }
+  fragile& operator=(const fragile& o) { return *this = fragile(o); }
+
+ private:
+  static void check(const fragile& from) {
+    if (from.moves_left <= 0 && std::this_thread::get_id() != caller) {
+      throw std::runtime_error("fragile: moved on a database thread");
+    }
+  }
+};
+
+// Each budget of moves either delivers the value or its own exception, on the coroutine's executor.
+net::awaitable<void> await_fragile_results(asyncdb::database& db, int& delivered, int& refused) {
+  for (int moves = 0; moves <= 16; ++moves) {
+    auto fn = [moves](SQLite::Database&) { return fragile(moves, 42); };
+    try {
+      const fragile r = co_await asyncdb::async_run(db, fn);
+      CHECK(r.value == 42);
+      ++delivered;
+    } catch (const std::runtime_error& e) {
+      CHECK_THAT(e.what(), Catch::Matchers::Equals("fragile: moved on a database thread"));
+      ++refused;
+    }
+  }
+}
+
 }  // namespace
 
 TEST_CASE("async_run runs fn on a database thread and resumes on a thread of the caller's io_context",
@@ -422,6 +465,31 @@ TEST_CASE("an SQLite::Exception keeps its error code and message across the co_a
     }
   };
   test::run(ctx, check(db));
+}
+
+TEST_CASE("a result whose move or copy throws on the database thread fails at the co_await, never terminates",
+          "[async_run][errors]") {
+  test::temp_dir dir;
+  asyncdb::database db{dir.file(), test::default_options(1)};
+  net::io_context ctx;
+  fragile::caller = std::this_thread::get_id();
+  int delivered = 0, refused = 0;
+  SECTION("resumed by the io_context's own executor") { test::run(ctx, await_fragile_results(db, delivered, refused)); }
+  SECTION("resumed on a strand, whose completion is posted") {
+    strand_type strand = net::make_strand(ctx);
+    std::exception_ptr error;
+    bool done = false;
+    net::co_spawn(strand, await_fragile_results(db, delivered, refused), [&](std::exception_ptr e) {
+      error = e;
+      done = true;
+    });
+    ctx.run_for(60s);
+    REQUIRE(done);
+    if (error) std::rethrow_exception(error);
+  }
+  CHECK(refused > 0);    // the smallest budgets cannot survive the trip
+  CHECK(delivered > 0);  // the largest do: the library moves a result a bounded number of times
+  CHECK(delivered + refused == 17);
 }
 
 TEST_CASE("a callback receives fn's exception as its exception_ptr, and void fn completes with it alone",

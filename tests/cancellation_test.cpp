@@ -89,6 +89,98 @@ net::awaitable<void> timeout_queued_op(asyncdb::database& db, timeout_queued_sta
   co_await asyncdb::async_run(db, [](SQLite::Database& c) { c.exec("SELECT 1"); });  // behind the cancelled one
 }
 
+namespace {
+
+// An executor of an io_context that emits `signal` the first time it is asked for its execution context, which
+// asyncdb does while setting an operation up, after connecting its cancellation slot: a cancellation that
+// arrives between that and the queueing. Everything else is the wrapped executor's.
+template <class Inner>
+struct emitting_executor {
+  Inner inner;
+  net::cancellation_signal* signal;
+  bool* armed;
+
+  net::execution_context& query(net::execution::context_t) const noexcept {
+    if (*armed) {
+      *armed = false;
+      signal->emit(net::cancellation_type::terminal);
+    }
+    return net::query(inner, net::execution::context);
+  }
+  template <class Property>
+  auto query(const Property& p) const -> decltype(net::query(std::declval<const Inner&>(), p)) {
+    return net::query(inner, p);
+  }
+  template <class Property>
+  auto require(const Property& p) const
+      -> emitting_executor<std::decay_t<decltype(net::require(std::declval<const Inner&>(), p))>> {
+    return {net::require(inner, p), signal, armed};
+  }
+  template <class Property>
+  auto prefer(const Property& p) const
+      -> emitting_executor<std::decay_t<decltype(net::prefer(std::declval<const Inner&>(), p))>> {
+    return {net::prefer(inner, p), signal, armed};
+  }
+  template <class F>
+  void execute(F&& f) const {
+    net::execution::execute(inner, std::forward<F>(f));
+  }
+  friend bool operator==(const emitting_executor& a, const emitting_executor& b) noexcept { return a.inner == b.inner; }
+  friend bool operator!=(const emitting_executor& a, const emitting_executor& b) noexcept { return !(a == b); }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "a cancellation arriving while an operation is set up completes it once as aborted, counted, holding no "
+    "queue place",
+    "[cancellation][backpressure]") {
+  test::temp_dir dir;
+  asyncdb::database db{dir.file(), test::default_options(1)};
+  net::io_context ctx;
+  test::gate g;
+  test::open_at_exit guard{g};
+  std::atomic<bool> blocker_entered{false};
+  auto block = [&](SQLite::Database&) {
+    blocker_entered = true;
+    g.wait();
+  };
+  test::completion blocker;
+  asyncdb::async_run(db, block, net::bind_executor(ctx, test::record_into(blocker)));
+  while (!blocker_entered) std::this_thread::yield();
+
+  net::cancellation_signal signal;
+  bool armed = true;
+  std::atomic<bool> ran{false};
+  int completions = 0;
+  asyncdb::error_code error;
+  auto fn = [&ran](SQLite::Database&) {
+    ran = true;
+    return 1;
+  };
+  auto cb = [&](std::exception_ptr ep, int) {
+    ++completions;
+    error = test::code_of(ep);
+  };
+  const emitting_executor<net::io_context::executor_type> ex{ctx.get_executor(), &signal, &armed};
+  asyncdb::async_run(db, fn, net::bind_cancellation_slot(signal.slot(), net::bind_executor(ex, cb)));
+  const bool emitted_during_setup = !armed;
+  const asyncdb::stats while_writer_held = db.stats();
+  g.open();
+  ctx.run_for(30s);
+  const asyncdb::stats after = db.stats();
+
+  REQUIRE(emitted_during_setup);
+  CHECK(while_writer_held.queued == 0);  // no max_queued place held by what is already cancelled
+  CHECK(while_writer_held.cancelled == 1);
+  CHECK(completions == 1);
+  CHECK(error == net::error::operation_aborted);
+  CHECK_FALSE(ran);
+  CHECK(blocker.done);
+  CHECK(after.cancelled == 1);
+  CHECK(after.queued == 0);
+}
+
 TEST_CASE("op || timer cancels a queued operation, which never runs", "[cancellation]") {
   test::temp_dir dir;
   net::io_context ctx;

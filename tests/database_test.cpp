@@ -4,6 +4,7 @@
 
 #include "net.hpp"
 
+#include <future>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -249,6 +250,57 @@ TEST_CASE("a write fails with SQLITE_BUSY once busy_timeout passes while another
     CHECK(e.getErrorCode() == SQLITE_BUSY);
   }
   CHECK(test::count_rows(dir.file()) == 0);
+}
+
+TEST_CASE("a write after a WAL checkpoint that waited for a snapshot still waits its whole busy_timeout for a lock",
+          "[database][busy][wal]") {
+  // The checkpoint runs between operations and waits, through the busy handler, for another connection's
+  // snapshot; that wait must not count against the next write's busy_timeout. The control runs without the
+  // checkpoint policy. The other connection releases its lock half a busy_timeout after the write met it.
+  const bool checkpoints = GENERATE(true, false);
+  INFO("checkpoint policy " << (checkpoints ? "on" : "off"));
+  constexpr auto busy_timeout = 1000ms;
+  test::temp_dir dir;
+  asyncdb::options opts = test::default_options(0);
+  opts.busy_timeout = busy_timeout;
+  opts.wal_checkpoint_bytes = checkpoints ? 1 : 0;  // due after every write
+  asyncdb::database db{dir.file(), opts};
+
+  SQLite::Database reader(dir.file(), SQLITE_OPEN_READONLY);
+  reader.exec("BEGIN");
+  CHECK(reader.execAndGet("SELECT count(*) FROM users").getInt() == 0);  // a snapshot older than w1
+  SQLite::Database other(dir.file(), SQLITE_OPEN_READWRITE);
+  sqlite3_busy_timeout(other.getHandle(), 30000);  // the checkpoint holds the write lock while it waits
+
+  test::gate w1_gate, w2_gate;
+  test::open_at_exit open_w1{w1_gate}, open_w2{w2_gate};
+  std::atomic<bool> w1_started{false}, w2_started{false};
+  auto w1 = [&](SQLite::Database& c) {
+    w1_started = true;
+    w1_gate.wait();
+    c.exec("INSERT INTO users(name, email) VALUES('w1', 'w@x')");
+  };
+  auto w2 = [&](SQLite::Database& c) {
+    w2_started = true;
+    w2_gate.wait();
+    c.exec("INSERT INTO users(name, email) VALUES('w2', 'w@x')");  // meets `other`'s lock
+  };
+  std::future<void> first = asyncdb::async_run(db, w1, net::use_future);
+  REQUIRE(eventually([&] { return w1_started.load(); }));
+  std::future<void> second = asyncdb::async_run(db, w2, net::use_future);  // queued before the checkpoint
+  REQUIRE(db.stats().queued == 1);
+  w1_gate.open();
+  REQUIRE(first.wait_for(30s) == std::future_status::ready);
+  first.get();
+  other.exec("BEGIN IMMEDIATE");  // once the checkpoint (if any) has given up waiting for `reader`
+  REQUIRE(eventually([&] { return w2_started.load(); }));
+  w2_gate.open();
+  std::this_thread::sleep_for(busy_timeout / 2);  // the scenario: the lock is held half a busy_timeout
+  other.exec("ROLLBACK");
+  REQUIRE(second.wait_for(30s) == std::future_status::ready);
+  CHECK_NOTHROW(second.get());
+  reader.exec("COMMIT");
+  CHECK(test::count_rows(dir.file()) == 2);
 }
 
 TEST_CASE("in-memory paths are rejected with errc::memory_database", "[database][errors]") {

@@ -391,6 +391,29 @@ TEST_CASE("with group commit disabled writes queued together each commit alone a
   CHECK(test::count_rows(dir.file()) == 3);
 }
 
+TEST_CASE("max_duration at microseconds max, the natural no bound, lets a group hold every queued write",
+          "[group_commit][options]") {
+  test::temp_dir dir;
+  net::io_context ctx;
+  held_writer w;
+  outcome m1, m2, m3;
+  asyncdb::stats after;
+  {
+    asyncdb::options opts = test::default_options();
+    opts.group_commit.max_duration = std::chrono::microseconds::max();
+    asyncdb::database db{dir.file(), opts};
+    test::open_at_exit guard{w.gate};
+    after = run_group(ctx, db, w,
+                      group_of(insert_named(db, "m1", m1), insert_named(db, "m2", m2), insert_named(db, "m3", m3)));
+  }
+
+  CHECK(w.unexpected == 0);
+  CHECK((m1.ok && m2.ok && m3.ok));
+  CHECK(after.group_commits == 1);
+  CHECK(after.grouped == 3);
+  CHECK(test::count_rows(dir.file()) == 3);
+}
+
 TEST_CASE("max_operations bounds a group: the writes waiting behind a full group form the next one", "[group_commit]") {
   test::temp_dir dir;
   net::io_context ctx;

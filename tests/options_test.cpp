@@ -65,6 +65,23 @@ TEST_CASE("with poll_before_sleep, connection threads serve every operation and 
   CHECK(after_close == asyncdb::errc::closed);
 }
 
+TEST_CASE("every duration option at its maximum means no bound: operations run and close() returns", "[options]") {
+  // duration::max() is how users spell "no bound"; a deadline computed as now() + max() would be signed
+  // overflow (UBSan in the asan build) and, wrapped, an instant expiry.
+  test::temp_dir dir;
+  net::io_context ctx;
+  asyncdb::options opts = test::default_options(GENERATE(0u, 1u));
+  opts.busy_timeout = std::chrono::milliseconds::max();
+  opts.poll_before_sleep = std::chrono::microseconds::max();
+  opts.group_commit.max_duration = std::chrono::microseconds::max();
+  opts.close_grace = std::chrono::milliseconds::max();
+  asyncdb::database db{dir.file(), opts};
+  const std::vector<std::string> out = test::run(ctx, names_and_work(db));
+  REQUIRE(out.size() == 23);
+  for (std::size_t i = 0; i <= 20; ++i) CHECK(out[i] == "50");
+  db.close();
+}
+
 TEST_CASE("the writer and reader threads are named asyncdb-writer and asyncdb-reader", "[options][threads]") {
   test::temp_dir dir;
   net::io_context ctx;

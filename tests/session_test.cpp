@@ -522,26 +522,46 @@ struct read_session_state {
   asyncdb::error_code commit_error;
   asyncdb::error_code rollback_error;
   int write_error = SQLITE_OK;
+  int dao_write_error = SQLITE_OK;
   std::int64_t count_after = -1;
+  std::int64_t count_after_release = -1;
 };
 
 net::awaitable<void> misuse_read_session(asyncdb::database& db, read_session_state& st) {
-  asyncdb::AsyncDbSession r = co_await asyncdb::async_db_session(db, asyncdb::read_only);
-  st.begin_error = co_await test::error_of(r.begin());
-  st.commit_error = co_await test::error_of(r.commit());
-  st.rollback_error = co_await test::error_of(r.rollback());
-  try {
-    co_await r.run([](SQLite::Database& c) { c.exec("INSERT INTO users(name, email) VALUES('x', 'x@x')"); });
-  } catch (const SQLite::Exception& e) {
-    st.write_error = e.getErrorCode();
+  test::AsyncUsers users{db};
+  UserCreate first{"first", "f@x"};
+  co_await users.call<&UserOper::add>(first);  // the DAO, its INSERT prepared, exists on the writer from here on
+  {
+    asyncdb::AsyncDbSession r = co_await asyncdb::async_db_session(db, asyncdb::read_only);
+    st.begin_error = co_await test::error_of(r.begin());
+    st.commit_error = co_await test::error_of(r.commit());
+    st.rollback_error = co_await test::error_of(r.rollback());
+    try {
+      co_await r.run([](SQLite::Database& c) { c.exec("INSERT INTO users(name, email) VALUES('x', 'x@x')"); });
+    } catch (const SQLite::Exception& e) {
+      st.write_error = e.getErrorCode();
+    }
+    UserCreate y{"y", "y@x"};
+    try {
+      co_await r.call<&UserOper::add>(y);
+    } catch (const SQLite::Exception& e) {
+      st.dao_write_error = e.getErrorCode();
+    }
+    st.count_after = co_await r.call<&UserOper::count>();
   }
-  st.count_after = co_await r.call<&UserOper::count>();
+  UserCreate last{"last", "l@x"};
+  co_await users.call<&UserOper::add>(last);  // the connection writes again once the read session is over
+  st.count_after_release = co_await users.call<&UserOper::count>();
 }
 
-TEST_CASE("begin, commit and rollback on a read session fail with read_only_session", "[session]") {
+TEST_CASE(
+    "a read session refuses writes with SQLITE_READONLY, on a reader or on the writer, and begin, commit and "
+    "rollback with read_only_session",
+    "[session]") {
+  const std::size_t readers = GENERATE(2u, 0u);  // with no readers the read session runs on the writer
   test::temp_dir dir;
   net::io_context ctx;
-  asyncdb::database db{dir.file(), test::default_options()};
+  asyncdb::database db{dir.file(), test::default_options(readers)};
   read_session_state st;
   test::run(ctx, misuse_read_session(db, st), 30s);
 
@@ -549,7 +569,10 @@ TEST_CASE("begin, commit and rollback on a read session fail with read_only_sess
   CHECK(st.commit_error == asyncdb::errc::read_only_session);
   CHECK(st.rollback_error == asyncdb::errc::read_only_session);
   CHECK(st.write_error == SQLITE_READONLY);
-  CHECK(st.count_after == 0);
+  CHECK(st.dao_write_error == SQLITE_READONLY);
+  CHECK(st.count_after == 1);
+  CHECK(st.count_after_release == 2);
+  CHECK(test::count_rows(dir.file()) == 2);
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -5,14 +5,18 @@
 //   session <db> <synchronous> <first id>         "ack"ed adds, then a write session inserting rows forever
 //   lock <db>                                     holds BEGIN IMMEDIATE (one row written) until "commit" on stdin
 //   unwritable <db>                               as user nobody: open, read, write; prints each outcome
+//   orphan <db>                                   a slow write queued (result not awaited), then the database's
+//                                                 last owner dies inside a read; main returns right after that read
 #include "items.hpp"
 
 #include <grp.h>
 #include <unistd.h>
+#include <asio/bind_executor.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
 #include <asio/use_awaitable.hpp>
+#include <asio/use_future.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -157,6 +161,30 @@ int unwritable(const std::string& file) {
   return 0;
 }
 
+// The database is destroyed on its own reader thread, so it closes in the background; the write queued before
+// must still land although main returns at once (the close's promise: what is queued runs).
+int orphan(const std::string& file) {
+  asyncdb::options opts = items_options("NORMAL");
+  opts.readers = 1;
+  auto db = std::make_shared<asyncdb::database>(file, opts);
+  asyncdb::database& ref = *db;
+  auto slow_write = [](SQLite::Database& c) {
+    c.exec(
+        "INSERT INTO items(id, payload) SELECT 7, count(*) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
+        "i + 1 FROM n WHERE i < 3000000) SELECT i FROM n)");
+  };
+  (void)asyncdb::async_run(ref, slow_write, asio::use_future);  // fire and forget
+  asio::io_context ctx;
+  auto last_owner = [owner = std::move(db)](SQLite::Database&) { return owner.use_count(); };
+  asyncdb::async_run(ref, asyncdb::read_only, std::move(last_owner),
+                     asio::bind_executor(ctx, [](std::exception_ptr e, long owners) {
+                       say(e ? "read-failed" : "read-ok owners " + std::to_string(owners));
+                     }));
+  ctx.run();
+  say("main-returns");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -168,10 +196,11 @@ int main(int argc, char** argv) {
     if (mode == "session" && argc == 5) return session(file, argv[3], std::atoll(argv[4]));
     if (mode == "lock") return lock(file);
     if (mode == "unwritable") return unwritable(file);
+    if (mode == "orphan") return orphan(file);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "asyncdb_fault_child: %s\n", e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: asyncdb_fault_child burst|close|session|lock|unwritable <db> ...\n");
+  std::fprintf(stderr, "usage: asyncdb_fault_child burst|close|session|lock|unwritable|orphan <db> ...\n");
   return 64;
 }

@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "fault_support.hpp"
+#include "process.hpp"
 #include "support.hpp"
 
 namespace {
@@ -524,4 +525,25 @@ TEST_CASE("close while another process holds the write lock is bounded by busy_t
   const auto keys = keys_in(dir.file());
   CHECK(keys.empty());  // neither ours (all failed) nor the other process's uncommitted row
   check_stats_add_up(s, n);
+}
+
+TEST_CASE("a database destroyed on its own thread finishes its queued work even when main returns at once",
+          "[faults][shutdown][lifetime]") {
+  // The last owner dies inside an operation, so the database closes on a thread of its own; main returns
+  // as soon as its io_context runs out of work. Exiting must wait for that close, or the write queued before
+  // never lands (and static destructors run under the database's threads).
+  test::temp_dir dir;
+  const auto file = dir.file();
+  faults::watchdog dog(60s, "orphan child");
+  faults::child_process c({ASYNCDB_FAULT_CHILD, "orphan", file.string()});
+  const std::vector<std::string> lines = c.rest();
+  const int status = c.wait();
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0] == "read-ok owners 1");
+  CHECK(lines[1] == "main-returns");
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK_FALSE(std::filesystem::exists(file.string() + "-wal"));  // the writer closed (and checkpointed) cleanly
+  SQLite::Database check(file, SQLite::OPEN_READONLY);
+  CHECK(check.execAndGet("SELECT count(*) FROM items WHERE id = 7").getInt() == 1);
 }

@@ -60,7 +60,7 @@ class async_op : public operation_base {
 
   void fail(error_code ec) noexcept override {
     release_work();
-    deliver(std::make_exception_ptr(system_error(ec)), Results{}...);
+    deliver_outcome(std::make_exception_ptr(system_error(ec)), static_cast<Results*>(nullptr)...);
   }
 
   void abandon() noexcept override {
@@ -79,26 +79,78 @@ class async_op : public operation_base {
     auto outcome = std::move(*outcome_);
     outcome_.reset();
     slot_.clear();
-    std::apply([&](std::exception_ptr& ep, auto&... a) { std::move(handler)(ep, std::move(a)...); }, outcome);
+    call_handler(std::move(handler), outcome);
   }
 
  protected:
   // Destroys what the operation would have run; called before a completion that skips the run.
   virtual void release_work() noexcept {}
 
-  void deliver(std::exception_ptr ep, Results... results) noexcept {
+  // Delivers `ep`, or when it is null `results` (moved from). Nothing of `results` is moved when `ep` is set.
+  void deliver(std::exception_ptr ep, Results&&... results) noexcept { deliver_outcome(std::move(ep), &results...); }
+
+  // As deliver(), for a run that kept its value in `result` (empty on failure; std::monostate when void).
+  template <class Stored>
+  void deliver_result(std::exception_ptr ep, std::optional<Stored>& result) noexcept {
+    if constexpr (sizeof...(Results) == 0) {
+      deliver_outcome(std::move(ep));
+    } else {
+      using value_type = std::tuple_element_t<0, std::tuple<Results...>>;  // the one result of a run
+      value_type* const value = ep || !result ? nullptr : &*result;
+      deliver_outcome(std::move(ep), value);
+    }
+  }
+
+ private:
+  // What the handler receives. A failure carries no values: they are made on the caller's side. A success's
+  // values are moved into it once, where a throwing move or copy is caught and becomes the failure: this
+  // runs on a database thread in noexcept code, and a user's type must not end the process there. The
+  // moves into the handler's arguments happen on the caller's thread, where a throw propagates as from
+  // any handler.
+  using outcome = std::tuple<std::exception_ptr, std::optional<Results>...>;
+
+  static void fill(outcome& o, std::exception_ptr ep, Results*... values) noexcept {
+    if (!ep) {
+      try {
+        const std::tuple<Results*...> from(values...);
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+          (std::get<I + 1>(o).emplace(std::move(*std::get<I>(from))), ...);
+        }
+        (std::index_sequence_for<Results...>{});
+      } catch (...) {
+        o = outcome();
+        ep = std::current_exception();
+      }
+    }
+    std::get<0>(o) = std::move(ep);
+  }
+
+  template <class H>
+  static void call_handler(H&& handler, outcome& o) {
+    std::apply([&](std::exception_ptr& ep, auto&... v) { std::move(handler)(ep, take(v)...); }, o);
+  }
+
+  template <class T>
+  static T take(std::optional<T>& v) {
+    if (v) return std::move(*v);
+    return T{};
+  }
+
+  void deliver_outcome(std::exception_ptr ep, Results*... values) noexcept {
     mark_done();
     if (drains_) {
-      registry_->queue_ready(*this, [&] { outcome_.emplace(std::move(ep), std::move(results)...); });
+      registry_->queue_ready(*this, [&] { fill(outcome_.emplace(), std::move(ep), values...); });
       return;
     }
+    // Filled outside the registry's lock and handed over as a pointer: nothing of the user's moves under it.
+    // `ep` moves with it: the last reference to an exception must not be dropped on this thread while the
+    // caller reads it (a real free-vs-read race as far as TSan can see into libstdc++).
+    auto o = std::make_unique<outcome>();
+    fill(*o, std::move(ep), values...);
     registry_->remove_and(*this, [&] {
-      // `ep` moves too: the last reference to an exception must not be dropped on this thread while the
-      // caller reads it (a real free-vs-read race as far as TSan can see into libstdc++).
-      net::post(work_->get_executor(), [handler = std::move(*handler_), slot = slot_, ep = std::move(ep),
-                                        args = std::make_tuple(std::move(results)...)]() mutable {
+      net::post(work_->get_executor(), [handler = std::move(*handler_), slot = slot_, o = std::move(o)]() mutable {
         slot.clear();  // here, on the handler's executor, where the slot's owner emits
-        std::apply([&](auto&... a) { std::move(handler)(ep, std::move(a)...); }, args);
+        call_handler(std::move(handler), *o);
       });
       // Now, not whenever this operation dies: their executors (a strand's impl, say) may unlink from
       // services of a context gone by then.
@@ -136,8 +188,8 @@ class async_op : public operation_base {
   std::optional<Handler> handler_;
   std::optional<net::executor_work_guard<net::associated_executor_t<Handler>>> work_;
   net::cancellation_slot slot_;
-  std::optional<std::tuple<std::exception_ptr, Results...>> outcome_;  // stored for the drain
-  std::shared_ptr<completion_registry> registry_;                      // set once, by attach()
+  std::optional<outcome> outcome_;                 // stored for the drain
+  std::shared_ptr<completion_registry> registry_;  // set once, by attach()
   bool drains_ = false;  // completes_on_its_context(), decided before any other thread can abandon us
 };
 

@@ -1,6 +1,6 @@
 #pragma once
 // close()'s grace, for every backend: how long running work may go on before it is interrupted.
-#include <asyncdb/detail/config.hpp>
+#include <asyncdb/detail/deadline.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -23,9 +23,7 @@ class grace_timer {
     try {
       thread_ = std::thread([this, grace, repeat, expired = std::move(expired)] {
         std::unique_lock lock(mutex_);
-        // condition_variable::wait_for counts in nanoseconds: milliseconds::max() ("never") would overflow
-        // into an instant expiry. A century is never enough.
-        auto wait = std::min(grace, std::chrono::milliseconds(std::chrono::hours(24 * 365 * 100)));
+        auto wait = capped_wait(grace);  // milliseconds::max() means never
         while (!cv_.wait_for(lock, wait, [this] { return done_; })) {
           expired();
           if (repeat <= std::chrono::milliseconds::zero()) return;

@@ -1,6 +1,7 @@
 #pragma once
 #include <asyncdb/detail/brief_lock.hpp>
 #include <asyncdb/detail/counters.hpp>
+#include <asyncdb/detail/deadline.hpp>
 #include <asyncdb/detail/job.hpp>
 #include <asyncdb/error.hpp>
 
@@ -146,7 +147,7 @@ class job_queue {
   // switch whenever another thread is runnable; one every 64 looks (about a microsecond) still hands
   // the core to a thread waiting for it, such as the event loop that is about to queue the next job.
   void poll() {
-    const auto until = std::chrono::steady_clock::now() + poll_for_;
+    const auto until = saturating_deadline(std::chrono::steady_clock::now(), poll_for_);
     for (unsigned looks = 1; size_.load(std::memory_order_relaxed) == 0; ++looks) {
       if (closing_.load(std::memory_order_relaxed)) return;
       if (looks % 64 != 0) {

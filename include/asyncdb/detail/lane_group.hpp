@@ -2,19 +2,82 @@
 // The lanes of one database, whatever its backend, and what a database does with them alike when it closes.
 #include <asyncdb/detail/config.hpp>
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace asyncdb {
 inline namespace ASYNCDB_FLAVOUR {
 namespace detail {
 
+// The closes close_in_background() started, joined when the program exits: main returning waits for them as it
+// would for close() on its own thread, instead of running static destructors under them (and ending the process
+// before the work they still had queued ran). Created with the first database, so it is destroyed before
+// everything that existed by then. Each close is bounded by its database's close grace.
+class background_closes {
+ public:
+  static background_closes& instance() {
+    static background_closes closes;
+    return closes;
+  }
+  background_closes(const background_closes&) = delete;
+  background_closes& operator=(const background_closes&) = delete;
+
+  ~background_closes() {
+    for (;;) {  // a close may start another (a database owned by the one closing)
+      std::vector<running> all;
+      {
+        std::lock_guard lock(mutex_);
+        all.swap(running_);
+      }
+      if (all.empty()) return;
+      for (auto& r : all) r.thread.join();
+    }
+  }
+
+  // Runs `close` on a thread of its own; false if no thread could be started.
+  template <class Close>
+  bool start(Close close) noexcept {
+    try {
+      std::lock_guard lock(mutex_);
+      std::erase_if(running_, [](running& r) {  // the finished ones: each join returns at once
+        if (!r.done->load(std::memory_order_acquire)) return false;
+        r.thread.join();
+        return true;
+      });
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      std::thread t([close = std::move(close), done]() mutable {
+        close();
+        done->store(true, std::memory_order_release);
+      });
+      running_.push_back({std::move(t), std::move(done)});
+      return true;
+    } catch (...) {
+      return false;
+    }
+  }
+
+ private:
+  background_closes() = default;
+
+  struct running {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::mutex mutex_;
+  std::vector<running> running_;
+};
+
 template <class Lane>
 class lane_group {
  public:
+  lane_group() { background_closes::instance(); }  // before the first database can need it: see background_closes
+
   /// Starts `l` (its connection opens on its own thread) and keeps it; rethrows what its start threw.
   Lane& add(std::unique_ptr<Lane> l) {
     lanes_.push_back(std::move(l));
@@ -50,15 +113,13 @@ class lane_group {
 /// For a database whose last owner dies on one of its own threads (a shared_ptr captured by an operation's
 /// function object): that thread cannot join itself, so `e->stop_intake()` refuses new work now and a thread
 /// of its own destroys the engine, closing it as close() would once the calling lane is back in its loop.
+/// The program's exit waits for that thread (background_closes).
 template <class Engine>
 void close_in_background(std::unique_ptr<Engine> e) noexcept {
   e->stop_intake();
   Engine* raw = e.release();
-  try {
-    std::thread([raw] { delete raw; }).detach();
-  } catch (...) {
-    // No thread to close it on: leaking the connections beats terminating inside a destructor.
-  }
+  // Without a thread to close it on, leaking the connections beats terminating inside a destructor.
+  (void)background_closes::instance().start([raw] { delete raw; });
 }
 
 }  // namespace detail

@@ -16,9 +16,10 @@ namespace detail {
 // The state machine every operation shares, whatever its handler: it decides who completes it (the
 // lane, a canceller, or a refusing queue) and guards the interrupt.
 //
-//   queued --start--> running --end_run--> ran --> done (delivered)
-//     |                                     +--take_back--> queued (to run again)
-//     +--cancel or claim--> done (completed by the canceller or the refuser)
+//   created --admit--> queued --start--> running --end_run--> ran --> done (delivered)
+//     |                  |                                     +--take_back--> queued (to run again)
+//     |                  +--cancel or claim--> done (completed by the canceller or the refuser)
+//     +--cancel: marked only; admit() then completes it instead of queueing it
 //
 // `mutex_` orders a cancellation against the lane: interrupt() is only called with it held and the
 // state `running`, so an interrupt can never outlive the run it was meant for; a queued operation is
@@ -27,11 +28,19 @@ class operation_base : public job, public pending_completion, public std::enable
  public:
   std::shared_ptr<pending_completion> keep_alive() noexcept override { return weak_from_this().lock(); }
 
-  // Where the operation waits, and the counters it reports to; set before it is queued.
-  void queued_on(job_queue* q, counters* c) noexcept {
+  // created -> queued on `q` (null: a session that ended), reporting to `c`. Returns why it was not queued:
+  // operation_aborted for a cancellation that arrived while the operation was being set up (its slot is
+  // connected before it is queued), or the queue's refusal. The caller then completes it. Under the
+  // operation's lock, so a cancellation is either seen here or finds the operation in its queue.
+  error_code admit(job_queue* q, counters* c) {
     std::lock_guard lock(mutex_);
     queue_ = q;
     counters_ = c;
+    error_code ec = cancel_requested_ ? error_code(net::error::operation_aborted)
+                    : q != nullptr    ? q->push(shared_from_this())
+                                      : make_error_code(errc::session_ended);
+    state_ = ec ? op_state::done : op_state::queued;
+    return ec;
   }
 
   // From the handler's cancellation slot, on any thread.
@@ -94,10 +103,10 @@ class operation_base : public job, public pending_completion, public std::enable
   }
 
  private:
-  enum class op_state : unsigned char { queued, running, ran, done };
+  enum class op_state : unsigned char { created, queued, running, ran, done };
 
   std::mutex mutex_;
-  op_state state_ = op_state::queued;
+  op_state state_ = op_state::created;
   bool cancel_requested_ = false;
   interruptible* conn_ = nullptr;  // while running
   job_queue* queue_ = nullptr;     // while queued

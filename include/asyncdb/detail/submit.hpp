@@ -23,17 +23,19 @@ template <class R>
 using signature_t = typename signature_of<R>::type;
 
 // The one submission path of the library: `op` was registered with its handler's context (attached),
-// and is queued now; a refusal completes it at once. A null queue is a session that has ended or was
-// moved from. Refusals count in `rejected` only outside sessions.
+// and is queued now; a refusal, or a cancellation that arrived meanwhile, completes it at once. A null
+// queue is a session that has ended or was moved from. Refusals count in `rejected` only outside sessions.
 inline void enqueue(const std::shared_ptr<operation_base>& op, bool attached, job_queue* queue, counters* stats,
                     bool count_rejection = true) {
   if (!attached) return;
-  op->queued_on(queue, stats);
-  error_code ec = queue != nullptr ? queue->push(op) : make_error_code(errc::session_ended);
-  if (ec && op->claim()) {
-    if (stats != nullptr && count_rejection) stats->rejected.fetch_add(1, std::memory_order_relaxed);
-    op->fail(ec);
+  const error_code ec = op->admit(queue, stats);
+  if (!ec) return;
+  if (stats != nullptr && ec == net::error::operation_aborted) {
+    stats->cancelled.fetch_add(1, std::memory_order_relaxed);
+  } else if (stats != nullptr && count_rejection) {
+    stats->rejected.fetch_add(1, std::memory_order_relaxed);
   }
+  op->fail(ec);
 }
 
 template <class T>

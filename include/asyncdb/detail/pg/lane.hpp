@@ -1,6 +1,7 @@
 #pragma once
 // A PostgreSQL lane: one thread, the connection it owns (replaced after a fault), the DAOs built on it,
 // and the loop that serves one queue (the writers share one, the readers of each replica one more).
+#include <asyncdb/detail/deadline.hpp>
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/lane_thread.hpp>
 #include <asyncdb/detail/pg/canceller.hpp>
@@ -171,7 +172,7 @@ class lane {
     if (!settings_.read_your_writes || !read_only_ || !on_replica_) return;
     const std::uint64_t target = settings_.written_lsn->load(std::memory_order_acquire);
     if (target <= replayed_) return;
-    const auto give_up = std::chrono::steady_clock::now() + settings_.replica_wait;
+    const auto give_up = saturating_deadline(std::chrono::steady_clock::now(), settings_.replica_wait);
     for (;;) {
       replayed_ = std::max(replayed_, conn_->lsn("SELECT pg_last_wal_replay_lsn()"));
       if (replayed_ >= target) return;
@@ -311,8 +312,8 @@ class lane {
     }
     conn_.reset();
     count_connected(false);
-    next_attempt_ = std::chrono::steady_clock::now() + backoff_;
-    backoff_ = std::min(backoff_ * 2, settings_.max_reconnect_backoff);
+    next_attempt_ = saturating_deadline(std::chrono::steady_clock::now(), backoff_);
+    backoff_ = std::min(saturating_double(backoff_), settings_.max_reconnect_backoff);
     std::lock_guard lock(mutex_);
     info_.state = connection_state::down;
     info_.backend_pid = 0;

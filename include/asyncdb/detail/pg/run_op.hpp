@@ -122,13 +122,7 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
     if (w.commits > 0 && !l.conn().is_broken()) l.note_write();
     (aborted ? c.cancelled : ep_ ? c.failed : c.completed).fetch_add(1, std::memory_order_relaxed);
     fn_.reset();
-    if constexpr (std::is_void_v<R>) {
-      this->deliver(std::move(ep_));
-    } else if (ep_) {
-      this->deliver(std::move(ep_), R{});
-    } else {
-      this->deliver(nullptr, std::move(*result_));
-    }
+    this->deliver_result(std::move(ep_), result_);
     // After the caller has its answer: the lane does it before it takes the session's next operation.
     if (read_session) l.keep_snapshot();
     l.after_operation();

@@ -27,10 +27,11 @@ namespace detail {
 // What a watch looks for while one operation runs (see connection::watch).
 enum class watch_for : unsigned char { nothing, writes, transactions };
 
-// How the interrupt guard saw the lease that just ended.
+// How the interrupt guard saw the lease that just ended. An interrupt is refused once something committed, and
+// a commit after an interrupt is refused: a cancelled lease either committed or had its commits refused.
 struct lease_end {
-  bool interrupted = false;     // an interrupt landed before anything of the operation committed
-  bool commit_refused = false;  // and the commit hook turned a commit of it into a rollback
+  bool committed = false;       // the commit hook let a commit of the operation through
+  bool commit_refused = false;  // the commit hook turned a commit of it into a rollback
 };
 
 // One SQLite connection, opened, used and closed on its lane's thread; only interrupt() may be called
@@ -165,7 +166,7 @@ class connection final : public interruptible {
   // interrupt meant for it ever reaches the next lease.
   lease_end end_lease() noexcept {
     std::lock_guard lock(guard_mutex_);
-    const lease_end e{interrupted_.load(std::memory_order_relaxed), commit_refused_};
+    const lease_end e{committed_, commit_refused_};
     interrupted_.store(false, std::memory_order_relaxed);
     if (!gave_up_) blocked_since_ = {};
     gave_up_ = false;
@@ -192,6 +193,18 @@ class connection final : public interruptible {
 
   void run_control(control_statements::which w) { controls_.run(handle(), w); }
 
+  // While on, every write fails with SQLITE_READONLY, as on a read-only connection (checked when a statement
+  // runs, so statements prepared earlier are refused too). Turned off, the writing statements are reset: a
+  // statement keeps the error of its last step, and SQLiteCpp's next reset() of it would throw that.
+  void query_only(bool on) noexcept {
+    sqlite3* db = handle();
+    sqlite3_exec(db, on ? "PRAGMA query_only = ON" : "PRAGMA query_only = OFF", nullptr, nullptr, nullptr);
+    if (on) return;
+    for (sqlite3_stmt* s = sqlite3_next_stmt(db, nullptr); s != nullptr; s = sqlite3_next_stmt(db, s)) {
+      if (sqlite3_stmt_readonly(s) == 0) sqlite3_reset(s);
+    }
+  }
+
   // The writer's checkpoint policy (options::wal_checkpoint_bytes), between two operations: whether the
   // -wal file has passed the threshold. Only after a commit, so the file's size is looked at once per write
   // at most; TRUNCATE (below), so that size means "written since the last checkpoint that finished" (a
@@ -206,8 +219,14 @@ class connection final : public interruptible {
 
   // Copies the WAL back and truncates it, waiting (busy handler, at most busy_timeout) for the readers of
   // older snapshots; if they hold on longer, the next try waits until the file has grown as much again.
+  // The checkpoint is no operation: its wait has a budget of its own and leaves the busy handler's record of
+  // the operations' waits as it found it, or the next write would count the checkpoint's wait as its own.
   void checkpoint() noexcept {
+    const auto blocked_since = std::exchange(blocked_since_, {});
+    const bool gave_up = std::exchange(gave_up_, false);
     const int rc = sqlite3_wal_checkpoint_v2(handle(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    blocked_since_ = blocked_since;
+    gave_up_ = gave_up;
     checkpoint_at_ = rc == SQLITE_OK ? opts_.wal_checkpoint_bytes : wal_size_ + opts_.wal_checkpoint_bytes;
   }
 

@@ -1,4 +1,5 @@
 #pragma once
+#include <asyncdb/detail/deadline.hpp>
 #include <asyncdb/detail/op_kind.hpp>
 #include <asyncdb/detail/sqlite/lane.hpp>
 
@@ -73,7 +74,7 @@ class group_commit {
       first.complete(lane_);
       return nullptr;
     }
-    const auto deadline = std::chrono::steady_clock::now() + opts_.max_duration;
+    const auto deadline = saturating_deadline(std::chrono::steady_clock::now(), opts_.max_duration);
     const std::uint64_t commits_before = conn_.commits();
     std::vector<member> held;
     group_member* m = &first;

@@ -101,9 +101,14 @@ class lane {
                      const std::function<void()>& granted) {
     if (!sessions_.enter(s)) return false;
     hold(writer_holder::kind::session, name);
+    // A reader refuses writes by itself; the writer serving a read session (readers = 0) must too, or a
+    // write would succeed at its co_await and then be rolled back with the session.
+    const bool refuse_writes = s->read_only && writer_;
+    if (refuse_writes) conn_->query_only(true);
     granted();
     while (auto j = s->queue.pop()) j->execute(*this);
     rollback_if_open(conn_->handle());
+    if (refuse_writes) conn_->query_only(false);
     release_hold();
     sessions_.leave();
     return true;

@@ -1,6 +1,7 @@
 #pragma once
 #include <asyncdb/detail/completion.hpp>
 #include <asyncdb/detail/op_kind.hpp>
+#include <asyncdb/detail/outcome.hpp>
 #include <asyncdb/detail/sqlite/lane.hpp>
 
 #include <chrono>
@@ -90,13 +91,15 @@ class run_op final : public async_op_for<Handler, R>::type, public group_member 
     }
   }
 
-  // Aborted means: a cancellation interrupted it before anything of it committed, and it failed or its
-  // commit was refused; nothing of it is in the database then (settle or the savepoint undoes the rest).
+  // Aborted as decide() says; nothing of it is in the database then (settle or the savepoint undoes the rest).
   bool end(lane& l, std::exception_ptr instead = nullptr) noexcept override {
     if (instead) ep_ = std::move(instead);
     const bool cancelled = this->end_run();
     const lease_end e = l.conn().end_lease();
-    aborted_ = cancelled && e.interrupted && (ep_ || e.commit_refused);
+    aborted_ = decide({.cancel_requested = cancelled,
+                       .failed = ep_ != nullptr,
+                       .commit_refused = e.commit_refused,
+                       .committed = e.committed}) == verdict::aborted;
     if (session_ == nullptr && l.is_writer()) l.release_hold();
     l.stats_counters().running.fetch_sub(1, std::memory_order_relaxed);
     return aborted_ || ep_;
@@ -112,13 +115,7 @@ class run_op final : public async_op_for<Handler, R>::type, public group_member 
     (aborted_ ? c.cancelled : ep_ ? c.failed : c.completed).fetch_add(1, std::memory_order_relaxed);
     fn_.reset();  // Asio's rule: what the operation captured is gone before its completion runs
     const bool ok = !ep_;
-    if constexpr (std::is_void_v<R>) {
-      this->deliver(std::move(ep_));
-    } else if (ep_) {
-      this->deliver(std::move(ep_), R{});
-    } else {
-      this->deliver(nullptr, std::move(*result_));
-    }
+    this->deliver_result(std::move(ep_), result_);
     return ok;
   }
 
