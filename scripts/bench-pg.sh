@@ -7,7 +7,7 @@
 #   scripts/bench-pg.sh --quick    # every count divided by 20: a smoke run (about 10 s)
 #   scripts/bench-pg.sh --rtt-us 200   # the variant with a simulated 200 us round trip (bench-pg-rtt.json)
 # Extra arguments go to asyncdb_pg_bench (--runs N, --only W1,W4, --writers N, --readers N, ...).
-# Server folder and port: ASYNCDB_PG_DIR (default /tmp/asyncdb-pg-bench-<uid>), ASYNCDB_PG_PORT (default 55462).
+# Server folder and port: ASYNCDB_PG_DIR (default /tmp/asyncdb-pg-bench-<uid>), ASYNCDB_PG_PORT (default 25462).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/cleanup.sh
@@ -17,7 +17,7 @@ source scripts/lib/cleanup.sh
 cmake --preset bench
 cmake --build --preset bench --target asyncdb_pg_bench
 
-export ASYNCDB_PG_DIR=${ASYNCDB_PG_DIR:-/tmp/asyncdb-pg-bench-$(id -u)} ASYNCDB_PG_PORT=${ASYNCDB_PG_PORT:-55462}
+export ASYNCDB_PG_DIR=${ASYNCDB_PG_DIR:-/tmp/asyncdb-pg-bench-$(id -u)} ASYNCDB_PG_PORT=${ASYNCDB_PG_PORT:-25462}
 on_exit ./scripts/pg-test-cluster.sh stop
 eval "$(./scripts/pg-test-cluster.sh start)"
 # The replica would replay W2's and W4's writes on the same cores; nothing here reads from it.

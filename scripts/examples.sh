@@ -22,7 +22,7 @@ fi
 cmake --preset dev >/dev/null
 if cmake --build --preset dev --target example_11_postgres 2>/dev/null; then
   # Outside the checkout: the servers run as the postgres user, who may not be allowed to enter it.
-  export ASYNCDB_PG_DIR=${ASYNCDB_PG_DIR:-/tmp/asyncdb-pg-examples-$(id -u)} ASYNCDB_PG_PORT=${ASYNCDB_PG_PORT:-55442}
+  export ASYNCDB_PG_DIR=${ASYNCDB_PG_DIR:-/tmp/asyncdb-pg-examples-$(id -u)} ASYNCDB_PG_PORT=${ASYNCDB_PG_PORT:-25442}
   on_exit ./scripts/pg-test-cluster.sh stop
   eval "$(./scripts/pg-test-cluster.sh start)"
   export ASYNCDB_PG_PRIMARY ASYNCDB_PG_REPLICA

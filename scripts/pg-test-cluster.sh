@@ -9,11 +9,12 @@
 #                                      # fast (data kept), pg_ctl start; for tests that look at the server gone
 # Both servers listen on 127.0.0.1 only and on a private socket folder, run as the `postgres` user (initdb
 # refuses root) with trust authentication, and live in ASYNCDB_PG_DIR (default /tmp/asyncdb-pg-<uid>).
-# start and stop are idempotent. Ports: ASYNCDB_PG_PORT (default 55432) and the next one for the replica.
+# start and stop are idempotent. Ports: ASYNCDB_PG_PORT (default 25432) and the next one for the replica; below
+# Linux's ephemeral range (32768-60999), where an outgoing connection may already hold the port.
 set -euo pipefail
 
 base=${ASYNCDB_PG_DIR:-/tmp/asyncdb-pg-$(id -u)}
-port=${ASYNCDB_PG_PORT:-55432}
+port=${ASYNCDB_PG_PORT:-25432}
 replica_port=$((port + 1))
 bin=${ASYNCDB_PG_BIN:-/usr/lib/postgresql/15/bin}
 db=asyncdb_test

@@ -105,11 +105,10 @@ TEMPLATE_TEST_CASE("what the DAO throws reaches the co_await with its own type a
 
 // ------------------------------------------------------------------------------------------------
 
-// Hidden until the fix lands: today the throwing move runs in a noexcept path on the database thread and
-// std::terminate ends the whole test binary. Run it with `asyncdb_contract_tests "[.defect1]"`.
-// issue 17 defect 1
+// Issue 17 defect 1: the move ran in a noexcept path on the database thread, and std::terminate ended the
+// whole program.
 TEMPLATE_TEST_CASE("a result whose move throws reaches the co_await as that exception, not terminate",
-                   "[contract][errors][.defect1]", CONTRACT_BACKENDS) {
+                   "[contract][errors][defect1]", CONTRACT_BACKENDS) {
   using B = TestType;
   B b;
   auto& db = b.open();

@@ -29,7 +29,7 @@ inline int primary_port() {
 #ifdef ASYNCDB_PG_TEST_PORT
   return p != nullptr ? std::atoi(p) : ASYNCDB_PG_TEST_PORT;
 #else
-  return p != nullptr ? std::atoi(p) : 55432;
+  return p != nullptr ? std::atoi(p) : 25432;
 #endif
 }
 

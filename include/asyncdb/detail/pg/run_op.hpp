@@ -1,6 +1,7 @@
 #pragma once
 // Runs `fn(lane&) -> R` on a PostgreSQL lane: the database work of every public PostgreSQL operation.
 #include <asyncdb/detail/completion.hpp>
+#include <asyncdb/detail/outcome.hpp>
 #include <asyncdb/detail/pg/lane.hpp>
 #include <asyncdb/detail/session_state.hpp>
 #include <asyncdb/error.hpp>
@@ -39,6 +40,7 @@ inline bool is_broken_connection(const std::exception_ptr& ep) noexcept {
 }
 
 inline bool is_in_doubt(const std::exception_ptr& ep) noexcept {
+  if (!ep) return false;
   try {
     std::rethrow_exception(ep);
   } catch (const pqxx::in_doubt_error&) {
@@ -111,7 +113,10 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
     ep_ = settle(l, std::move(ep_), w, session_);
     // Aborted only when nothing of it reached the database: no COMMIT and no autocommit write went
     // through, and the failure is not a lost COMMIT, whose outcome nobody knows.
-    const bool aborted = cancelled && ep_ && w.commits == 0 && !is_in_doubt(ep_);
+    const bool aborted = decide({.cancel_requested = cancelled,
+                                 .failed = ep_ != nullptr,
+                                 .committed = w.commits > 0,
+                                 .in_doubt = is_in_doubt(ep_)}) == verdict::aborted;
     // A cancelled statement leaves a write session's transaction failed on the server: only rollback() may
     // follow. A read session's is rolled back to before the operation and goes on.
     if (aborted && session_ != nullptr && !session_->read_only && l.session_transaction()) session_->aborted = true;
