@@ -3,6 +3,8 @@
 // It must delay neither the cancels of the database's other connections nor close().
 #include "pg_support.hpp"
 
+#include <asyncdb/detail/pg/canceller.hpp>
+
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/bind_executor.hpp>
 #include <asio/cancellation_signal.hpp>
@@ -14,6 +16,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -112,6 +115,20 @@ class stalling_proxy {
   std::vector<std::thread> threads_;  // the accept loop first; pump threads added only by it
 };
 
+// A libpq connection through `proxy` and its canceller target, as a lane sets them up.
+struct proxied_connection {
+  PGconn* conn;
+  explicit proxied_connection(const stalling_proxy& proxy) : conn(PQconnectdb(proxy.conninfo().c_str())) {}
+  ~proxied_connection() { PQfinish(conn); }
+  proxied_connection(const proxied_connection&) = delete;
+  proxied_connection& operator=(const proxied_connection&) = delete;
+};
+
+std::size_t thread_count() {
+  return static_cast<std::size_t>(
+      std::distance(std::filesystem::directory_iterator("/proc/self/task"), std::filesystem::directory_iterator{}));
+}
+
 bool sleeping_on(const std::string& marker, bool on_replica) {
   return pgtest::wait_for("SELECT count(*) = 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%" +
                               marker + "%' AND pid <> pg_backend_pid()",
@@ -193,4 +210,60 @@ TEST_CASE("a cancel that cannot reach its server delays neither other connection
   pgtest::admin(
       "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%asyncdb-unreachable-cancel%' "
       "AND pid <> pg_backend_pid()");
+}
+
+TEST_CASE(
+    "a severed connection's descriptor number, once libpq closed it and another socket took it, is not "
+    "shut down by the next grace tick",
+    "[postgres][cancellation]") {
+  pgtest::primary();
+  stalling_proxy proxy;
+  proxied_connection pc(proxy);
+  REQUIRE(PQstatus(pc.conn) == CONNECTION_OK);
+  const int fd = PQsocket(pc.conn);
+  asyncdb::detail::pg::canceller cancels(20ms);
+  auto& target = cancels.add_target();
+  cancels.set_handle(target, PQgetCancel(pc.conn), fd);
+  proxy.stall();
+  cancels.request(target);  // stuck at the proxy
+  // close()'s grace ticks, until the request has gone unanswered for the bound and the socket is shut down.
+  pollfd p{fd, POLLIN, 0};
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (::poll(&p, 1, 10) == 0 && std::chrono::steady_clock::now() < give_up) cancels.sever_if_unanswered(target);
+  REQUIRE(p.revents != 0);
+  // libpq finds the connection ended and closes its descriptor; another socket gets the same number.
+  PQclear(PQexec(pc.conn, "SELECT 1"));
+  REQUIRE(PQsocket(pc.conn) == -1);
+  int pair[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+  const int reused = pair[0] == fd ? 0 : 1;
+  REQUIRE(pair[reused] == fd);
+  cancels.sever_if_unanswered(target);  // the next tick
+  char ch = 'x';
+  CHECK(::send(pair[1 - reused], &ch, 1, MSG_NOSIGNAL) == 1);
+  CHECK(::recv(pair[reused], &ch, 1, MSG_DONTWAIT) == 1);  // 0 if it was shut down
+  ::close(pair[0]);
+  ::close(pair[1]);
+}
+
+TEST_CASE("cancel requests that go unanswered keep at most one request thread per connection",
+          "[postgres][cancellation]") {
+  pgtest::primary();
+  stalling_proxy proxy;
+  proxied_connection pc(proxy);
+  REQUIRE(PQstatus(pc.conn) == CONNECTION_OK);
+  asyncdb::detail::pg::canceller cancels(20ms);
+  auto& target = cancels.add_target();
+  cancels.set_handle(target, PQgetCancel(pc.conn), PQsocket(pc.conn));
+  proxy.stall();
+  const std::size_t before = thread_count();
+  constexpr int rounds = 6;
+  for (int i = 0; i < rounds; ++i) {
+    // An operation's cancel, given up; then the replacement connection's handle (here the same server's).
+    cancels.request(target);
+    CHECK_FALSE(cancels.settle(target));
+    cancels.set_handle(target, PQgetCancel(pc.conn), PQsocket(pc.conn));
+  }
+  CHECK(thread_count() <= before + 1);
+  CHECK(cancels.live_requests() == 1);
 }
