@@ -56,6 +56,7 @@ class stalling_proxy {
     return "host=127.0.0.1 port=" + std::to_string(port_) + " dbname=asyncdb_test user=postgres connect_timeout=5";
   }
   void stall() { stalled_ = true; }
+  void resume() { stalled_ = false; }  // forwards new connections again; those stalled stay so
   int stalled_requests() const { return stalled_seen_; }
 
  private:
@@ -266,4 +267,54 @@ TEST_CASE("cancel requests that go unanswered keep at most one request thread pe
   }
   CHECK(thread_count() <= before + 1);
   CHECK(cancels.live_requests() == 1);
+}
+
+TEST_CASE("after a cancel request that went unanswered, asyncdb's own SQL runs on the replacement connection",
+          "[postgres][cancellation]") {
+  pgtest::primary();
+  stalling_proxy proxy;
+  asyncdb::postgres::options o;
+  o.primary = proxy.conninfo() + " application_name=asyncdb_after_unanswered";
+  o.replicas = {pgtest::replica()};
+  o.writers = 1;
+  o.readers = 1;
+  o.connect_timeout = 1s;
+  o.read_your_writes = true;  // each operation that may have committed asks the primary's WAL position
+  asyncdb::postgres::database pg(o);
+  asio::io_context ctx;
+  asio::cancellation_signal signal;
+  int old_pid = 0;
+  bool done = false;
+  // A write (any statement that succeeds on the primary may have), then a statement the cancel is meant for.
+  auto fn = [](pqxx::connection& c) {
+    pqxx::nontransaction t{c};
+    const int pid = t.exec1("SELECT pg_backend_pid()")[0].as<int>();
+    t.exec("SELECT pg_sleep(2) /* asyncdb-after-unanswered */");
+    return pid;
+  };
+  auto handler =
+      asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(ctx, [&](std::exception_ptr e, int pid) {
+                                     if (!e) old_pid = pid;
+                                     done = true;
+                                   }));
+  asyncdb::async_run(pg, fn, std::move(handler));
+  REQUIRE(sleeping_on("asyncdb-after-unanswered", false));
+  proxy.stall();
+  asio::post(ctx, [&] { signal.emit(asio::cancellation_type::terminal); });
+  const auto sent_by = std::chrono::steady_clock::now() + 10s;
+  while (proxy.stalled_requests() == 0 && std::chrono::steady_clock::now() < sent_by) ctx.run_for(10ms);
+  REQUIRE(proxy.stalled_requests() == 1);  // held: it may still land whenever the proxy lets it through
+  proxy.resume();                          // the replacement connection can be made
+  const auto give_up = std::chrono::steady_clock::now() + 20s;
+  while (!done && std::chrono::steady_clock::now() < give_up) ctx.run_for(10ms);
+  REQUIRE(done);
+  REQUIRE(old_pid != 0);  // the statement ended on its own: the operation succeeded
+  // As the caller resumes, the WAL position was asked on a new backend, none on the one the cancel may reach.
+  pqxx::connection admin{pgtest::primary()};
+  pqxx::nontransaction t{admin};
+  const std::string mine = "application_name = 'asyncdb_after_unanswered' AND query = 'SELECT pg_current_wal_lsn()'";
+  CHECK(t.exec1("SELECT count(*) FROM pg_stat_activity WHERE " + mine + " AND pid <> " + std::to_string(old_pid))[0]
+            .as<int>() == 1);
+  CHECK(t.exec1("SELECT count(*) FROM pg_stat_activity WHERE " + mine + " AND pid = " + std::to_string(old_pid))[0]
+            .as<int>() == 0);
 }
