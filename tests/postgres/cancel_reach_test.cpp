@@ -39,10 +39,11 @@ class stalling_proxy {
       throw std::runtime_error("stalling_proxy: cannot listen");
     }
     port_ = ntohs(a.sin_port);
-    threads_.emplace_back([this] { accept_loop(); });
+    acceptor_ = std::thread([this] { accept_loop(); });
   }
   ~stalling_proxy() {
     if (::write(stop_[1], "x", 1) < 0) std::perror("stalling_proxy");
+    acceptor_.join();  // first: it is what adds pump threads
     for (auto& t : threads_) t.join();
     for (int fd : fds_) ::close(fd);
     ::close(listener_);
@@ -113,7 +114,8 @@ class stalling_proxy {
   std::atomic<int> stalled_seen_{0};
   std::mutex mutex_;
   std::vector<int> fds_;
-  std::vector<std::thread> threads_;  // the accept loop first; pump threads added only by it
+  std::thread acceptor_;
+  std::vector<std::thread> threads_;  // pump threads, added only by the acceptor
 };
 
 // A libpq connection through `proxy` and its canceller target, as a lane sets them up.
