@@ -47,6 +47,7 @@ struct options {
   std::size_t max_queued = 65536;
 
   /// Bound on each connect attempt, added to a conninfo that sets no connect_timeout; 0 leaves libpq's.
+  /// Also how long a cancel request may go unanswered before its connection is replaced (5 s when 0).
   std::chrono::seconds connect_timeout{5};
 
   /// Wait after a failed reconnect before the next attempt; doubles up to max_reconnect_backoff.

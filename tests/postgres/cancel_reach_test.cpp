@@ -3,6 +3,8 @@
 // It must delay neither the cancels of the database's other connections nor close().
 #include "pg_support.hpp"
 
+#include <asyncdb/detail/pg/canceller.hpp>
+
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/bind_executor.hpp>
 #include <asio/cancellation_signal.hpp>
@@ -14,6 +16,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -36,10 +39,11 @@ class stalling_proxy {
       throw std::runtime_error("stalling_proxy: cannot listen");
     }
     port_ = ntohs(a.sin_port);
-    threads_.emplace_back([this] { accept_loop(); });
+    acceptor_ = std::thread([this] { accept_loop(); });
   }
   ~stalling_proxy() {
     if (::write(stop_[1], "x", 1) < 0) std::perror("stalling_proxy");
+    acceptor_.join();  // first: it is what adds pump threads
     for (auto& t : threads_) t.join();
     for (int fd : fds_) ::close(fd);
     ::close(listener_);
@@ -53,6 +57,7 @@ class stalling_proxy {
     return "host=127.0.0.1 port=" + std::to_string(port_) + " dbname=asyncdb_test user=postgres connect_timeout=5";
   }
   void stall() { stalled_ = true; }
+  void resume() { stalled_ = false; }  // forwards new connections again; those stalled stay so
   int stalled_requests() const { return stalled_seen_; }
 
  private:
@@ -109,8 +114,23 @@ class stalling_proxy {
   std::atomic<int> stalled_seen_{0};
   std::mutex mutex_;
   std::vector<int> fds_;
-  std::vector<std::thread> threads_;  // the accept loop first; pump threads added only by it
+  std::thread acceptor_;
+  std::vector<std::thread> threads_;  // pump threads, added only by the acceptor
 };
+
+// A libpq connection through `proxy` and its canceller target, as a lane sets them up.
+struct proxied_connection {
+  PGconn* conn;
+  explicit proxied_connection(const stalling_proxy& proxy) : conn(PQconnectdb(proxy.conninfo().c_str())) {}
+  ~proxied_connection() { PQfinish(conn); }
+  proxied_connection(const proxied_connection&) = delete;
+  proxied_connection& operator=(const proxied_connection&) = delete;
+};
+
+std::size_t thread_count() {
+  return static_cast<std::size_t>(
+      std::distance(std::filesystem::directory_iterator("/proc/self/task"), std::filesystem::directory_iterator{}));
+}
 
 bool sleeping_on(const std::string& marker, bool on_replica) {
   return pgtest::wait_for("SELECT count(*) = 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%" +
@@ -193,4 +213,110 @@ TEST_CASE("a cancel that cannot reach its server delays neither other connection
   pgtest::admin(
       "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%asyncdb-unreachable-cancel%' "
       "AND pid <> pg_backend_pid()");
+}
+
+TEST_CASE(
+    "a severed connection's descriptor number, once libpq closed it and another socket took it, is not "
+    "shut down by the next grace tick",
+    "[postgres][cancellation]") {
+  pgtest::primary();
+  stalling_proxy proxy;
+  proxied_connection pc(proxy);
+  REQUIRE(PQstatus(pc.conn) == CONNECTION_OK);
+  const int fd = PQsocket(pc.conn);
+  asyncdb::detail::pg::canceller cancels(20ms);
+  auto& target = cancels.add_target();
+  cancels.set_handle(target, PQgetCancel(pc.conn), fd);
+  proxy.stall();
+  cancels.request(target);  // stuck at the proxy
+  // close()'s grace ticks, until the request has gone unanswered for the bound and the socket is shut down.
+  pollfd p{fd, POLLIN, 0};
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (::poll(&p, 1, 10) == 0 && std::chrono::steady_clock::now() < give_up) cancels.sever_if_unanswered(target);
+  REQUIRE(p.revents != 0);
+  // libpq finds the connection ended and closes its descriptor; another socket gets the same number.
+  PQclear(PQexec(pc.conn, "SELECT 1"));
+  REQUIRE(PQsocket(pc.conn) == -1);
+  int pair[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+  const int reused = pair[0] == fd ? 0 : 1;
+  REQUIRE(pair[reused] == fd);
+  cancels.sever_if_unanswered(target);  // the next tick
+  char ch = 'x';
+  CHECK(::send(pair[1 - reused], &ch, 1, MSG_NOSIGNAL) == 1);
+  CHECK(::recv(pair[reused], &ch, 1, MSG_DONTWAIT) == 1);  // 0 if it was shut down
+  ::close(pair[0]);
+  ::close(pair[1]);
+}
+
+TEST_CASE("cancel requests that go unanswered keep at most one request thread per connection",
+          "[postgres][cancellation]") {
+  pgtest::primary();
+  stalling_proxy proxy;
+  proxied_connection pc(proxy);
+  REQUIRE(PQstatus(pc.conn) == CONNECTION_OK);
+  asyncdb::detail::pg::canceller cancels(20ms);
+  auto& target = cancels.add_target();
+  cancels.set_handle(target, PQgetCancel(pc.conn), PQsocket(pc.conn));
+  proxy.stall();
+  const std::size_t before = thread_count();
+  constexpr int rounds = 6;
+  for (int i = 0; i < rounds; ++i) {
+    // An operation's cancel, given up; then the replacement connection's handle (here the same server's).
+    cancels.request(target);
+    CHECK_FALSE(cancels.settle(target));
+    cancels.set_handle(target, PQgetCancel(pc.conn), PQsocket(pc.conn));
+  }
+  CHECK(thread_count() <= before + 1);
+  CHECK(cancels.live_requests() == 1);
+}
+
+TEST_CASE("after a cancel request that went unanswered, asyncdb's own SQL runs on the replacement connection",
+          "[postgres][cancellation]") {
+  pgtest::primary();
+  stalling_proxy proxy;
+  asyncdb::postgres::options o;
+  o.primary = proxy.conninfo() + " application_name=asyncdb_after_unanswered";
+  o.replicas = {pgtest::replica()};
+  o.writers = 1;
+  o.readers = 1;
+  o.connect_timeout = 1s;
+  o.read_your_writes = true;  // each operation that may have committed asks the primary's WAL position
+  asyncdb::postgres::database pg(o);
+  asio::io_context ctx;
+  asio::cancellation_signal signal;
+  int old_pid = 0;
+  bool done = false;
+  // A write (any statement that succeeds on the primary may have), then a statement the cancel is meant for.
+  auto fn = [](pqxx::connection& c) {
+    pqxx::nontransaction t{c};
+    const int pid = t.exec1("SELECT pg_backend_pid()")[0].as<int>();
+    t.exec("SELECT pg_sleep(2) /* asyncdb-after-unanswered */");
+    return pid;
+  };
+  auto handler =
+      asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(ctx, [&](std::exception_ptr e, int pid) {
+                                     if (!e) old_pid = pid;
+                                     done = true;
+                                   }));
+  asyncdb::async_run(pg, fn, std::move(handler));
+  REQUIRE(sleeping_on("asyncdb-after-unanswered", false));
+  proxy.stall();
+  asio::post(ctx, [&] { signal.emit(asio::cancellation_type::terminal); });
+  const auto sent_by = std::chrono::steady_clock::now() + 10s;
+  while (proxy.stalled_requests() == 0 && std::chrono::steady_clock::now() < sent_by) ctx.run_for(10ms);
+  REQUIRE(proxy.stalled_requests() == 1);  // held: it may still land whenever the proxy lets it through
+  proxy.resume();                          // the replacement connection can be made
+  const auto give_up = std::chrono::steady_clock::now() + 20s;
+  while (!done && std::chrono::steady_clock::now() < give_up) ctx.run_for(10ms);
+  REQUIRE(done);
+  REQUIRE(old_pid != 0);  // the statement ended on its own: the operation succeeded
+  // As the caller resumes, the WAL position was asked on a new backend, none on the one the cancel may reach.
+  pqxx::connection admin{pgtest::primary()};
+  pqxx::nontransaction t{admin};
+  const std::string mine = "application_name = 'asyncdb_after_unanswered' AND query = 'SELECT pg_current_wal_lsn()'";
+  CHECK(t.exec1("SELECT count(*) FROM pg_stat_activity WHERE " + mine + " AND pid <> " + std::to_string(old_pid))[0]
+            .as<int>() == 1);
+  CHECK(t.exec1("SELECT count(*) FROM pg_stat_activity WHERE " + mine + " AND pid = " + std::to_string(old_pid))[0]
+            .as<int>() == 0);
 }

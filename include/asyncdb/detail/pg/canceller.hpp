@@ -4,9 +4,12 @@
 // runs on the caller's thread nor on the connection's; and libpq's PQcancel waits, with no bound, for the
 // server to close the request's socket, so a server that accepts and never answers (a stalled proxy or load
 // balancer) must hold up only its own request, never another connection's, and never close() for long.
+// Such a request's thread never ends: a target keeps at most one, so that they do not pile up.
 #include <asyncdb/detail/pg/libpq.hpp>
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -23,8 +26,11 @@ class canceller {
   // One per connection; its address is stable for the life of the canceller.
   struct target {
     std::shared_ptr<PGcancel> handle;  // shared with a request in flight, which may outlive the connection
-    int socket = -1;                   // the connection's, while it has one
-    bool in_flight = false;
+    // A duplicate of the connection's socket, owned here: libpq closes its own descriptor when it finds the
+    // connection ended, and that number may then be reused by any other socket; this one cannot be.
+    int socket = -1;
+    bool in_flight = false;        // a request this target waits for (cleared when it is answered or given up)
+    bool alive = false;            // a request thread still runs (it may never end: see request)
     std::uint64_t generation = 0;  // of the last request sent
     std::chrono::steady_clock::time_point sent_at{};
   };
@@ -46,28 +52,39 @@ class canceller {
     shared_->stopped = true;
     for (auto& t : targets_) {
       t->handle.reset();
-      t->socket = -1;
+      close_socket(*t);
     }
   }
 
-  // Any thread; blocks only for the mutex and a thread's start. A request in flight covers this one.
+  // Any thread; blocks only for the mutex and a thread's start. A request in flight covers this one. While an
+  // earlier request that was given up still waits for its server, none is sent: the new one counts as
+  // unanswered at once (settle gives it up, sever_if_unanswered acts), as that server does not answer.
   void request(target& t) noexcept {
     std::unique_lock lock(shared_->mutex);
     if (shared_->stopped || !t.handle || t.in_flight) return;
     t.in_flight = true;
     t.sent_at = std::chrono::steady_clock::now();
     const std::uint64_t generation = ++t.generation;
+    if (t.alive) {
+      t.sent_at = std::chrono::steady_clock::time_point::min();  // due already (see due)
+      return;
+    }
+    t.alive = true;
     try {
       // Detached: a request to a server that never answers may never return; it owns what it uses.
       std::thread([s = shared_, h = t.handle, tp = &t, generation] {
         char error[256];
         PQcancel(h.get(), error, sizeof error);  // a failure (server gone) leaves nothing to cancel
         std::lock_guard done_lock(s->mutex);
-        if (!s->stopped && tp->generation == generation) tp->in_flight = false;
+        if (!s->stopped) {
+          if (tp->generation == generation) tp->in_flight = false;
+          tp->alive = false;
+        }
         s->done.notify_all();
       }).detach();
     } catch (...) {
       t.in_flight = false;  // no thread: no cancel, as when the server cannot be reached
+      t.alive = false;
     }
   }
 
@@ -78,31 +95,55 @@ class canceller {
   bool settle(target& t) noexcept {
     std::unique_lock lock(shared_->mutex);
     if (!t.in_flight) return true;
-    if (shared_->done.wait_until(lock, t.sent_at + bound_, [&] { return !t.in_flight; })) return true;
+    if (shared_->done.wait_until(lock, due(t), [&] { return !t.in_flight; })) return true;
     t.in_flight = false;
     return false;
   }
 
   // The lane's thread, between operations: the connection's new cancel handle and socket (null, -1: none).
-  void set_handle(target& t, PGcancel* h, int socket) noexcept {
+  // False when a request in flight was given up (as settle).
+  bool set_handle(target& t, PGcancel* h, int socket) noexcept {
     std::unique_lock lock(shared_->mutex);
-    if (t.in_flight) shared_->done.wait_until(lock, t.sent_at + bound_, [&] { return !t.in_flight; });
+    const bool answered = !t.in_flight || shared_->done.wait_until(lock, due(t), [&] { return !t.in_flight; });
     t.in_flight = false;
     t.handle = h != nullptr ? std::shared_ptr<PGcancel>(h, &PQfreeCancel) : nullptr;
-    t.socket = socket;
+    close_socket(t);
+    // Without a duplicate (no descriptor left) sever_if_unanswered cannot act: the request still bounds settle.
+    if (socket >= 0 && !shared_->stopped) t.socket = ::fcntl(socket, F_DUPFD_CLOEXEC, 0);
+    return answered;
   }
 
   // Any thread, for close() past its grace: a request unanswered for `bound` will not stop the statement, so
   // the connection's socket is shut down, which ends what the lane waits for (the operation fails with a
-  // broken connection). Under the mutex that set_handle takes before the socket is closed: never another fd.
+  // broken connection). Through the target's own duplicate: the same socket, whatever libpq closed.
   void sever_if_unanswered(target& t) noexcept {
     std::lock_guard lock(shared_->mutex);
-    if (t.in_flight && t.socket >= 0 && std::chrono::steady_clock::now() >= t.sent_at + bound_) {
-      ::shutdown(t.socket, SHUT_RDWR);
-    }
+    if (t.in_flight && t.socket >= 0 && std::chrono::steady_clock::now() >= due(t)) ::shutdown(t.socket, SHUT_RDWR);
+  }
+
+  // For tests: targets whose request thread still runs.
+  std::size_t live_requests() const noexcept {
+    std::lock_guard lock(shared_->mutex);
+    std::size_t n = 0;
+    for (const auto& t : targets_) n += t->alive ? 1 : 0;
+    return n;
   }
 
  private:
+  // When a request is given up; saturates (a bound of years must not wrap into the past).
+  std::chrono::steady_clock::time_point due(const target& t) const noexcept {
+    using clock = std::chrono::steady_clock;
+    const auto max = clock::time_point::max();
+    if (bound_ >= std::chrono::duration_cast<std::chrono::milliseconds>(clock::duration::max())) return max;
+    const auto bound = std::chrono::duration_cast<clock::duration>(bound_);
+    return t.sent_at > max - bound ? max : t.sent_at + bound;
+  }
+
+  static void close_socket(target& t) noexcept {
+    if (t.socket >= 0) ::close(t.socket);
+    t.socket = -1;
+  }
+
   struct shared_state {
     std::mutex mutex;
     std::condition_variable done;

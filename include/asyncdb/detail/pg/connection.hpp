@@ -12,6 +12,7 @@
 #include <pqxx/nontransaction>
 
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -62,9 +63,10 @@ class connection final : public interruptible {
 
   // The cancel handle first (close()'s repeated cancels must not reach SQL a DAO destructor runs, where
   // an exception would terminate), then the DAOs (they may hold prepared statements or transactions), then
-  // the connection itself.
+  // the connection itself. A cancel request given up may still land: the socket (the lane's thread owns it)
+  // is shut down first, so that such SQL fails as on a lost connection and no cancel meets it.
   ~connection() {
-    cancels_.set_handle(target_, nullptr, -1);
+    if (!cancels_.set_handle(target_, nullptr, -1) || unanswered_cancel_) ::shutdown(PQsocket(raw_), SHUT_RDWR);
     daos_.clear();
     conn_.reset();
   }
@@ -123,9 +125,10 @@ class connection final : public interruptible {
   std::string end_reason() const { return ended_why_.empty() ? last_error() : ended_why_; }
 
   // Rolls back a transaction the server still has open (a DAO's raw BEGIN, say); returns whether one was.
+  // On a connection that must be replaced nothing more runs: the transaction ends with it.
   bool rollback_if_open() noexcept {
     if (is_broken() || !in_transaction()) return false;
-    PQclear(PQexec(raw_, "ROLLBACK"));
+    if (!unanswered_cancel_) PQclear(PQexec(raw_, "ROLLBACK"));
     return true;
   }
 

@@ -148,7 +148,7 @@ class lane {
   // past it, so that a later failure undoes nothing of it. An operation that ended the transaction itself
   // ended the snapshot: the session's later operations fail.
   void keep_snapshot() noexcept {
-    if (!conn_ || conn_->is_broken() || !session_txn_) return;
+    if (!conn_ || conn_->must_be_replaced() || !session_txn_) return;
     static const std::string rollback = "ROLLBACK TO SAVEPOINT " + snapshot_savepoint;
     static const std::string advance = "RELEASE SAVEPOINT " + snapshot_savepoint + "; SAVEPOINT " + snapshot_savepoint;
     if (conn_->in_transaction() &&
@@ -194,6 +194,13 @@ class lane {
     std::uint64_t seen = settings_.written_lsn->load(std::memory_order_relaxed);
     while (lsn > seen && !settings_.written_lsn->compare_exchange_weak(seen, lsn, std::memory_order_release)) {
     }
+  }
+
+  // Before asyncdb's own SQL that must run (note_write, a session's start): replaces a connection that must
+  // be (after_operation). Null when the lane has a usable connection now, else why it has none.
+  std::exception_ptr replace_if_needed() noexcept {
+    after_operation();
+    return conn_ ? nullptr : down_error();
   }
 
   // Any thread: close()'s grace is over. The lane starts nothing more (what is queued fails with
@@ -258,6 +265,8 @@ class lane {
     }
     // Never start an operation on a connection the server already ended: it was not in flight there.
     if (conn_ && conn_->ended_while_idle()) drop("the server closed the connection while it was idle");
+    // Nor on one a given-up cancel request may still reach (after_operation has normally replaced it).
+    if (conn_ && conn_->must_be_replaced()) drop("a cancel request to its server went unanswered");
     if (of_session && session_failed_) {
       t->refuse(*this, session_failed_);
       return;

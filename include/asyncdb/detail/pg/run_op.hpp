@@ -124,7 +124,8 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
     if (session_ == nullptr) l.hold({});
     c.running.fetch_sub(1, std::memory_order_relaxed);
     if (aborted) ep_ = std::make_exception_ptr(system_error(net::error::operation_aborted));
-    if (w.commits > 0 && !l.conn().is_broken()) l.note_write();
+    // After a given-up cancel, asked on the replacement connection: its WAL position is past the commit.
+    if (w.commits > 0 && !l.conn().is_broken() && !l.replace_if_needed()) l.note_write();
     (aborted ? c.cancelled : ep_ ? c.failed : c.completed).fetch_add(1, std::memory_order_relaxed);
     fn_.reset();
     this->deliver_result(std::move(ep_), result_);

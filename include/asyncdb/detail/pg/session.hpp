@@ -154,6 +154,12 @@ class session_open_op final : public async_op<Handler, AsyncDbSession>, public t
     if (!this->start(l.conn())) return;
     this->end_run();
     l.conn().end_lease();
+    // A cancel request given up may still land on that backend: the session starts on a new connection.
+    if (std::exception_ptr down = l.replace_if_needed()) {
+      c.failed.fetch_add(1, std::memory_order_relaxed);
+      this->deliver(std::move(down), AsyncDbSession{});
+      return;
+    }
     c.queue_wait_ns.fetch_add((std::chrono::steady_clock::now() - this->enqueued_at).count(),
                               std::memory_order_relaxed);
     auto state = std::make_shared<session_state>(l.shared_counters(), read_only_);
