@@ -295,6 +295,10 @@ class lane {
   // backoff, as a reconnect would be.
   void retire_if_due(std::chrono::steady_clock::time_point now) noexcept {
     if (!conn_ || now < retire_at_ || now < next_attempt_ || closing_.load(std::memory_order_relaxed)) return;
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;  // close() drains the queue: no new connection for the little that is left
+    }
     std::string error;
     try {
       auto fresh = std::make_unique<connection>(conninfo_, read_only_, settings_.on_open, role_, cancels_, target_);
