@@ -74,6 +74,15 @@ struct options {
   /// as the server decides. A connection whose cancel request goes unanswered for connect_timeout (a server
   /// that accepts and never answers) is shut down instead: its operation fails with a broken connection.
   std::chrono::milliseconds close_grace{5000};
+
+  /// Replaces a connection after this age, less up to a fifth drawn per connection so they do not all go at
+  /// once; only between operations, never inside a session, the replacement connected (on_open run) before
+  /// the old one closes. 0 or milliseconds::max(): never.
+  std::chrono::milliseconds max_lifetime{std::chrono::hours(1)};
+
+  /// Before an operation on a connection idle this long, asks the server for an empty round trip, bounded by
+  /// connect_timeout, and replaces the connection if it does not answer. 0 or milliseconds::max(): never.
+  std::chrono::milliseconds idle_validation_after{std::chrono::seconds(30)};
 };
 
 /// One connection as stats() sees it.
@@ -145,7 +154,8 @@ class database {
             o.connect_timeout,
             o.close_grace,
             {std::move(o.on_open), o.reconnect_backoff, o.max_reconnect_backoff, o.refuse_swallowed_errors,
-             o.read_your_writes, o.replica_wait, nullptr}};
+             o.read_your_writes, o.replica_wait, nullptr, o.max_lifetime, o.idle_validation_after,
+             o.connect_timeout.count() > 0 ? o.connect_timeout : std::chrono::seconds(5)}};
   }
 
   std::unique_ptr<detail::pg::engine> engine_;

@@ -22,7 +22,20 @@ struct lane_settings {
   std::chrono::milliseconds replica_wait{5000};
   // The primary's WAL position after this database's last committed write (read_your_writes).
   std::atomic<std::uint64_t>* written_lsn = nullptr;
+  // Connection hygiene (postgres::options): 0 turns each off; milliseconds::max() never comes (saturated).
+  std::chrono::milliseconds max_lifetime{0};
+  std::chrono::milliseconds idle_validation_after{0};
+  std::chrono::milliseconds validation_timeout{5000};  // the bound on that round trip: connect_timeout's
 };
+
+// `t + d`, or time_point::max() where that would overflow: users spell "no bound" as duration::max().
+inline std::chrono::steady_clock::time_point saturating_add(std::chrono::steady_clock::time_point t,
+                                                            std::chrono::milliseconds d) noexcept {
+  using clock = std::chrono::steady_clock;
+  if (d.count() <= 0) return t;
+  const auto room = std::chrono::duration_cast<std::chrono::milliseconds>(clock::time_point::max() - t);
+  return d >= room ? clock::time_point::max() : t + std::chrono::duration_cast<clock::duration>(d);
+}
 
 // "16/B374D848" as one number; 0 when it is not an LSN.
 inline std::uint64_t parse_lsn(const char* text) noexcept {

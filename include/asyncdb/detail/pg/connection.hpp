@@ -14,6 +14,8 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -55,7 +57,7 @@ class connection final : public interruptible {
     if (rollback_if_open()) {
       throw std::runtime_error("asyncdb: on_open left a transaction open on " + role.name() + "; it was rolled back");
     }
-    cancels_.set_handle(target_, PQgetCancel(raw_), PQsocket(raw_));
+    arm_cancel();
   }
 
   connection(const connection&) = delete;
@@ -70,6 +72,10 @@ class connection final : public interruptible {
     daos_.clear();
     conn_.reset();
   }
+
+  // Points the lane's cancel target at this connection: at connect, and again once the connection this one
+  // replaced (max_lifetime) has been destroyed, which cleared it.
+  void arm_cancel() noexcept { cancels_.set_handle(target_, PQgetCancel(raw_), PQsocket(raw_)); }
 
   pqxx::connection& get() noexcept { return *conn_; }
   int backend_pid() const noexcept { return PQbackendPID(raw_); }
@@ -119,6 +125,41 @@ class connection final : public interruptible {
     PQsetNoticeReceiver(raw_, check.previous, nullptr);
     if (check.fatal) ended_why_ = check.message;
     return check.fatal || is_broken();
+  }
+
+  // Between operations, after the connection sat idle: whether the server answers an empty query within
+  // `bound`. A peer gone without closing (a stopped or vanished host, a firewall or NAT that dropped the idle
+  // flow and resets it on the next packet) sends nothing, so ended_while_idle cannot see it: only something
+  // sent finds out. A connection that fails is left broken (socket shut down), so nothing more is sent on it,
+  // by the DAOs' destructors either, and the lane replaces it before the operation starts.
+  bool answers_within(std::chrono::milliseconds bound) noexcept {
+    bool answered = PQsendQuery(raw_, "") == 1;
+    const auto give_up = saturating_add(std::chrono::steady_clock::now(), bound);
+    bool done = false;
+    while (answered && !done) {
+      while (PQisBusy(raw_) == 0) {
+        PGresult* r = PQgetResult(raw_);
+        if (r == nullptr) {
+          done = true;
+          break;
+        }
+        answered = answered && PQresultStatus(r) == PGRES_EMPTY_QUERY;
+        PQclear(r);
+      }
+      if (done) break;
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(give_up - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        answered = false;
+        break;
+      }
+      pollfd p{PQsocket(raw_), POLLIN, 0};
+      const int wait = static_cast<int>(std::min<std::int64_t>(left.count(), 60000));  // poll takes an int
+      if (::poll(&p, 1, wait) > 0 && PQconsumeInput(raw_) == 0) answered = false;
+    }
+    if (answered && !is_broken()) return true;
+    ::shutdown(PQsocket(raw_), SHUT_RDWR);
+    (void)PQconsumeInput(raw_);  // reads the end of the stream: libpq marks the connection bad
+    return false;
   }
 
   // What the server said when it ended the connection while idle (ended_while_idle), else libpq's last error.

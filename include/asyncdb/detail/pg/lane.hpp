@@ -19,10 +19,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <exception>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
-#include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -267,6 +268,7 @@ class lane {
     if (conn_ && conn_->ended_while_idle()) drop("the server closed the connection while it was idle");
     // Nor on one a given-up cancel request may still reach (after_operation has normally replaced it).
     if (conn_ && conn_->must_be_replaced()) drop("a cancel request to its server went unanswered");
+    if (!of_session) refresh();
     if (of_session && session_failed_) {
       t->refuse(*this, session_failed_);
       return;
@@ -278,6 +280,60 @@ class lane {
       return;
     }
     t->serve(*this);
+    // Between operations, never inside a session: after the caller has its answer, so that a replacement's
+    // connect delays no operation that this lane already took (the lane's queue mates serve meanwhile).
+    last_used_ = std::chrono::steady_clock::now();
+    if (!of_session) retire_if_due(last_used_);
+  }
+
+  // Before an operation outside a session: a connection idle past idle_validation_after must answer a round
+  // trip or it is dropped (dispatch connects its replacement), and one past its lifetime is replaced.
+  void refresh() noexcept {
+    if (!conn_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (settings_.idle_validation_after.count() > 0 &&
+        now >= saturating_add(last_used_, settings_.idle_validation_after) &&
+        !conn_->answers_within(settings_.validation_timeout)) {
+      drop("the connection did not answer a round trip after sitting idle");
+      return;
+    }
+    retire_if_due(now);
+  }
+
+  // max_lifetime. Make before break: the old connection serves until its replacement is up, so a connect that
+  // fails (the server at max_connections, a changed password) costs no operation; it is tried again after the
+  // backoff, as a reconnect would be.
+  void retire_if_due(std::chrono::steady_clock::time_point now) noexcept {
+    if (!conn_ || now < retire_at_ || now < next_attempt_ || closing_.load(std::memory_order_relaxed)) return;
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;  // close() drains the queue: no new connection for the little that is left
+    }
+    std::string error;
+    try {
+      auto fresh = std::make_unique<connection>(conninfo_, read_only_, settings_.on_open, role_, cancels_, target_);
+      conn_ = std::move(fresh);  // the old one's destructor clears the cancel target, its DAOs go with it
+      conn_->arm_cancel();
+      connected();
+      return;
+    } catch (const std::exception& e) {
+      error = e.what();
+    } catch (...) {
+      error = "unknown error";
+    }
+    next_attempt_ = std::chrono::steady_clock::now() + backoff_;
+    backoff_ = std::min(backoff_ * 2, settings_.max_reconnect_backoff);
+    std::lock_guard lock(mutex_);
+    info_.last_error = "replacing the connection past max_lifetime failed (it serves on): " + error;
+  }
+
+  // A new connection's deadline: max_lifetime less up to a fifth of it, drawn per connection, so that the
+  // connections made together (at start, after a restart) are not all replaced at once.
+  std::chrono::steady_clock::time_point retire_time(std::chrono::steady_clock::time_point now) {
+    const std::chrono::milliseconds life = settings_.max_lifetime;
+    if (life.count() <= 0) return std::chrono::steady_clock::time_point::max();
+    std::uniform_int_distribution<std::chrono::milliseconds::rep> cut(0, life.count() / 5);
+    return saturating_add(now, life - std::chrono::milliseconds(cut(jitter_)));
   }
 
   // Waits until the next connect attempt is due; false, at once, when the database is closing.
@@ -296,8 +352,14 @@ class lane {
 
   void connect() {
     set_state(connection_state::connecting);
-    conn_.emplace(conninfo_, read_only_, settings_.on_open, role_, cancels_, target_);
+    conn_ = std::make_unique<connection>(conninfo_, read_only_, settings_.on_open, role_, cancels_, target_);
+    connected();
+  }
+
+  void connected() {
     count_connected(true);
+    last_used_ = std::chrono::steady_clock::now();
+    retire_at_ = retire_time(last_used_);
     std::lock_guard lock(mutex_);
     info_.state = connection_state::ready;
     info_.backend_pid = conn_->backend_pid();
@@ -373,7 +435,12 @@ class lane {
   std::shared_ptr<counters> counters_;
   canceller& cancels_;
   canceller::target& target_;
-  std::optional<connection> conn_;
+  std::unique_ptr<connection> conn_;                   // a pointer: a replacement is connected before the old one goes
+  std::chrono::steady_clock::time_point last_used_{};  // when the last operation ended, or the connect
+  std::chrono::steady_clock::time_point retire_at_ = std::chrono::steady_clock::time_point::max();
+  std::minstd_rand jitter_{static_cast<std::minstd_rand::result_type>(
+      std::hash<const void*>{}(this) ^
+      static_cast<std::size_t>(std::chrono::steady_clock::now().time_since_epoch().count()))};
   std::unique_ptr<pqxx::transaction_base> session_txn_;  // declared after conn_: destroyed first
   bool in_session_ = false;                              // serving a session now
   std::exception_ptr session_failed_;                    // why every later operation of the session being served fails
