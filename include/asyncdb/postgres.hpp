@@ -73,6 +73,11 @@ struct options {
   /// as the server decides. A connection whose cancel request goes unanswered for connect_timeout (a server
   /// that accepts and never answers) is shut down instead: its operation fails with a broken connection.
   std::chrono::milliseconds close_grace{5000};
+
+  /// Told of each operation that ran or was refused on a connection that was down, on the connection's
+  /// thread before the caller resumes (see operation_record: quick, no database calls, exceptions dropped);
+  /// backend_pid says which server process ran it. Empty (the default) costs one test per operation.
+  operation_observer observer{};
 };
 
 /// One connection as stats() sees it.
@@ -144,7 +149,7 @@ class database {
             o.connect_timeout,
             o.close_grace,
             {std::move(o.on_open), o.reconnect_backoff, o.max_reconnect_backoff, o.refuse_swallowed_errors,
-             o.read_your_writes, o.replica_wait, nullptr}};
+             o.read_your_writes, o.replica_wait, nullptr, std::move(o.observer)}};
   }
 
   std::unique_ptr<detail::pg::engine> engine_;

@@ -1,5 +1,6 @@
 #pragma once
 // What a lane needs of asyncdb::postgres::options, without the public header.
+#include <asyncdb/observer.hpp>
 #include <asyncdb/options.hpp>
 
 #include <pqxx/connection>
@@ -22,6 +23,7 @@ struct lane_settings {
   std::chrono::milliseconds replica_wait{5000};
   // The primary's WAL position after this database's last committed write (read_your_writes).
   std::atomic<std::uint64_t>* written_lsn = nullptr;
+  operation_observer observer;  // postgres::options::observer
 };
 
 // "16/B374D848" as one number; 0 when it is not an LSN.

@@ -31,6 +31,7 @@ enum class watch_for : unsigned char { nothing, writes, transactions };
 struct lease_end {
   bool interrupted = false;     // an interrupt landed before anything of the operation committed
   bool commit_refused = false;  // and the commit hook turned a commit of it into a rollback
+  bool committed = false;       // the lease committed something (for the operation observer)
 };
 
 // One SQLite connection, opened, used and closed on its lane's thread; only interrupt() may be called
@@ -165,7 +166,7 @@ class connection final : public interruptible {
   // interrupt meant for it ever reaches the next lease.
   lease_end end_lease() noexcept {
     std::lock_guard lock(guard_mutex_);
-    const lease_end e{interrupted_.load(std::memory_order_relaxed), commit_refused_};
+    const lease_end e{interrupted_.load(std::memory_order_relaxed), commit_refused_, committed_};
     interrupted_.store(false, std::memory_order_relaxed);
     if (!gave_up_) blocked_since_ = {};
     gave_up_ = false;
