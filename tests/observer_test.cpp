@@ -301,3 +301,39 @@ TEST_CASE("a write session holding the writer past hold_threshold is reported on
   CHECK(h.queued_behind == 2);
   CHECK(test::count_rows(dir.file()) == 1);
 }
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+net::awaitable<void> cancel_a_running_operation(asyncdb::database& db, std::atomic<bool>& started) {
+  using namespace net::experimental::awaitable_operators;
+  auto endless = [&started](SQLite::Database& c) {
+    started = true;
+    c.execAndGet(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n");
+  };
+  co_await (asyncdb::async_run(db, endless) || test::timer_after_start(started));
+}
+
+}  // namespace
+
+TEST_CASE("the observer reports an operation cancelled while running as aborted, nothing committed", "[observer]") {
+  test::temp_dir dir;
+  net::io_context ctx;
+  record_log log;
+  std::atomic<bool> started{false};
+  asyncdb::options o = test::default_options(0);
+  o.observer = log.observer();
+  {
+    asyncdb::database db{dir.file(), o};
+    test::run(ctx, cancel_a_running_operation(db, started), 30s);
+  }
+  const std::vector<seen_op> ops = log.all();
+  REQUIRE(ops.size() == 1);
+  INFO("name = " << ops[0].name);
+  CHECK(contains(ops[0].name, "async_run"));  // the existing name of a free async_run
+  CHECK(ops[0].r.outcome == asyncdb::operation_outcome::aborted);
+  CHECK_FALSE(ops[0].r.committed);
+  CHECK(ops[0].r.running > 0ns);
+}
