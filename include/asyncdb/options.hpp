@@ -1,6 +1,9 @@
 #pragma once
 // How a database opens and bounds its connections.
+#include <asyncdb/connection_role.hpp>
 #include <asyncdb/detail/config.hpp>
+#include <asyncdb/hold.hpp>
+#include <asyncdb/observer.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -17,21 +20,18 @@ class Database;
 namespace asyncdb {
 inline namespace ASYNCDB_FLAVOUR {
 
-/// Which connection on_open is preparing.
-struct connection_role {
-  enum kind_type : unsigned char { writer, reader };
-  kind_type kind = writer;
-  std::size_t index = 0;  ///< 0-based among the database's connections of this kind
-  int replica = -1;       ///< PostgreSQL: its server's index in options::replicas; -1 for the primary
+kind_type kind = writer;
+std::size_t index = 0;  ///< 0-based among the database's connections of this kind
+int replica = -1;       ///< PostgreSQL: its server's index in options::replicas; -1 for the primary
 
-  /// True for the writer (SQLite) or a writer on the primary (PostgreSQL).
-  bool is_writer() const noexcept { return kind == writer; }
+/// True for the writer (SQLite) or a writer on the primary (PostgreSQL).
+bool is_writer() const noexcept { return kind == writer; }
 
-  /// "writer 0", "reader 1", "reader 0 (replica 1)": how errors name the connection.
-  std::string name() const {
-    std::string n = (kind == writer ? "writer " : "reader ") + std::to_string(index);
-    return replica < 0 ? n : n + " (replica " + std::to_string(replica) + ")";
-  }
+/// "writer 0", "reader 1", "reader 0 (replica 1)": how errors name the connection.
+std::string name() const {
+  std::string n = (kind == writer ? "writer " : "reader ") + std::to_string(index);
+  return replica < 0 ? n : n + " (replica " + std::to_string(replica) + ")";
+}
 };
 
 /// An on_open callback: `void(Connection&, const connection_role&)`, or `void(Connection&)` for one that
@@ -123,6 +123,18 @@ struct options {
   /// much again. Readers that always hold a snapshot starve SQLite's own checkpoint, and the WAL then grows
   /// without bound. Four times the size at which SQLite's own checkpoint starts; zero leaves it to SQLite alone.
   std::uint64_t wal_checkpoint_bytes = 16u << 20;
+
+  /// Told of each operation that ran or was refused by a closing database, on the connection's thread
+  /// before the caller resumes (see operation_record: quick, no database calls, exceptions dropped).
+  /// Empty (the default) costs one test per operation.
+  operation_observer observer{};
+
+  /// A write session or operation holding the writer longer than this is reported to on_hold, once, while it
+  /// still holds it (a session awaiting a slow call blocks every write). Zero (the default) turns it off.
+  std::chrono::milliseconds hold_threshold{0};
+
+  /// Told of each hold past hold_threshold, on a watchdog thread of the database (see hold_record).
+  hold_observer on_hold{};
 };
 
 }  // namespace ASYNCDB_FLAVOUR

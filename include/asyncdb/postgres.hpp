@@ -83,6 +83,11 @@ struct options {
   /// Before an operation on a connection idle this long, asks the server for an empty round trip, bounded by
   /// connect_timeout, and replaces the connection if it does not answer. 0 or milliseconds::max(): never.
   std::chrono::milliseconds idle_validation_after{std::chrono::seconds(30)};
+
+  /// Told of each operation that ran or was refused on a connection that was down, on the connection's
+  /// thread before the caller resumes (see operation_record: quick, no database calls, exceptions dropped);
+  /// backend_pid says which server process ran it. Empty (the default) costs one test per operation.
+  operation_observer observer{};
 };
 
 /// One connection as stats() sees it.
@@ -155,7 +160,7 @@ class database {
             o.close_grace,
             {std::move(o.on_open), o.reconnect_backoff, o.max_reconnect_backoff, o.refuse_swallowed_errors,
              o.read_your_writes, o.replica_wait, nullptr, o.max_lifetime, o.idle_validation_after,
-             o.connect_timeout.count() > 0 ? o.connect_timeout : std::chrono::seconds(5)}};
+             o.connect_timeout.count() > 0 ? o.connect_timeout : std::chrono::seconds(5), std::move(o.observer)}};
   }
 
   std::unique_ptr<detail::pg::engine> engine_;

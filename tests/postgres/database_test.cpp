@@ -194,3 +194,45 @@ TEST_CASE("on_open learns each PostgreSQL connection's role, and what it throws 
     CHECK(e.sqlstate() == "25006");
   }
 }
+
+TEST_CASE("the operation observer names the backend that ran each operation and whether it committed",
+          "[postgres][observer]") {
+  pgtest::schema s;
+  std::mutex mutex;
+  std::vector<asyncdb::operation_record> records;
+  std::vector<std::string> names;
+  asyncdb::postgres::options o = s.options(1, 0, false);
+  o.observer = [&](const asyncdb::operation_record& r) {
+    std::lock_guard lock(mutex);
+    records.push_back(r);
+    names.emplace_back(r.name);
+  };
+  std::size_t seen_after_add = 0;
+  int pid = 0;
+  {
+    asyncdb::postgres::database pg{o};
+    asio::io_context ctx;
+    auto body = [&]() -> asio::awaitable<void> {
+      AsyncPgUserOper users{pg};
+      UserCreate u{"observed", "o@x", true};
+      co_await users.call<&PgUserOper::add>(u);
+      {
+        std::lock_guard lock(mutex);
+        seen_after_add = records.size();
+      }
+      pid = co_await users.call<&PgUserOper::backend_pid>();
+    };
+    test::run(ctx, body());
+  }
+  CHECK(seen_after_add == 1);  // told before the caller resumed
+  REQUIRE(records.size() == 2);
+  INFO("names: " << names[0] << " | " << names[1]);
+  CHECK(names[0].find("add") != std::string::npos);
+  CHECK(records[0].connection.kind == asyncdb::connection_role::writer);
+  CHECK(records[0].outcome == asyncdb::operation_outcome::succeeded);
+  CHECK(records[0].committed);
+  CHECK(records[0].running > 0ns);
+  CHECK(records[0].backend_pid == pid);  // one writer: the same server process ran both
+  CHECK(records[1].backend_pid == pid);
+  CHECK(pid != 0);
+}

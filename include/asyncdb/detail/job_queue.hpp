@@ -111,6 +111,9 @@ class job_queue {
     return head_ != nullptr && head_->group() != nullptr;
   }
 
+  // Jobs waiting now, for the hold watchdog's report; any thread.
+  std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+
   // Takes `j` out if it is still queued here, giving its place back. The caller holds its own reference,
   // so the returned one (null if `j` was not queued) is never the last.
   std::shared_ptr<job> withdraw(job& j) {

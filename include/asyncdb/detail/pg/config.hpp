@@ -1,5 +1,6 @@
 #pragma once
 // What a lane needs of asyncdb::postgres::options, without the public header.
+#include <asyncdb/observer.hpp>
 #include <asyncdb/options.hpp>
 
 #include <pqxx/connection>
@@ -26,6 +27,7 @@ struct lane_settings {
   std::chrono::milliseconds max_lifetime{0};
   std::chrono::milliseconds idle_validation_after{0};
   std::chrono::milliseconds validation_timeout{5000};  // the bound on that round trip: connect_timeout's
+  operation_observer observer;                         // postgres::options::observer
 };
 
 // `t + d`, or time_point::max() where that would overflow: users spell "no bound" as duration::max().

@@ -84,6 +84,7 @@ class lane {
 
   bool on_this_thread() const noexcept { return thread_.is_current(); }
   bool is_writer() const noexcept { return writer_; }
+  const connection_role& role() const noexcept { return role_; }
   bool is_read_only() const noexcept { return read_only_; }
   const lane_settings& settings() const noexcept { return settings_; }
 

@@ -3,6 +3,7 @@
 #include <asyncdb/detail/completion.hpp>
 #include <asyncdb/detail/outcome.hpp>
 #include <asyncdb/detail/pg/lane.hpp>
+#include <asyncdb/detail/pg/observe.hpp>
 #include <asyncdb/detail/session_state.hpp>
 #include <asyncdb/error.hpp>
 
@@ -92,6 +93,7 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
 
   void serve(lane& l) noexcept override {
     if (!this->start(l.conn())) return;
+    if (l.settings().observer) seen_.start();
     counters& c = l.stats_counters();
     c.queue_wait_ns.fetch_add((std::chrono::steady_clock::now() - this->enqueued_at).count(),
                               std::memory_order_relaxed);
@@ -110,6 +112,7 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
     }
     const bool cancelled = this->end_run();
     const lease_watch w = l.conn().end_lease();
+    if (l.settings().observer) seen_.end(w.commits > 0);
     ep_ = settle(l, std::move(ep_), w, session_);
     // Aborted only when nothing of it reached the database: no COMMIT and no autocommit write went
     // through, and the failure is not a lost COMMIT, whose outcome nobody knows.
@@ -127,6 +130,10 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
     // After a given-up cancel, asked on the replacement connection: its WAL position is past the commit.
     if (w.commits > 0 && !l.conn().is_broken() && !l.replace_if_needed()) l.note_write();
     (aborted ? c.cancelled : ep_ ? c.failed : c.completed).fetch_add(1, std::memory_order_relaxed);
+    if (l.settings().observer) {
+      observe(l, name_, seen_, this->enqueued_at, session_ != nullptr, l.conn().backend_pid(),
+              outcome_of(aborted, ep_));
+    }
     fn_.reset();
     this->deliver_result(std::move(ep_), result_);
     // After the caller has its answer: the lane does it before it takes the session's next operation.
@@ -137,6 +144,8 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
   void refuse(lane& l, std::exception_ptr ep) noexcept override {
     if (!this->claim()) return;
     l.stats_counters().failed.fetch_add(1, std::memory_order_relaxed);
+    if (l.settings().observer)
+      observe(l, name_, seen_, this->enqueued_at, session_ != nullptr, 0, operation_outcome::rejected);
     fn_.reset();
     if constexpr (std::is_void_v<R>) {
       this->deliver(std::move(ep));
@@ -155,6 +164,7 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
   std::exception_ptr ep_;
   std::string_view name_;   // static storage
   session_state* session_;  // the lane serving the session keeps it alive while this runs
+  observed_run seen_;       // for postgres::options::observer only
 };
 
 }  // namespace asyncdb::detail::pg

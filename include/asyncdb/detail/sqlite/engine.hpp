@@ -3,6 +3,7 @@
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/lane_group.hpp>
 #include <asyncdb/detail/sqlite/group_commit.hpp>
+#include <asyncdb/detail/sqlite/hold_watch.hpp>
 #include <asyncdb/detail/sqlite/lane.hpp>
 #include <asyncdb/detail/sqlite/sqlite.hpp>
 #include <asyncdb/error.hpp>
@@ -14,6 +15,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 namespace asyncdb {
 inline namespace ASYNCDB_FLAVOUR {
@@ -38,6 +40,9 @@ class engine {
       for (std::size_t i = 0; i < opts_.readers; ++i) {
         lanes_.add(
             std::make_unique<lane>(connection_role{connection_role::reader, i}, path, opts_, reader_queue_, counters_));
+      }
+      if (opts_.hold_threshold.count() > 0 && opts_.on_hold) {
+        hold_watch_.emplace(lanes_[0], writer_queue_, opts_.hold_threshold, opts_.on_hold);
       }
     } catch (...) {
       stop();
@@ -98,6 +103,7 @@ class engine {
   void stop() noexcept {
     std::lock_guard lock(stop_mutex_);
     if (stopped_) return;
+    hold_watch_.reset();  // nothing is reported once close() has begun
     stop_intake();
     for (const auto& l : lanes_.all()) l->stop_sessions();
     grace_timer timer(opts_.close_grace, [this] {
@@ -122,6 +128,7 @@ class engine {
   lane_group<lane> lanes_;
   std::mutex stop_mutex_;
   bool stopped_ = false;
+  std::optional<hold_watch> hold_watch_;  // options::hold_threshold; stopped first in stop()
 };
 
 }  // namespace detail

@@ -161,8 +161,10 @@ class group_commit {
     const bool committed = conn_.commits() != commits_before;
     if (saw_transaction || committed) last.m->kind().own_transaction.store(true, std::memory_order_relaxed);
     if (committed) {
+      lane_.completing_group({held.empty() ? 0 : held.size() + 1, true});
       complete(held, nullptr, true);
       last.m->complete(lane_);
+      lane_.completing_group({});
       return;
     }
     std::vector<std::shared_ptr<job>> again;
@@ -187,7 +189,9 @@ class group_commit {
       undone = std::current_exception();
       rollback_if_open(conn_.handle());
     }
+    lane_.completing_group({held.size(), !undone});
     complete(held, undone, !undone);
+    lane_.completing_group({});
   }
 
   void complete(std::vector<member>& held, const std::exception_ptr& undone, bool committed) {

@@ -9,6 +9,7 @@
 #include <asyncdb/stats.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <exception>
 #include <filesystem>
 #include <functional>
@@ -73,6 +74,17 @@ class lane {
   bool on_this_thread() const noexcept { return thread_.is_current(); }
   bool is_writer() const noexcept { return writer_; }
 
+  // For the operation observer: the settings (its hook), which connection this is, and the group commit
+  // whose members are being completed (size 0 outside one; set by group_commit).
+  const options& settings() const noexcept { return opts_; }
+  const connection_role& role() const noexcept { return role_; }
+  struct group_outcome {
+    std::size_t size = 0;
+    bool committed = false;
+  };
+  void completing_group(group_outcome g) noexcept { group_ = g; }
+  group_outcome completing_group() const noexcept { return group_; }
+
   // On the lane's thread only.
   connection& conn() noexcept { return *conn_; }
   counters& stats_counters() noexcept { return *counters_; }
@@ -81,9 +93,19 @@ class lane {
   // Who holds the connection, for stats(); any thread.
   void hold(writer_holder::kind what, std::string_view name) noexcept {
     std::lock_guard lock(holder_mutex_);
-    holder_ = {what, name, std::chrono::steady_clock::now()};
+    holder_ = {what, name, std::chrono::steady_clock::now(), holder_.id + 1};
   }
   void release_hold() noexcept { hold(writer_holder::kind::none, {}); }
+  struct holder_state {
+    writer_holder::kind what = writer_holder::kind::none;
+    std::string_view name;  // static storage: a function name or a literal
+    std::chrono::steady_clock::time_point since{};
+    std::uint64_t id = 0;  // one per hold, so that the hold watchdog reports each once
+  };
+  holder_state hold_state() const noexcept {
+    std::lock_guard lock(holder_mutex_);
+    return holder_;
+  }
   writer_holder holder() const {
     std::lock_guard lock(holder_mutex_);
     writer_holder h;
@@ -143,12 +165,6 @@ class lane {
     conn_.reset();
   }
 
-  struct holder_state {
-    writer_holder::kind what = writer_holder::kind::none;
-    std::string_view name;  // static storage: a function name or a literal
-    std::chrono::steady_clock::time_point since{};
-  };
-
   const bool writer_;
   const connection_role role_;
   const std::filesystem::path path_;
@@ -163,6 +179,8 @@ class lane {
 
   mutable std::mutex holder_mutex_;
   holder_state holder_;
+
+  group_outcome group_;  // on the lane's thread only
 
   session_slot sessions_;
   lane_thread thread_;  // last: joined before the members its thread uses are destroyed

@@ -3,6 +3,7 @@
 #include <asyncdb/detail/op_kind.hpp>
 #include <asyncdb/detail/outcome.hpp>
 #include <asyncdb/detail/sqlite/lane.hpp>
+#include <asyncdb/detail/sqlite/observe.hpp>
 
 #include <chrono>
 #include <exception>
@@ -66,11 +67,14 @@ class run_op final : public async_op_for<Handler, R>::type, public group_member 
     if (l.conn().closing()) {  // close()'s grace is over: what is still queued does not start
       if (this->claim()) {
         c.failed.fetch_add(1, std::memory_order_relaxed);
+        if (l.settings().observer)
+          observe(l, name_, seen_, this->enqueued_at, session_ != nullptr, operation_outcome::rejected);
         this->fail(make_error_code(errc::closed));
       }
       return false;
     }
     if (!this->start(l.conn())) return false;
+    if (l.settings().observer) seen_.start();
     c.queue_wait_ns.fetch_add((std::chrono::steady_clock::now() - this->enqueued_at).count(),
                               std::memory_order_relaxed);
     c.running.fetch_add(1, std::memory_order_relaxed);
@@ -96,6 +100,7 @@ class run_op final : public async_op_for<Handler, R>::type, public group_member 
     if (instead) ep_ = std::move(instead);
     const bool cancelled = this->end_run();
     const lease_end e = l.conn().end_lease();
+    if (l.settings().observer) seen_.end(e.committed);
     aborted_ = decide({.cancel_requested = cancelled,
                        .failed = ep_ != nullptr,
                        .commit_refused = e.commit_refused,
@@ -113,6 +118,8 @@ class run_op final : public async_op_for<Handler, R>::type, public group_member 
     }
     counters& c = l.stats_counters();
     (aborted_ ? c.cancelled : ep_ ? c.failed : c.completed).fetch_add(1, std::memory_order_relaxed);
+    if (l.settings().observer)
+      observe(l, name_, seen_, this->enqueued_at, session_ != nullptr, outcome_of(aborted_, ep_));
     fn_.reset();  // Asio's rule: what the operation captured is gone before its completion runs
     const bool ok = !ep_;
     this->deliver_result(std::move(ep_), result_);
@@ -161,6 +168,7 @@ class run_op final : public async_op_for<Handler, R>::type, public group_member 
   session_state* session_;  // the lane serving the session keeps it alive while this runs
   op_route route_;
   bool aborted_ = false;
+  observed_run seen_;  // for options::observer only
 };
 
 }  // namespace detail

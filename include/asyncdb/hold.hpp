@@ -1,0 +1,30 @@
+#pragma once
+// What the hold hook (options::on_hold) is told of a connection held past options::hold_threshold.
+#include <asyncdb/detail/config.hpp>
+#include <asyncdb/stats.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <string_view>
+
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+
+/// A hold of the SQLite writer past the threshold, reported once per hold while it still lasts.
+///
+/// Told on the database's watchdog thread (one per database, only when the threshold is set), never on a
+/// connection's: it may take its time, but must not call close() on that database (close waits for the
+/// watchdog) and should not throw (an exception is caught and dropped). `name` refers to static storage.
+struct hold_record {
+  writer_holder::kind what = writer_holder::kind::none;  ///< an operation or a write session
+  std::string_view name;                                 ///< the DAO member or function, or where the session opened
+  std::chrono::nanoseconds held_for{0};                  ///< since the holder took the writer
+  std::size_t queued_behind = 0;                         ///< operations waiting in the writer's queue
+};
+
+/// Called once per hold past options::hold_threshold.
+using hold_observer = std::function<void(const hold_record&)>;
+
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb
