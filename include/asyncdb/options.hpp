@@ -20,20 +20,6 @@ class Database;
 namespace asyncdb {
 inline namespace ASYNCDB_FLAVOUR {
 
-kind_type kind = writer;
-std::size_t index = 0;  ///< 0-based among the database's connections of this kind
-int replica = -1;       ///< PostgreSQL: its server's index in options::replicas; -1 for the primary
-
-/// True for the writer (SQLite) or a writer on the primary (PostgreSQL).
-bool is_writer() const noexcept { return kind == writer; }
-
-/// "writer 0", "reader 1", "reader 0 (replica 1)": how errors name the connection.
-std::string name() const {
-  std::string n = (kind == writer ? "writer " : "reader ") + std::to_string(index);
-  return replica < 0 ? n : n + " (replica " + std::to_string(replica) + ")";
-}
-};
-
 /// An on_open callback: `void(Connection&, const connection_role&)`, or `void(Connection&)` for one that
 /// prepares every connection alike.
 template <class Connection>
