@@ -60,6 +60,11 @@ struct options {
   /// much again. Readers that always hold a snapshot starve SQLite's own checkpoint, and the WAL then grows
   /// without bound. Four times the size at which SQLite's own checkpoint starts; zero leaves it to SQLite alone.
   std::uint64_t wal_checkpoint_bytes = 16u << 20;
+
+  /// Every operation's budget unless it was started with asyncdb::budget(): from its initiation to its
+  /// completion, queue wait included; past it, it is cancelled and fails with errc::deadline_exceeded (see
+  /// budget.hpp). Also bounds the wait to open a session, not the operations inside one. Zero: none.
+  std::chrono::milliseconds operation_budget{0};
 };
 
 }  // namespace ASYNCDB_FLAVOUR

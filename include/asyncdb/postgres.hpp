@@ -71,6 +71,11 @@ struct options {
   /// as the server decides. A connection whose cancel request goes unanswered for connect_timeout (a server
   /// that accepts and never answers) is shut down instead: its operation fails with a broken connection.
   std::chrono::milliseconds close_grace{5000};
+
+  /// Every operation's budget unless it was started with asyncdb::budget(), queue wait included; past it, it
+  /// is cancelled (on the server too) and fails with errc::deadline_exceeded (see budget.hpp). Also bounds the
+  /// wait to open a session, not the operations inside one. Zero: none.
+  std::chrono::milliseconds operation_budget{0};
 };
 
 /// One connection as stats() sees it.
@@ -142,7 +147,8 @@ class database {
             o.connect_timeout,
             o.close_grace,
             {std::move(o.on_open), o.reconnect_backoff, o.max_reconnect_backoff, o.refuse_swallowed_errors,
-             o.read_your_writes, o.replica_wait, nullptr}};
+             o.read_your_writes, o.replica_wait, nullptr},
+            detail::saturated_ns(o.operation_budget)};
   }
 
   std::unique_ptr<detail::pg::engine> engine_;
