@@ -185,17 +185,10 @@ TEST_CASE("an operation that committed before its deadline passed reports succes
 
 // ------------------------------------------------------------------------------------------------
 
-net::awaitable<void> budget_within_call(asyncdb::database& db, test::gate& g, asyncdb::error_code& out,
+// A write session holds the writer, so the calls below wait in its queue.
+net::awaitable<void> budget_within_call(asyncdb::database& db, asyncdb::error_code& out,
                                         std::atomic<bool>& queued_ran) {
-  auto ex = co_await net::this_coro::executor;
-  std::atomic<bool> entered{false};
-  test::completion blocker;
-  auto block = [&](SQLite::Database&) {
-    entered = true;
-    g.wait();
-  };
-  asyncdb::async_run(db, block, net::bind_executor(ex, test::record_into(blocker)));
-  co_await test::until_set(entered);
+  asyncdb::AsyncDbSession holder = co_await asyncdb::async_db_session(db);
   test::AsyncUsers users{db};
   const test::UserCreate ann{"within", "w@x"};
   auto queued = [&queued_ran](SQLite::Database& c) {
@@ -207,20 +200,16 @@ net::awaitable<void> budget_within_call(asyncdb::database& db, test::gate& g, as
   net::awaitable<std::int64_t> add = users.call<&test::UserOper::add>(ann);
   const asyncdb::error_code add_error = co_await test::error_of(asyncdb::within(20ms, std::move(add)));
   CHECK(add_error == asyncdb::errc::deadline_exceeded);
-  g.open();
-  auto blocker_done = [&] { return blocker.done; };
-  co_await test::poll_until(blocker_done);
+  holder.release();
 }
 
 TEST_CASE("within() bounds an awaitable: a call queued past it fails with deadline_exceeded", "[budget]") {
   test::temp_dir dir;
   net::io_context ctx;
-  test::gate g;
   asyncdb::error_code error;
   std::atomic<bool> queued_ran{false};
   asyncdb::database db{dir.file(), test::default_options()};
-  test::open_at_exit guard{g};
-  test::run(ctx, budget_within_call(db, g, error, queued_ran), 30s);
+  test::run(ctx, budget_within_call(db, error, queued_ran), 30s);
 
   CHECK(error == asyncdb::errc::deadline_exceeded);
   CHECK_FALSE(queued_ran);
