@@ -240,10 +240,14 @@ net::awaitable<std::int64_t> budget_unbounded(asyncdb::database& db) {
   const auto forever = asyncdb::budget(std::chrono::hours::max());  // saturates: no bound, not an overflow
   co_await asyncdb::async_run(
       db, [](SQLite::Database& c) { c.exec("INSERT INTO users(name, email) VALUES('ok', 'o@x')"); }, forever);
+  // A zero budget expires at once. A session holds the writer meanwhile: a write that started and committed
+  // before the timer fired would rightly succeed.
+  asyncdb::AsyncDbSession holder = co_await asyncdb::async_db_session(db);
   const auto zero_is_now = asyncdb::budget(0ms);
   const asyncdb::error_code e = co_await test::error_of(asyncdb::async_run(
       db, [](SQLite::Database& c) { c.exec("INSERT INTO users(name, email) VALUES('no', 'n@x')"); }, zero_is_now));
   CHECK(e == asyncdb::errc::deadline_exceeded);
+  holder.release();
   test::AsyncUsers users{db};
   co_return co_await users.call<&test::UserOper::count>();
 }
