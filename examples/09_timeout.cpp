@@ -1,20 +1,20 @@
 // 09 — Timeouts (Python would write `await asyncio.wait_for(op, timeout)`).
 //
-// With asio::experimental::awaitable_operators, `op || timer.async_wait(use_awaitable)` completes with whichever
-// finishes first and cancels the other through Asio per-operation cancellation. asyncdb honours it: a queued
-// operation is dropped, a running statement is interrupted (sqlite3_interrupt), the co_await completes only
-// once the connection is free again, and that connection is immediately usable.
+// A time budget bounds an operation from the co_await to its completion, queue wait included: a database-wide
+// default (options::operation_budget), or one per call, `asyncdb::budget(50ms)` as the completion token of
+// async_run and async_db_session, or `asyncdb::within(50ms, awaitable)` around a DAO call. Past it, a queued
+// operation is dropped, a running statement is interrupted (sqlite3_interrupt), and the co_await throws
+// asyncdb::errc::deadline_exceeded once the connection is free again; that connection is immediately usable.
+// Nothing of an operation that failed that way is in the database; one that had already committed succeeds.
 
 #include <asio/co_spawn.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/io_context.hpp>
-#include <asio/steady_timer.hpp>
+#include <asyncdb/budget.hpp>
 #include <iostream>
 
 #include "async_user_oper.hpp"
 #include "demo.hpp"
 
-using namespace asio::experimental::awaitable_operators;
 using namespace std::chrono_literals;
 using std::chrono::steady_clock;
 
@@ -33,22 +33,20 @@ asio::awaitable<void> main_coroutine(asyncdb::database& db) {
   AsyncUserOper users{db};
   UserCreate ann{"ann", "ann@example.org"};
   co_await users.add(ann);
-  asio::steady_timer timer{co_await asio::this_coro::executor};
 
-  timer.expires_after(2s);
   auto start = steady_clock::now();
-  const std::variant<std::vector<User>, std::monostate> fast =
-      co_await (users.list() || timer.async_wait(asio::use_awaitable));
-  std::cout << "list() || 2 s timer: " << (fast.index() == 0 ? "list() won" : "the timer won") << " after "
-            << ms_since(start) << " ms\n";
+  const std::vector<User> fast = co_await asyncdb::within(2s, users.list());
+  std::cout << "within(2s, list()): " << fast.size() << " user(s) after " << ms_since(start) << " ms\n";
 
-  timer.expires_after(50ms);
   start = steady_clock::now();
-  const std::variant<std::int64_t, std::monostate> slow =
-      co_await (asyncdb::async_run(db, asyncdb::read_only, count_to_a_billion, asio::use_awaitable) ||
-                timer.async_wait(asio::use_awaitable));
+  bool timed_out = false;
+  try {
+    co_await asyncdb::async_run(db, asyncdb::read_only, count_to_a_billion, asyncdb::budget(50ms));
+  } catch (const asyncdb::system_error& e) {
+    timed_out = e.code() == asyncdb::errc::deadline_exceeded;
+  }
   const long long slow_ms = ms_since(start);
-  std::cout << "count_to_a_billion || 50 ms timer: " << (slow.index() == 1 ? "the timer won" : "the query won")
+  std::cout << "count_to_a_billion with budget(50ms): " << (timed_out ? "deadline_exceeded" : "finished")
             << ", the query was interrupted and the co_await returned after " << slow_ms << " ms\n";
 
   // There is a single reader (options below), so this runs on the very connection that was interrupted.
@@ -57,13 +55,15 @@ asio::awaitable<void> main_coroutine(asyncdb::database& db) {
   std::cout << "the same reader answers list() right away: " << again.size() << " user(s) in " << ms_since(start)
             << " ms; stats: " << db.stats().cancelled << " operation(s) cancelled\n";
 
-  if (fast.index() != 0 || slow.index() != 1 || slow_ms > 1000) throw std::runtime_error{"timeouts misbehaved"};
+  if (fast.size() != 1 || !timed_out || slow_ms > 1000) throw std::runtime_error{"timeouts misbehaved"};
 }
 
 int main() {
   try {
     asio::io_context ctx;
-    asyncdb::database db{demo::fresh_file("09_timeout.db"), {.readers = 1, .on_open = create_schema}};
+    // Every operation gets 5 s unless it was given its own budget.
+    asyncdb::database db{demo::fresh_file("09_timeout.db"),
+                         {.readers = 1, .on_open = create_schema, .operation_budget = 5s}};
     asio::co_spawn(ctx, main_coroutine(db), [](const std::exception_ptr& e) {
       if (e) std::rethrow_exception(e);
     });

@@ -18,6 +18,7 @@ enum class errc {
   transaction_left_open,  ///< the operation returned inside a transaction; it was rolled back
   read_only_session,      ///< begin/commit/rollback on a read session, which holds one snapshot instead
   memory_database,        ///< ":memory:" or an empty path: every connection would see its own database
+  deadline_exceeded,      ///< its time budget ran out; cancelled, it left nothing in the database
 };
 
 namespace detail {
@@ -40,6 +41,8 @@ class error_category final : public error_category_base {
         return "a read session has one snapshot and no begin/commit/rollback";
       case errc::memory_database:
         return "in-memory databases are not supported: each connection would open a different database";
+      case errc::deadline_exceeded:
+        return "the operation's time budget ran out before it completed; nothing of it was committed";
     }
     return "unknown asyncdb error";
   }

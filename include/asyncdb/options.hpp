@@ -121,6 +121,11 @@ struct options {
 
   /// Told of each hold past hold_threshold, on a watchdog thread of the database (see hold_record).
   hold_observer on_hold{};
+
+  /// Every operation's budget unless it was started with asyncdb::budget(): from its initiation to its
+  /// completion, queue wait included; past it, it is cancelled and fails with errc::deadline_exceeded (see
+  /// budget.hpp). Also bounds the wait to open a session, not the operations inside one. Zero: none.
+  std::chrono::milliseconds operation_budget{0};
 };
 
 }  // namespace ASYNCDB_FLAVOUR

@@ -88,6 +88,11 @@ struct options {
   /// thread before the caller resumes (see operation_record: quick, no database calls, exceptions dropped);
   /// backend_pid says which server process ran it. Empty (the default) costs one test per operation.
   operation_observer observer{};
+
+  /// Every operation's budget unless it was started with asyncdb::budget(), queue wait included; past it, it
+  /// is cancelled (on the server too) and fails with errc::deadline_exceeded (see budget.hpp). Also bounds the
+  /// wait to open a session, not the operations inside one. Zero: none.
+  std::chrono::milliseconds operation_budget{0};
 };
 
 /// One connection as stats() sees it.
@@ -160,7 +165,8 @@ class database {
             o.close_grace,
             {std::move(o.on_open), o.reconnect_backoff, o.max_reconnect_backoff, o.refuse_swallowed_errors,
              o.read_your_writes, o.replica_wait, nullptr, o.max_lifetime, o.idle_validation_after,
-             o.connect_timeout.count() > 0 ? o.connect_timeout : std::chrono::seconds(5), std::move(o.observer)}};
+             o.connect_timeout.count() > 0 ? o.connect_timeout : std::chrono::seconds(5), std::move(o.observer)},
+            detail::saturated_ns(o.operation_budget)};
   }
 
   std::unique_ptr<detail::pg::engine> engine_;

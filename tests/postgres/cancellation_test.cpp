@@ -64,6 +64,48 @@ TEST_CASE("a timed-out PostgreSQL operation is cancelled on the server and compl
   (void)code;
 }
 
+namespace {
+// A write that inserts a row, then sleeps on the server inside its transaction: only a cancel ends it.
+int budget_insert_then_sleep(pqxx::connection& c) {
+  pqxx::work w{c};
+  w.exec("INSERT INTO users(name, email) VALUES ('budget', 'b@x')");
+  w.exec("SELECT pg_sleep(30) /* asyncdb-budget-1 */");
+  w.commit();
+  return 1;
+}
+
+asio::awaitable<void> budget_running_write(asyncdb::postgres::database& pg, std::error_code& code, int& next) {
+  try {
+    co_await asyncdb::async_run(pg, budget_insert_then_sleep);
+  } catch (const std::system_error& e) {
+    code = e.code();
+  }
+  auto one = [](pqxx::connection& c) {
+    pqxx::nontransaction t{c};
+    return t.exec1("SELECT 1")[0].as<int>();
+  };
+  next = co_await asyncdb::async_run(pg, one);
+}
+}  // namespace
+
+TEST_CASE("a PostgreSQL write past the default budget is cancelled on the server: deadline_exceeded, nothing written",
+          "[postgres][cancellation][budget]") {
+  pgtest::schema s;
+  asyncdb::postgres::options o = s.options(1, 0, false);
+  o.operation_budget = 300ms;
+  asyncdb::postgres::database pg{o};
+  asio::io_context ctx;
+  std::error_code code;
+  int next = 0;
+  const auto start = std::chrono::steady_clock::now();
+  test::run(ctx, budget_running_write(pg, code, next));
+  CHECK(code == asyncdb::errc::deadline_exceeded);
+  CHECK(std::chrono::steady_clock::now() - start < 10s);  // not the 30 s of the sleep
+  CHECK_FALSE(server_still_sleeping("asyncdb-budget-1"));
+  CHECK(pgtest::count_users(s) == 0);
+  CHECK(next == 1);
+}
+
 TEST_CASE("a cancel racing the end of an operation never hits the next one on that connection",
           "[postgres][cancellation]") {
   pgtest::schema s;

@@ -1,6 +1,7 @@
 #pragma once
 // The lanes of one PostgreSQL database: `writers` connections to the primary sharing one queue, and
 // `readers` connections per replica (or read-only ones to the primary) sharing another.
+#include <asyncdb/detail/budget.hpp>
 #include <asyncdb/detail/counters.hpp>
 #include <asyncdb/detail/grace_timer.hpp>
 #include <asyncdb/detail/job_queue.hpp>
@@ -28,6 +29,7 @@ struct engine_config {
   std::chrono::seconds connect_timeout{5};
   std::chrono::milliseconds close_grace{5000};
   lane_settings settings;
+  std::chrono::nanoseconds operation_budget{0};  // saturated; zero is none
 };
 
 class engine {
@@ -83,6 +85,7 @@ class engine {
   job_queue& queue(bool read_only) noexcept { return read_only && has_readers() ? reader_queue_ : writer_queue_; }
   bool has_readers() const noexcept { return cfg_.readers > 0; }
   counters& stats_counters() noexcept { return *counters_; }
+  std::chrono::nanoseconds operation_budget() const noexcept { return cfg_.operation_budget; }
   const std::vector<std::unique_ptr<lane>>& lanes() const noexcept { return lanes_.all(); }
 
  private:

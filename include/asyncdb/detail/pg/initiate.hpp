@@ -53,7 +53,9 @@ auto initiate(Token&& token, engine& e, bool read_only, Fn fn, std::string_view 
   check_result<R>();
   return net::async_initiate<Token, signature_t<R>>(
       [](auto handler, engine* e, bool ro, Fn f, std::string_view n) {
-        submit<R>(std::move(handler), &e->queue(ro), &e->stats_counters(), std::move(f), n, nullptr);
+        start_with_default(std::move(handler), e->operation_budget(), [&](auto h) {
+          submit<R>(std::move(h), &e->queue(ro), &e->stats_counters(), std::move(f), n, nullptr);
+        });
       },
       token, &e, read_only, std::move(fn), name);
 }

@@ -207,12 +207,14 @@ class session_open_op final : public async_op<Handler, AsyncDbSession>, public t
 template <class Token>
 auto open_session(engine& e, bool read_only, Token&& token, const std::source_location& where) {
   return net::async_initiate<Token, void(std::exception_ptr, AsyncDbSession)>(
-      [](auto handler, job_queue* q, counters* c, bool ro, std::string_view name) {
-        auto op = std::make_shared<session_open_op<decltype(handler)>>(std::move(handler), ro, name);
-        const bool attached = op->attach();
-        enqueue(op, attached, q, c);
+      [](auto handler, engine* e, bool ro, std::string_view name) {
+        start_with_default(std::move(handler), e->operation_budget(), [&](auto h) {
+          auto op = std::make_shared<session_open_op<decltype(h)>>(std::move(h), ro, name);
+          const bool attached = op->attach();
+          enqueue(op, attached, &e->queue(ro), &e->stats_counters());
+        });
       },
-      token, &e.queue(read_only), &e.stats_counters(), read_only, std::string_view(where.function_name()));
+      token, &e, read_only, std::string_view(where.function_name()));
 }
 
 }  // namespace asyncdb::detail::pg

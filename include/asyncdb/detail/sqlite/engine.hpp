@@ -1,4 +1,5 @@
 #pragma once
+#include <asyncdb/detail/budget.hpp>
 #include <asyncdb/detail/grace_timer.hpp>
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/lane_group.hpp>
@@ -71,6 +72,7 @@ class engine {
   job_queue& writer_queue() noexcept { return writer_queue_; }
   bool has_readers() const noexcept { return opts_.readers > 0; }
   counters& stats_counters() noexcept { return *counters_; }
+  std::chrono::nanoseconds operation_budget() const noexcept { return budget_; }
   const std::shared_ptr<counters>& shared_counters() const noexcept { return counters_; }
 
   stats snapshot() const {
@@ -120,6 +122,7 @@ class engine {
   }
 
   options opts_;
+  std::chrono::nanoseconds budget_ = saturated_ns(opts_.operation_budget);
   std::shared_ptr<counters> counters_;
   job_queue writer_queue_;
   job_queue reader_queue_;

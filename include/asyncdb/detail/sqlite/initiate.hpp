@@ -49,7 +49,9 @@ auto initiate(Token&& token, engine& e, route r, op_kind& kind, Fn fn, std::stri
       [](auto handler, engine* e, route r, op_kind* k, Fn f, std::string_view n) {
         op_route where{k};
         job_queue& q = pick_queue(*e, r, where);
-        submit<R>(std::move(handler), &q, &e->stats_counters(), std::move(f), n, nullptr, where);
+        start_with_default(std::move(handler), e->operation_budget(), [&](auto h) {
+          submit<R>(std::move(h), &q, &e->stats_counters(), std::move(f), n, nullptr, where);
+        });
       },
       token, &e, r, &kind, std::move(fn), name);
 }

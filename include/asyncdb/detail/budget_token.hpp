@@ -1,0 +1,49 @@
+#pragma once
+// How Asio initiates an operation given an asyncdb::budget_t token: the inner token's own async_result, with
+// the handler wrapped in a budget_handler and its timer armed once the operation is queued (as the
+// experimental::as_tuple adapter of Asio 1.22 wraps its handlers).
+#include <asyncdb/detail/budget.hpp>
+
+#include <type_traits>
+#include <utility>
+
+namespace asyncdb {
+inline namespace ASYNCDB_FLAVOUR {
+template <class Token>
+struct budget_t;
+
+namespace detail {
+template <class Initiation>
+struct budget_initiation {
+  Initiation initiation;
+  budget_clock::time_point deadline;
+
+  template <class Handler, class... Args>
+  void operator()(Handler&& handler, Args&&... args) {
+    start_within(std::forward<Handler>(handler), deadline,
+                 [&](auto h) { std::move(initiation)(std::move(h), std::forward<Args>(args)...); });
+  }
+};
+}  // namespace detail
+}  // namespace ASYNCDB_FLAVOUR
+}  // namespace asyncdb
+
+/// \cond
+#if defined(ASYNCDB_USE_BOOST_ASIO)
+namespace boost::asio {
+#else
+namespace asio {
+#endif
+template <class Token, class... Signatures>
+struct async_result<asyncdb::budget_t<Token>, Signatures...> : async_result<Token, Signatures...> {
+  template <class Initiation, class RawToken, class... Args>
+  static auto initiate(Initiation&& initiation, RawToken&& token, Args&&... args) {
+    using wrapper = asyncdb::detail::budget_initiation<std::decay_t<Initiation>>;
+    Token inner = std::forward<RawToken>(token).token;
+    return async_initiate<Token, Signatures...>(
+        wrapper{std::forward<Initiation>(initiation), asyncdb::detail::deadline_after(token.duration)}, inner,
+        std::forward<Args>(args)...);
+  }
+};
+}  // namespace asio
+/// \endcond
