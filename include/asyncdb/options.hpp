@@ -27,11 +27,13 @@ class on_open_function {
  public:
   on_open_function() = default;
 
+  /// Wraps a callback that takes the connection and its role.
   template <class F>
   requires std::is_invocable_v<F&, Connection&, const connection_role&> on_open_function(F f) {
     if (!is_empty(f)) fn_ = std::move(f);
   }
 
+  /// Wraps a callback that takes the connection alone and prepares every connection alike.
   template <class F>
   requires(!std::is_invocable_v<F&, Connection&, const connection_role&> && std::is_invocable_v<F&, Connection&>)
       on_open_function(F f) {
