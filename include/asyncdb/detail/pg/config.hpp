@@ -1,5 +1,6 @@
 #pragma once
 // What a lane needs of asyncdb::postgres::options, without the public header.
+#include <asyncdb/detail/deadline.hpp>
 #include <asyncdb/observer.hpp>
 #include <asyncdb/options.hpp>
 
@@ -29,15 +30,6 @@ struct lane_settings {
   std::chrono::milliseconds validation_timeout{5000};  // the bound on that round trip: connect_timeout's
   operation_observer observer;                         // postgres::options::observer
 };
-
-// `t + d`, or time_point::max() where that would overflow: users spell "no bound" as duration::max().
-inline std::chrono::steady_clock::time_point saturating_add(std::chrono::steady_clock::time_point t,
-                                                            std::chrono::milliseconds d) noexcept {
-  using clock = std::chrono::steady_clock;
-  if (d.count() <= 0) return t;
-  const auto room = std::chrono::duration_cast<std::chrono::milliseconds>(clock::time_point::max() - t);
-  return d >= room ? clock::time_point::max() : t + std::chrono::duration_cast<clock::duration>(d);
-}
 
 // "16/B374D848" as one number; 0 when it is not an LSN.
 inline std::uint64_t parse_lsn(const char* text) noexcept {

@@ -134,7 +134,7 @@ class connection final : public interruptible {
   // by the DAOs' destructors either, and the lane replaces it before the operation starts.
   bool answers_within(std::chrono::milliseconds bound) noexcept {
     bool answered = PQsendQuery(raw_, "") == 1;
-    const auto give_up = saturating_add(std::chrono::steady_clock::now(), bound);
+    const auto give_up = saturating_deadline(std::chrono::steady_clock::now(), bound);
     bool done = false;
     while (answered && !done) {
       while (PQisBusy(raw_) == 0) {

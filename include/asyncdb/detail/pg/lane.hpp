@@ -293,7 +293,7 @@ class lane {
     if (!conn_) return;
     const auto now = std::chrono::steady_clock::now();
     if (settings_.idle_validation_after.count() > 0 &&
-        now >= saturating_add(last_used_, settings_.idle_validation_after) &&
+        now >= saturating_deadline(last_used_, settings_.idle_validation_after) &&
         !conn_->answers_within(settings_.validation_timeout)) {
       drop("the connection did not answer a round trip after sitting idle");
       return;
@@ -334,7 +334,7 @@ class lane {
     const std::chrono::milliseconds life = settings_.max_lifetime;
     if (life.count() <= 0) return std::chrono::steady_clock::time_point::max();
     std::uniform_int_distribution<std::chrono::milliseconds::rep> cut(0, life.count() / 5);
-    return saturating_add(now, life - std::chrono::milliseconds(cut(jitter_)));
+    return saturating_deadline(now, life - std::chrono::milliseconds(cut(jitter_)));
   }
 
   // Waits until the next connect attempt is due; false, at once, when the database is closing.
