@@ -166,6 +166,8 @@ int unwritable(const std::string& file) {
 int orphan(const std::string& file) {
   asyncdb::options opts = items_options("NORMAL");
   opts.readers = 1;
+  // The write takes seconds on a loaded machine; the default 5 s grace would cut it short, as close() may.
+  opts.close_grace = std::chrono::minutes(3);
   auto db = std::make_shared<asyncdb::database>(file, opts);
   asyncdb::database& ref = *db;
   auto slow_write = [](SQLite::Database& c) {

@@ -534,7 +534,7 @@ TEST_CASE("a database destroyed on its own thread finishes its queued work even 
   // never lands (and static destructors run under the database's threads).
   test::temp_dir dir;
   const auto file = dir.file();
-  faults::watchdog dog(60s, "orphan child");
+  faults::watchdog dog(240s, "orphan child");
   faults::child_process c({ASYNCDB_FAULT_CHILD, "orphan", file.string()});
   const std::vector<std::string> lines = c.rest();
   const int status = c.wait();
