@@ -7,6 +7,7 @@
 #include <asyncdb/detail/pg/canceller.hpp>
 #include <asyncdb/detail/pg/config.hpp>
 #include <asyncdb/detail/pg/connection.hpp>
+#include <asyncdb/detail/pg/statement_timeout.hpp>
 #include <asyncdb/detail/session_slot.hpp>
 #include <asyncdb/error.hpp>
 
@@ -41,6 +42,9 @@ class task {
   virtual void serve(lane& l) noexcept = 0;
   // Completes with `ep` without running (the lane's connection is down); a no-op if cancelled meanwhile.
   virtual void refuse(lane& l, std::exception_ptr ep) noexcept = 0;
+  // Whether its budget bounds its statements on the server: not a session's opening, whose budget is only
+  // the wait for the session.
+  virtual bool runs_statements() const noexcept { return true; }
 
  protected:
   ~task() = default;
@@ -280,6 +284,7 @@ class lane {
       t->refuse(*this, down_error());
       return;
     }
+    if (t->runs_statements()) timeouts_.prepare(*conn_, j->deadline, j->budget);
     t->serve(*this);
     // Between operations, never inside a session: after the caller has its answer, so that a replacement's
     // connect delays no operation that this lane already took (the lane's queue mates serve meanwhile).
@@ -358,6 +363,7 @@ class lane {
   }
 
   void connected() {
+    timeouts_.reset();
     count_connected(true);
     last_used_ = std::chrono::steady_clock::now();
     retire_at_ = retire_time(last_used_);
@@ -437,6 +443,7 @@ class lane {
   canceller& cancels_;
   canceller::target& target_;
   std::unique_ptr<connection> conn_;                   // a pointer: a replacement is connected before the old one goes
+  statement_timeout timeouts_;                         // conn_'s, as asyncdb has set it
   std::chrono::steady_clock::time_point last_used_{};  // when the last operation ended, or the connect
   std::chrono::steady_clock::time_point retire_at_ = std::chrono::steady_clock::time_point::max();
   std::minstd_rand jitter_{static_cast<std::minstd_rand::result_type>(
