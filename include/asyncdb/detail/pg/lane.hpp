@@ -2,6 +2,7 @@
 // A PostgreSQL lane: one thread, the connection it owns (replaced after a fault), the DAOs built on it,
 // and the loop that serves one queue (the writers share one, the readers of each replica one more).
 #include <asyncdb/detail/deadline.hpp>
+#include <asyncdb/detail/holder.hpp>
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/lane_thread.hpp>
 #include <asyncdb/detail/pg/canceller.hpp>
@@ -58,7 +59,7 @@ struct lane_snapshot {
   int backend_pid = 0;
   std::uint64_t connects = 0;
   std::string last_error;
-  std::string holder;  // the operation or session using it now, empty when idle
+  writer_holder holder;  // the operation or session using it now
 };
 
 class lane {
@@ -97,15 +98,23 @@ class lane {
   counters& stats_counters() noexcept { return *counters_; }
   const std::shared_ptr<counters>& shared_counters() const noexcept { return counters_; }
 
+  // An operation outside a session takes the connection (`name`), or gives it back (empty).
   void hold(std::string_view name) noexcept {
-    std::lock_guard lock(mutex_);
-    holder_ = name;
+    if (name.empty()) {
+      holder_.release();
+    } else {
+      holder_.hold(writer_holder::kind::operation, name, conn_ ? conn_->backend_pid() : 0);
+    }
   }
+  const connection_holder& holds() const noexcept { return holder_; }
 
   lane_snapshot snapshot() const {
-    std::lock_guard lock(mutex_);
-    lane_snapshot s = info_;
-    s.holder = std::string(holder_);
+    lane_snapshot s;
+    {
+      std::lock_guard lock(mutex_);
+      s = info_;
+    }
+    s.holder = holder_.snapshot();
     return s;
   }
 
@@ -113,7 +122,7 @@ class lane {
   template <class Granted>
   bool serve_session(const std::shared_ptr<session_state>& s, std::string_view name, Granted&& granted) {
     if (!sessions_.enter(s)) return false;
-    hold(name);
+    holder_.hold(writer_holder::kind::session, name, conn_ ? conn_->backend_pid() : 0);
     in_session_ = true;
     granted();
     while (auto j = s->queue.pop()) dispatch(j, true);
@@ -121,7 +130,7 @@ class lane {
     if (conn_) conn_->rollback_if_open();
     in_session_ = false;
     session_failed_ = nullptr;
-    hold({});
+    holder_.release();
     sessions_.leave();
     return true;
   }
@@ -460,7 +469,7 @@ class lane {
   std::condition_variable wake_;  // ends wait_for_next_attempt when the database closes
   bool stopping_ = false;
   lane_snapshot info_;
-  std::string_view holder_;  // static storage: a function name or a literal
+  connection_holder holder_;  // for stats() and the hold watchdog
 
   std::atomic<bool> closing_{false};  // close()'s grace is over; never cleared
   session_slot sessions_;
