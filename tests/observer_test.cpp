@@ -215,27 +215,8 @@ TEST_CASE("an observer that throws loses its record, not the operation's complet
 
 namespace {
 
-// What the hold hook was told, from the watchdog's thread.
-struct hold_log {
-  std::mutex mutex;
-  std::vector<asyncdb::hold_record> holds;
-  std::vector<std::string> names;
-
-  asyncdb::hold_observer hook() {
-    return [this](const asyncdb::hold_record& r) {
-      std::lock_guard lock(mutex);
-      holds.push_back(r);
-      names.emplace_back(r.name);
-    };
-  }
-  std::size_t size() {
-    std::lock_guard lock(mutex);
-    return holds.size();
-  }
-};
-
 struct slow_session_state {
-  hold_log log;
+  test::hold_log log;
   int writes_done = 0;
   std::size_t reports_after_quick_ops = 99;
   std::size_t reports_while_held_longer = 99;
@@ -299,6 +280,8 @@ TEST_CASE("a write session holding the writer past hold_threshold is reported on
   CHECK(contains(st.log.names[0], "session_awaiting_a_slow_call"));
   CHECK(h.held_for >= threshold);
   CHECK(h.queued_behind == 2);
+  CHECK(h.connection.is_writer());
+  CHECK(h.backend_pid == 0);
   CHECK(test::count_rows(dir.file()) == 1);
 }
 

@@ -189,6 +189,25 @@ inline net::awaitable<void> until_set(const std::atomic<bool>& flag) {
   co_await poll_until(is_set);
 }
 
+/// What a hold hook (options::on_hold) was told, from the watchdog's thread.
+struct hold_log {
+  std::mutex mutex;
+  std::vector<asyncdb::hold_record> holds;
+  std::vector<std::string> names;
+
+  asyncdb::hold_observer hook() {
+    return [this](const asyncdb::hold_record& r) {
+      std::lock_guard lock(mutex);
+      holds.push_back(r);
+      names.emplace_back(r.name);
+    };
+  }
+  std::size_t size() {
+    std::lock_guard lock(mutex);
+    return holds.size();
+  }
+};
+
 /// A door DAO code waits at on a database thread until the test opens it. The wait gives up after
 /// 30 s so that a failing test ends instead of hanging in the database's destructor.
 class gate {

@@ -20,6 +20,8 @@ struct budget_t {
 /// complete, queue wait included, overriding options::operation_budget. Past it, the operation is cancelled as
 /// by its cancellation slot and completes with errc::deadline_exceeded, unless it had committed (success).
 /// For every asyncdb call that takes a token: async_run, async_db_session (bounding the wait for the session).
+/// On PostgreSQL it also bounds the operation's statements on the server (statement_timeout, see
+/// postgres::options::operation_budget).
 template <class Rep, class Period, class Token = net::use_awaitable_t<>>
 budget_t<std::decay_t<Token>> budget(std::chrono::duration<Rep, Period> d, Token&& token = {}) {
   return {detail::saturated_ns(d), std::forward<Token>(token)};
@@ -27,7 +29,8 @@ budget_t<std::decay_t<Token>> budget(std::chrono::duration<Rep, Period> d, Token
 
 /// Awaits `op` (an operation's awaitable, e.g. `users.call<&Dao::f>(x)`, or any coroutine of several) with
 /// budget `d`, counted from this co_await: past it, what `op` awaits is cancelled, and an operation it
-/// cancelled that way throws errc::deadline_exceeded. Resumes on the awaiting coroutine's executor.
+/// cancelled that way throws errc::deadline_exceeded. Resumes on the awaiting coroutine's executor. Bounds the
+/// client only: a PostgreSQL server's statement_timeout follows budget(), not within().
 template <class Rep, class Period, class T, class Executor>
 net::awaitable<T, Executor> within(std::chrono::duration<Rep, Period> d, net::awaitable<T, Executor> op) {
   const Executor ex = co_await net::this_coro::executor;

@@ -84,6 +84,15 @@ struct options {
   /// connect_timeout, and replaces the connection if it does not answer. 0 or milliseconds::max(): never.
   std::chrono::milliseconds idle_validation_after{std::chrono::seconds(30)};
 
+  /// A session or operation holding a connection longer than this is reported to on_hold, once, while it still
+  /// holds it (a write session awaiting a slow call keeps its connection from every other write). Zero (the
+  /// default) turns it off.
+  std::chrono::milliseconds hold_threshold{0};
+
+  /// Told of each hold past hold_threshold, with the connection and its backend_pid, on a watchdog thread of
+  /// the database (see hold_record).
+  hold_observer on_hold{};
+
   /// Told of each operation that ran or was refused on a connection that was down, on the connection's
   /// thread before the caller resumes (see operation_record: quick, no database calls, exceptions dropped);
   /// backend_pid says which server process ran it. Empty (the default) costs one test per operation.
@@ -91,7 +100,11 @@ struct options {
 
   /// Every operation's budget unless it was started with asyncdb::budget(), queue wait included; past it, it
   /// is cancelled (on the server too) and fails with errc::deadline_exceeded (see budget.hpp). Also bounds the
-  /// wait to open a session, not the operations inside one. Zero: none.
+  /// wait to open a session, not the operations inside one. Zero: none. A budget (this one or a per-call one)
+  /// is also the server's statement_timeout for the operation's statements, each bounded by the whole budget
+  /// plus 500 ms, so that a client that dies or a lost cancel leaves nothing running past it: per statement,
+  /// not for the operation as a whole; never above a lower statement_timeout the connection already had.
+  /// One SET per connection for this default, one more where a per-call budget needs another value.
   std::chrono::milliseconds operation_budget{0};
 };
 
@@ -102,13 +115,15 @@ struct connection_stats {
   bool primary = true;  ///< a writer on the primary, or a read-only connection
   /// Where the connection is now.
   state status = state::connecting;
-  int backend_pid = 0;         ///< the server process serving it, 0 while not connected
-  std::uint64_t connects = 0;  ///< successful connects, the first included
-  std::string last_error;      ///< why it last went down or failed to connect
-  std::string holder;          ///< the operation or session using it now, empty when idle
+  int backend_pid = 0;                   ///< the server process serving it, 0 while not connected
+  std::uint64_t connects = 0;            ///< successful connects, the first included
+  std::string last_error;                ///< why it last went down or failed to connect
+  std::string holder;                    ///< the operation or session using it now, empty when idle
+  std::chrono::nanoseconds held_for{0};  ///< since holder took it; 0 when idle
 };
 
-/// asyncdb::stats for the whole database, and each connection's state.
+/// asyncdb::stats for the whole database (its `writer`: the longest current hold of a primary connection),
+/// and each connection's state.
 struct stats : asyncdb::stats {
   std::vector<connection_stats> connections;  ///< one per connection
 };
@@ -147,7 +162,12 @@ class database {
     for (const auto& l : engine_->lanes()) {
       const detail::pg::lane_snapshot ls = l->snapshot();
       s.connections.push_back({l->is_writer(), static_cast<connection_stats::state>(ls.state), ls.backend_pid,
-                               ls.connects, ls.last_error, ls.holder});
+                               ls.connects, ls.last_error, ls.holder.name, ls.holder.held_for});
+      const bool held = ls.holder.what != writer_holder::kind::none;
+      if (l->is_writer() && held &&
+          (s.writer.what == writer_holder::kind::none || ls.holder.held_for > s.writer.held_for)) {
+        s.writer = ls.holder;
+      }
     }
     return s;
   }
@@ -166,7 +186,9 @@ class database {
             {std::move(o.on_open), o.reconnect_backoff, o.max_reconnect_backoff, o.refuse_swallowed_errors,
              o.read_your_writes, o.replica_wait, nullptr, o.max_lifetime, o.idle_validation_after,
              o.connect_timeout.count() > 0 ? o.connect_timeout : std::chrono::seconds(5), std::move(o.observer)},
-            detail::saturated_ns(o.operation_budget)};
+            detail::saturated_ns(o.operation_budget),
+            o.hold_threshold,
+            std::move(o.on_hold)};
   }
 
   std::unique_ptr<detail::pg::engine> engine_;

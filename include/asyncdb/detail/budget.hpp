@@ -5,6 +5,7 @@
 // cancellation contract unchanged (withdrawn or interrupted before committing: nothing is in the
 // database; committed first: success), because it is the cancellation path.
 #include <asyncdb/detail/asio.hpp>
+#include <asyncdb/detail/job.hpp>
 #include <asyncdb/error.hpp>
 
 #include <chrono>
@@ -68,8 +69,8 @@ net::any_io_executor timer_executor(const Executor& ex) {
 // operation completes on whatever threads run their executors.
 class budget_state : public std::enable_shared_from_this<budget_state> {
  public:
-  budget_state(net::any_io_executor ex, budget_clock::time_point deadline)
-      : timer_(std::move(ex)), deadline_(deadline) {}
+  budget_state(net::any_io_executor ex, budget_clock::time_point deadline, std::chrono::nanoseconds budget)
+      : timer_(std::move(ex)), deadline_(deadline), budget_(budget) {}
 
   // After the operation connected its cancellation handler to signal_: an earlier emit would be lost.
   void arm() {
@@ -90,7 +91,8 @@ class budget_state : public std::enable_shared_from_this<budget_state> {
     upstream_.emplace<forwarder>(forwarder{weak_from_this()});
   }
 
-  // As the operation completes, on its handler's executor: no emit after this. Whether the deadline passed.
+  // As the operation completes, on its handler's executor: no emit after this. Whether the deadline passed
+  // (the timer may not have run yet when the operation itself saw it pass: operation_base::end_run).
   bool finish() noexcept {
     std::lock_guard lock(mutex_);
     done_ = true;
@@ -99,10 +101,12 @@ class budget_state : public std::enable_shared_from_this<budget_state> {
     } catch (...) {  // cancel() reports failure only as an exception; the wait then ends at the deadline, harmlessly
     }
     if (upstream_.is_connected()) upstream_.clear();
-    return expired_;
+    return expired_ || budget_clock::now() >= deadline_;
   }
 
   net::cancellation_slot slot() noexcept { return signal_.slot(); }
+  budget_clock::time_point deadline() const noexcept { return deadline_; }
+  std::chrono::nanoseconds budget() const noexcept { return budget_; }
 
  private:
   struct forwarder {
@@ -125,6 +129,7 @@ class budget_state : public std::enable_shared_from_this<budget_state> {
   net::cancellation_signal signal_;
   net::cancellation_slot upstream_;
   budget_clock::time_point deadline_;
+  std::chrono::nanoseconds budget_;  // the whole budget, from the initiation to deadline_
   bool done_ = false;
   bool expired_ = false;
 };
@@ -136,8 +141,8 @@ class budget_handler {
   using executor_type = net::associated_executor_t<Handler>;
   using cancellation_slot_type = net::cancellation_slot;
 
-  budget_handler(Handler h, budget_clock::time_point deadline)
-      : state_(std::make_shared<budget_state>(timer_executor(net::get_associated_executor(h)), deadline)),
+  budget_handler(Handler h, budget_clock::time_point deadline, std::chrono::nanoseconds budget)
+      : state_(std::make_shared<budget_state>(timer_executor(net::get_associated_executor(h)), deadline, budget)),
         handler_(std::move(h)) {
     state_->forward_from(net::get_associated_cancellation_slot(handler_));
   }
@@ -167,13 +172,14 @@ inline constexpr bool is_budget_handler<budget_handler<Handler>> = true;
 // The one way an operation gets a budget: `start(handler)` queues it, with `handler` wrapped when there is
 // a deadline. A handler that carries a per-call budget already keeps it (it overrides the default).
 template <class Handler, class Start>
-void start_within(Handler&& handler, budget_clock::time_point deadline, Start&& start) {
+void start_within(Handler&& handler, budget_clock::time_point deadline, std::chrono::nanoseconds budget,
+                  Start&& start) {
   using handler_type = std::decay_t<Handler>;
   if constexpr (is_budget_handler<handler_type>) {
     std::forward<Start>(start)(std::forward<Handler>(handler));
   } else {
     if (deadline == budget_clock::time_point::max()) return std::forward<Start>(start)(std::forward<Handler>(handler));
-    budget_handler<handler_type> wrapped(std::forward<Handler>(handler), deadline);
+    budget_handler<handler_type> wrapped(std::forward<Handler>(handler), deadline, budget);
     auto state = wrapped.state();
     std::forward<Start>(start)(std::move(wrapped));
     state->arm();
@@ -184,7 +190,17 @@ void start_within(Handler&& handler, budget_clock::time_point deadline, Start&& 
 template <class Handler, class Start>
 void start_with_default(Handler&& handler, std::chrono::nanoseconds default_budget, Start&& start) {
   if (default_budget == default_budget.zero()) return std::forward<Start>(start)(std::forward<Handler>(handler));
-  start_within(std::forward<Handler>(handler), deadline_after(default_budget), std::forward<Start>(start));
+  start_within(std::forward<Handler>(handler), deadline_after(default_budget), default_budget,
+               std::forward<Start>(start));
+}
+
+// Records on `j` (before it is queued) the budget its handler carries, if any.
+template <class Handler>
+void record_budget(const Handler& h, job& j) noexcept {
+  if constexpr (is_budget_handler<Handler>) {
+    j.deadline = h.state()->deadline();
+    j.budget = h.state()->budget();
+  }
 }
 
 }  // namespace detail

@@ -4,6 +4,7 @@
 // experimental::as_tuple adapter of Asio 1.22 wraps its handlers).
 #include <asyncdb/detail/budget.hpp>
 
+#include <chrono>
 #include <type_traits>
 #include <utility>
 
@@ -17,10 +18,11 @@ template <class Initiation>
 struct budget_initiation {
   Initiation initiation;
   budget_clock::time_point deadline;
+  std::chrono::nanoseconds budget;
 
   template <class Handler, class... Args>
   void operator()(Handler&& handler, Args&&... args) {
-    start_within(std::forward<Handler>(handler), deadline,
+    start_within(std::forward<Handler>(handler), deadline, budget,
                  [&](auto h) { std::move(initiation)(std::move(h), std::forward<Args>(args)...); });
   }
 };
@@ -41,8 +43,8 @@ struct async_result<asyncdb::budget_t<Token>, Signatures...> : async_result<Toke
     using wrapper = asyncdb::detail::budget_initiation<std::decay_t<Initiation>>;
     Token inner = std::forward<RawToken>(token).token;
     return async_initiate<Token, Signatures...>(
-        wrapper{std::forward<Initiation>(initiation), asyncdb::detail::deadline_after(token.duration)}, inner,
-        std::forward<Args>(args)...);
+        wrapper{std::forward<Initiation>(initiation), asyncdb::detail::deadline_after(token.duration), token.duration},
+        inner, std::forward<Args>(args)...);
   }
 };
 }  // namespace asio

@@ -1,5 +1,6 @@
 #pragma once
 #include <asyncdb/detail/asio.hpp>
+#include <asyncdb/detail/budget.hpp>
 #include <asyncdb/detail/context_registry.hpp>
 #include <asyncdb/detail/operation.hpp>
 
@@ -37,6 +38,7 @@ class async_op : public operation_base {
  public:
   explicit async_op(Handler handler) : handler_(std::move(handler)) {
     work_.emplace(net::get_associated_executor(*handler_));
+    record_budget(*handler_, *this);
   }
 
   ~async_op() override {

@@ -54,6 +54,10 @@ class job {
   virtual group_member* group() noexcept { return nullptr; }
 
   std::chrono::steady_clock::time_point enqueued_at{};
+  // Its budget (asyncdb::budget() or the database's default), set before it is queued; none when the deadline
+  // is max(). A PostgreSQL lane bounds its statements on the server by it too (pg/statement_timeout.hpp).
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  std::chrono::nanoseconds budget = std::chrono::nanoseconds::max();
 
  private:
   // The links of the one queue holding the job, guarded by that queue's mutex: a withdrawn job leaves

@@ -5,6 +5,7 @@
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/session_state.hpp>
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <system_error>
@@ -76,12 +77,16 @@ class operation_base : public job, public pending_completion, public std::enable
     return true;
   }
 
-  // running -> ran: no interrupt can reach it from here on. Returns whether a cancellation arrived.
+  // running -> ran: no interrupt can reach it from here on. Returns whether a cancellation arrived, or its
+  // deadline passed: a run that fails after it is the budget's cancellation even when the budget's timer has
+  // not fired yet (its executor was busy) and the server stopped the statement first (PostgreSQL's
+  // statement_timeout, set from the budget): aborted, deadline_exceeded, never a generic error.
   bool end_run() noexcept {
     std::lock_guard lock(mutex_);
     state_ = op_state::ran;
     conn_ = nullptr;
-    return cancel_requested_;
+    return cancel_requested_ ||
+           (deadline != std::chrono::steady_clock::time_point::max() && std::chrono::steady_clock::now() >= deadline);
   }
 
   // ran -> queued, to run again (on `q`, or directly by the lane when null). False, and done, if a

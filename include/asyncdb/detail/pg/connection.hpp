@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -175,12 +176,11 @@ class connection final : public interruptible {
 
   // One-value query of asyncdb's own, outside any transaction of the DAO's; 0 on failure.
   std::uint64_t lsn(const char* sql) noexcept {
-    PGresult* r = PQexec(raw_, sql);
-    const std::uint64_t v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQgetisnull(r, 0, 0) == 0
-                                ? parse_lsn(PQgetvalue(r, 0, 0))
-                                : 0;
-    PQclear(r);
-    return v;
+    return one_value<std::uint64_t>(sql, 0, [](const char* v) { return parse_lsn(v); });
+  }
+  // As lsn(), for an integer; -1 on failure.
+  std::int64_t integer(const char* sql) noexcept {
+    return one_value<std::int64_t>(sql, -1, [](const char* v) { return std::strtoll(v, nullptr, 10); });
   }
 
   template <class Dao>
@@ -207,6 +207,16 @@ class connection final : public interruptible {
   }
 
  private:
+  template <class T, class Parse>
+  T one_value(const char* sql, T otherwise, Parse parse) noexcept {
+    PGresult* r = PQexec(raw_, sql);
+    const T v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQgetisnull(r, 0, 0) == 0
+                    ? parse(PQgetvalue(r, 0, 0))
+                    : otherwise;
+    PQclear(r);
+    return v;
+  }
+
   struct idle_check {
     PQnoticeReceiver previous = nullptr;
     bool fatal = false;

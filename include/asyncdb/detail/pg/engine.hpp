@@ -4,6 +4,7 @@
 #include <asyncdb/detail/budget.hpp>
 #include <asyncdb/detail/counters.hpp>
 #include <asyncdb/detail/grace_timer.hpp>
+#include <asyncdb/detail/hold_watch.hpp>
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/lane_group.hpp>
 #include <asyncdb/detail/pg/canceller.hpp>
@@ -14,6 +15,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -30,6 +32,8 @@ struct engine_config {
   std::chrono::milliseconds close_grace{5000};
   lane_settings settings;
   std::chrono::nanoseconds operation_budget{0};  // saturated; zero is none
+  std::chrono::milliseconds hold_threshold{0};   // zero is off
+  hold_observer on_hold;
 };
 
 class engine {
@@ -58,6 +62,13 @@ class engine {
         for (std::size_t i = 0; i < cfg_.readers; ++i) {
           add_lane(replica, false, true, {connection_role::reader, reader++, static_cast<int>(r)}, reader_queue_);
         }
+      }
+      if (cfg_.hold_threshold.count() > 0 && cfg_.on_hold) {
+        std::vector<watched_connection> watched;
+        for (const auto& l : lanes_.all()) {
+          watched.push_back({&l->holds(), l->is_writer() ? &writer_queue_ : &reader_queue_, l->role()});
+        }
+        hold_watch_.emplace(std::move(watched), cfg_.hold_threshold, cfg_.on_hold);
       }
     } catch (...) {
       stop();
@@ -108,6 +119,7 @@ class engine {
   // for connect_timeout has its socket shut down. Idempotent.
   void stop() noexcept {
     std::lock_guard lock(stop_mutex_);
+    hold_watch_.reset();  // nothing is reported once close() has begun
     stop_intake();
     for (const auto& l : lanes_.all()) l->stop_sessions();
     {
@@ -133,6 +145,7 @@ class engine {
   job_queue reader_queue_;
   canceller cancels_;
   lane_group<lane> lanes_;
+  std::optional<hold_watch> hold_watch_;  // hold_threshold; stopped first in stop()
   std::mutex stop_mutex_;
 };
 

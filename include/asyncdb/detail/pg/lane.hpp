@@ -2,11 +2,13 @@
 // A PostgreSQL lane: one thread, the connection it owns (replaced after a fault), the DAOs built on it,
 // and the loop that serves one queue (the writers share one, the readers of each replica one more).
 #include <asyncdb/detail/deadline.hpp>
+#include <asyncdb/detail/holder.hpp>
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/lane_thread.hpp>
 #include <asyncdb/detail/pg/canceller.hpp>
 #include <asyncdb/detail/pg/config.hpp>
 #include <asyncdb/detail/pg/connection.hpp>
+#include <asyncdb/detail/pg/statement_timeout.hpp>
 #include <asyncdb/detail/session_slot.hpp>
 #include <asyncdb/error.hpp>
 
@@ -41,6 +43,9 @@ class task {
   virtual void serve(lane& l) noexcept = 0;
   // Completes with `ep` without running (the lane's connection is down); a no-op if cancelled meanwhile.
   virtual void refuse(lane& l, std::exception_ptr ep) noexcept = 0;
+  // Whether its budget bounds its statements on the server: not a session's opening, whose budget is only
+  // the wait for the session.
+  virtual bool runs_statements() const noexcept { return true; }
 
  protected:
   ~task() = default;
@@ -54,7 +59,7 @@ struct lane_snapshot {
   int backend_pid = 0;
   std::uint64_t connects = 0;
   std::string last_error;
-  std::string holder;  // the operation or session using it now, empty when idle
+  writer_holder holder;  // the operation or session using it now
 };
 
 class lane {
@@ -93,15 +98,23 @@ class lane {
   counters& stats_counters() noexcept { return *counters_; }
   const std::shared_ptr<counters>& shared_counters() const noexcept { return counters_; }
 
+  // An operation outside a session takes the connection (`name`), or gives it back (empty).
   void hold(std::string_view name) noexcept {
-    std::lock_guard lock(mutex_);
-    holder_ = name;
+    if (name.empty()) {
+      holder_.release();
+    } else {
+      holder_.hold(writer_holder::kind::operation, name, conn_ ? conn_->backend_pid() : 0);
+    }
   }
+  const connection_holder& holds() const noexcept { return holder_; }
 
   lane_snapshot snapshot() const {
-    std::lock_guard lock(mutex_);
-    lane_snapshot s = info_;
-    s.holder = std::string(holder_);
+    lane_snapshot s;
+    {
+      std::lock_guard lock(mutex_);
+      s = info_;
+    }
+    s.holder = holder_.snapshot();
     return s;
   }
 
@@ -109,7 +122,7 @@ class lane {
   template <class Granted>
   bool serve_session(const std::shared_ptr<session_state>& s, std::string_view name, Granted&& granted) {
     if (!sessions_.enter(s)) return false;
-    hold(name);
+    holder_.hold(writer_holder::kind::session, name, conn_ ? conn_->backend_pid() : 0);
     in_session_ = true;
     granted();
     while (auto j = s->queue.pop()) dispatch(j, true);
@@ -117,7 +130,7 @@ class lane {
     if (conn_) conn_->rollback_if_open();
     in_session_ = false;
     session_failed_ = nullptr;
-    hold({});
+    holder_.release();
     sessions_.leave();
     return true;
   }
@@ -280,6 +293,7 @@ class lane {
       t->refuse(*this, down_error());
       return;
     }
+    if (t->runs_statements()) timeouts_.prepare(*conn_, j->deadline, j->budget);
     t->serve(*this);
     // Between operations, never inside a session: after the caller has its answer, so that a replacement's
     // connect delays no operation that this lane already took (the lane's queue mates serve meanwhile).
@@ -358,6 +372,7 @@ class lane {
   }
 
   void connected() {
+    timeouts_.reset();
     count_connected(true);
     last_used_ = std::chrono::steady_clock::now();
     retire_at_ = retire_time(last_used_);
@@ -437,6 +452,7 @@ class lane {
   canceller& cancels_;
   canceller::target& target_;
   std::unique_ptr<connection> conn_;                   // a pointer: a replacement is connected before the old one goes
+  statement_timeout timeouts_;                         // conn_'s, as asyncdb has set it
   std::chrono::steady_clock::time_point last_used_{};  // when the last operation ended, or the connect
   std::chrono::steady_clock::time_point retire_at_ = std::chrono::steady_clock::time_point::max();
   std::minstd_rand jitter_{static_cast<std::minstd_rand::result_type>(
@@ -453,7 +469,7 @@ class lane {
   std::condition_variable wake_;  // ends wait_for_next_attempt when the database closes
   bool stopping_ = false;
   lane_snapshot info_;
-  std::string_view holder_;  // static storage: a function name or a literal
+  connection_holder holder_;  // for stats() and the hold watchdog
 
   std::atomic<bool> closing_{false};  // close()'s grace is over; never cleared
   session_slot sessions_;

@@ -148,6 +148,7 @@ class session_open_op final : public async_op<Handler, AsyncDbSession>, public t
       : async_op<Handler, AsyncDbSession>(std::move(handler)), read_only_(read_only), name_(name) {}
 
   void execute(detail::lane&) noexcept override { std::terminate(); }
+  bool runs_statements() const noexcept override { return false; }
 
   void serve(lane& l) noexcept override {
     counters& c = l.stats_counters();

@@ -1,10 +1,10 @@
 #pragma once
 #include <asyncdb/detail/budget.hpp>
 #include <asyncdb/detail/grace_timer.hpp>
+#include <asyncdb/detail/hold_watch.hpp>
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/lane_group.hpp>
 #include <asyncdb/detail/sqlite/group_commit.hpp>
-#include <asyncdb/detail/sqlite/hold_watch.hpp>
 #include <asyncdb/detail/sqlite/lane.hpp>
 #include <asyncdb/detail/sqlite/sqlite.hpp>
 #include <asyncdb/error.hpp>
@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 namespace asyncdb {
 inline namespace ASYNCDB_FLAVOUR {
@@ -43,7 +44,8 @@ class engine {
             std::make_unique<lane>(connection_role{connection_role::reader, i}, path, opts_, reader_queue_, counters_));
       }
       if (opts_.hold_threshold.count() > 0 && opts_.on_hold) {
-        hold_watch_.emplace(lanes_[0], writer_queue_, opts_.hold_threshold, opts_.on_hold);
+        hold_watch_.emplace(std::vector<watched_connection>{{&lanes_[0].holds(), &writer_queue_, lanes_[0].role()}},
+                            opts_.hold_threshold, opts_.on_hold);
       }
     } catch (...) {
       stop();

@@ -1,5 +1,6 @@
 #pragma once
 // A lane: one thread, the connection it owns from open to close, and the loop that serves one queue.
+#include <asyncdb/detail/holder.hpp>
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/lane_thread.hpp>
 #include <asyncdb/detail/session_slot.hpp>
@@ -90,32 +91,11 @@ class lane {
   counters& stats_counters() noexcept { return *counters_; }
   const std::shared_ptr<counters>& shared_counters() const noexcept { return counters_; }
 
-  // Who holds the connection, for stats(); any thread.
-  void hold(writer_holder::kind what, std::string_view name) noexcept {
-    std::lock_guard lock(holder_mutex_);
-    holder_ = {what, name, std::chrono::steady_clock::now(), holder_.id + 1};
-  }
-  void release_hold() noexcept { hold(writer_holder::kind::none, {}); }
-  struct holder_state {
-    writer_holder::kind what = writer_holder::kind::none;
-    std::string_view name;  // static storage: a function name or a literal
-    std::chrono::steady_clock::time_point since{};
-    std::uint64_t id = 0;  // one per hold, so that the hold watchdog reports each once
-  };
-  holder_state hold_state() const noexcept {
-    std::lock_guard lock(holder_mutex_);
-    return holder_;
-  }
-  writer_holder holder() const {
-    std::lock_guard lock(holder_mutex_);
-    writer_holder h;
-    h.what = holder_.what;
-    if (h.what != writer_holder::kind::none) {
-      h.name = std::string(holder_.name);
-      h.held_for = std::chrono::steady_clock::now() - holder_.since;
-    }
-    return h;
-  }
+  // Who holds the connection, for stats() and the hold watchdog; any thread.
+  void hold(writer_holder::kind what, std::string_view name) noexcept { holder_.hold(what, name); }
+  void release_hold() noexcept { holder_.release(); }
+  const connection_holder& holds() const noexcept { return holder_; }
+  writer_holder holder() const { return holder_.snapshot(); }
 
   // Serves one session until it is released (its queue closed and drained), then rolls back what it
   // left open. False, without serving, when the database is closing.
@@ -177,8 +157,7 @@ class lane {
   std::mutex conn_mutex_;     // guards opening and closing conn_ against interrupt_for_close
   std::optional<connection> conn_;
 
-  mutable std::mutex holder_mutex_;
-  holder_state holder_;
+  connection_holder holder_;
 
   group_outcome group_;  // on the lane's thread only
 
