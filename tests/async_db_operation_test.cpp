@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -149,21 +148,6 @@ net::awaitable<void> hop_on_strand(asyncdb::database& db, strand_type strand, st
     const auto [r, r_ro] = co_await where_read(db);
     if (!r_ro || !strand.running_in_this_thread() || r == std::this_thread::get_id()) ++wrong;
   }
-}
-
-// Keeps the writer busy until `released` (at most 30 s), then resumes on the strand it was started on.
-net::awaitable<void> hold_writer_until(asyncdb::database& db, std::shared_future<void> released, bool& done) {
-  auto hold = [released](SQLite::Database&) { (void)released.wait_for(std::chrono::seconds(30)); };
-  co_await asyncdb::async_run(db, hold);
-  done = true;
-}
-
-net::awaitable<void> read_then_release(asyncdb::database& db, std::promise<void>& release, int& reads) {
-  for (int i = 0; i < 5; ++i) {
-    const auto seen = co_await where_read(db);
-    if (seen.second) ++reads;
-  }
-  release.set_value();
 }
 
 }  // namespace
@@ -325,25 +309,6 @@ TEST_CASE("a coroutine on a strand of a multi-threaded loop resumes on that stra
   test::run_on_threads(ctx, 3, 60s);
   CHECK(ok == 4);
   CHECK(wrong == 0);
-}
-
-TEST_CASE("an io_context runs out of work when its last pending operation resumes on a strand",
-          "[async_db_operation][threads]") {
-  // Completions for the io_context's own executor wake its loop through a wait kept armed while operations are
-  // pending; the last of them completing elsewhere (here a strand's) must leave nothing armed behind.
-  test::temp_dir dir;
-  asyncdb::database db{dir.file(), test::default_options(2)};
-  net::io_context ctx;
-  std::promise<void> release;
-  bool held = false;
-  int reads = 0;
-  strand_type s = net::make_strand(ctx);
-  net::co_spawn(s, hold_writer_until(db, release.get_future().share(), held), net::detached);
-  net::co_spawn(ctx, read_then_release(db, release, reads), net::detached);
-  ctx.run_for(20s);
-  CHECK(reads == 5);
-  CHECK(held);
-  CHECK(ctx.stopped());  // run_for returned because no work was left, not at its deadline
 }
 
 TEST_CASE("a DAO member's exception reaches the co_await with its own type and message",

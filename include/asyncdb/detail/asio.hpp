@@ -22,9 +22,6 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#if defined(__linux__)
-#include <boost/asio/posix/stream_descriptor.hpp>
-#endif
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/system_executor.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -71,9 +68,6 @@ using error_category_base = ::boost::system::error_category;
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
-#if defined(__linux__)
-#include <asio/posix/stream_descriptor.hpp>
-#endif
 #include <asio/steady_timer.hpp>
 #include <asio/system_executor.hpp>
 #include <asio/use_awaitable.hpp>

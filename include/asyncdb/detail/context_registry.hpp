@@ -1,13 +1,11 @@
 #pragma once
 #include <asyncdb/detail/asio.hpp>
 #include <asyncdb/detail/brief_lock.hpp>
-#include <asyncdb/detail/doorbell.hpp>
 
 #include <cstddef>
 #include <iterator>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
 #include <utility>
 #include <vector>
 
@@ -58,17 +56,10 @@ class completion_registry {
   // "posted, then the context dies" and "the context died, then nothing is posted" are the only orders.
   template <class Deliver>
   bool remove_and(pending_completion& p, Deliver&& deliver) {
-    wake how = wake::none;
-    {
-      auto lock = lock_briefly(mutex_);
-      if (!p.registered_) return false;
-      unlink(p);
-      deliver();
-      // The armed doorbell is work of the context, which the pending operations' work guards hide; with the
-      // last of them gone, a drain must run and leave it unarmed, or the context's run() would never return.
-      if (head_ == nullptr && armed_) how = schedule_drain();
-    }
-    wake_drain(how);
+    auto lock = lock_briefly(mutex_);
+    if (!p.registered_) return false;
+    unlink(p);
+    deliver();
     return true;
   }
 
@@ -79,16 +70,15 @@ class completion_registry {
   // scheduler's lock), and a loop woken while this thread still held mutex_ went straight back to sleep
   // on it in the drain (profiled: a third of W1c1's context switches). The caller's operation holds this
   // registry, and the caller holds the operation, so the registry outlives the post.
-  // Once a drain has run, the loop is woken through the doorbell instead, which takes no lock of Asio's.
   template <class Store>
   bool queue_ready(pending_completion& p, Store&& store) {
-    wake how = wake::none;
+    bool post = false;
     const bool delivered = remove_and(p, [&] {
       store();
       ready_.push_back(p.keep_alive());
-      how = schedule_drain();
+      post = !std::exchange(drain_posted_, true);
     });
-    wake_drain(how);
+    if (post) post_drain_from_outside();
     return delivered;
   }
 
@@ -96,16 +86,13 @@ class completion_registry {
   // a coroutine frame may run destructors that start new operations (which add() then refuses).
   void shutdown() {
     {
-      std::unique_lock lock(post_mutex_);
+      std::lock_guard lock(post_mutex_);
       context_alive_ = false;
     }
     std::vector<std::shared_ptr<pending_completion>> doomed;
-    std::unique_ptr<doorbell> bell;  // closed outside the lock: its pending wait is the reactor's to drop
     {
       auto lock = lock_briefly(mutex_);
       shut_down_ = true;
-      armed_ = false;
-      bell = std::move(doorbell_);
       while (head_ != nullptr) {
         pending_completion& p = *head_;
         unlink(p);
@@ -120,42 +107,11 @@ class completion_registry {
   }
 
  private:
-  enum class wake : unsigned char { none, post, ring };
-
-  // Under mutex_: how to have a drain run, unless one is due already.
-  wake schedule_drain() noexcept {
-    if (std::exchange(drain_posted_, true)) return wake::none;
-    return armed_ ? wake::ring : wake::post;
-  }
-
-  // From any thread, after mutex_ is released: the context may be shutting down meanwhile, and nothing may
-  // reach it then. post_mutex_ orders this against shutdown(): "woken, then the context dies" or "died, and
-  // nothing woken"; the doorbell is destroyed only after that.
-  void wake_drain(wake how) {
-    if (how == wake::none) return;
-    // Shared: a lane preempted inside the write (woken loops preempt it on a small machine) must not hold up
-    // another lane's wake-up (profiled: 4% of 64-in-flight's switches were lanes blocked here).
-    std::shared_lock lock(post_mutex_);
-    if (!context_alive_) return;
-    if (how == wake::ring) {
-      doorbell_->ring();
-    } else {
-      post_drain();
-    }
-  }
-
-  // Under mutex_, on a thread of the context, at the end of a drain while operations are pending: the next
-  // completion rings instead of posting. One wait at a time (armed_); it holds no reference, since the
-  // reactor drops it unrun when the context shuts down, before this registry's service is destroyed.
-  void arm() {
-    doorbell_->wait([self = this](error_code) {
-      {
-        auto lock = lock_briefly(self->mutex_);
-        self->armed_ = false;
-      }
-      self->drain();
-    });
-    armed_ = true;
+  // From a lane: the context may be shutting down meanwhile, and the post must then not happen.
+  // post_mutex_ orders it against shutdown(): "posted, then the context dies" or "died, nothing posted".
+  void post_drain_from_outside() {
+    std::lock_guard lock(post_mutex_);
+    if (context_alive_) post_drain();
   }
 
   // Only for completions whose executor is this io_context's; directly only from the drain itself, which
@@ -171,12 +127,6 @@ class completion_registry {
   // itself again, behind the loop's timers and I/O, which therefore wait for at most one burst.
   void drain() {
     static constexpr std::size_t burst = 256;
-    if (!doorbell_made_) {  // here, on the context's thread, and outside mutex_: it registers with the reactor
-      doorbell_made_ = true;
-      auto bell = doorbell::make(static_cast<net::io_context&>(*context_));
-      auto lock = lock_briefly(mutex_);
-      doorbell_ = std::move(bell);
-    }
     std::size_t ran = 0;
     std::vector<std::shared_ptr<pending_completion>> batch;
     for (;;) {
@@ -184,8 +134,6 @@ class completion_registry {
         auto lock = lock_briefly(mutex_);
         if (spare_.capacity() < batch.capacity()) spare_.swap(batch);
         if (ready_.empty()) {
-          // Armed before drain_posted_ clears: a lane rings only after that, so its edge finds the wait.
-          if (head_ != nullptr && !armed_ && doorbell_ && !shut_down_) arm();
           drain_posted_ = false;
           return;
         }
@@ -234,7 +182,7 @@ class completion_registry {
   }
 
   net::execution_context* context_;  // alive while !shut_down_, and while context_alive_ under post_mutex_
-  std::shared_mutex post_mutex_;
+  std::mutex post_mutex_;
   bool context_alive_ = true;
   std::mutex mutex_;
   pending_completion* head_ = nullptr;
@@ -242,9 +190,6 @@ class completion_registry {
   std::vector<std::shared_ptr<pending_completion>> spare_;  // empty, keeps its capacity for the next drain
   bool drain_posted_ = false;
   bool shut_down_ = false;
-  std::unique_ptr<doorbell> doorbell_;  // made by the first drain, if the platform has one
-  bool doorbell_made_ = false;          // drains only: they run one at a time (drain_posted_)
-  bool armed_ = false;                  // a wait on doorbell_ is pending: wake the loop by ringing
 };
 
 // Registered in each execution context that receives asyncdb completions, as Asio's own I/O services
