@@ -34,11 +34,12 @@ class operation_base : public job, public pending_completion, public std::enable
   // connected before it is queued), or the queue's refusal. The caller then completes it. Under the
   // operation's lock, so a cancellation is either seen here or finds the operation in its queue.
   error_code admit(job_queue* q, counters* c) {
+    job_queue::deferred_wake wake;  // given after mutex_ is released: the lane starts by taking it
     std::lock_guard lock(mutex_);
     queue_ = q;
     counters_ = c;
     error_code ec = cancel_requested_ ? error_code(net::error::operation_aborted)
-                    : q != nullptr    ? q->push(shared_from_this())
+                    : q != nullptr    ? q->push(shared_from_this(), wake)
                                       : make_error_code(errc::session_ended);
     state_ = ec ? op_state::done : op_state::queued;
     return ec;
