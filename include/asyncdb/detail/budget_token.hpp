@@ -13,6 +13,13 @@ template <class Token>
 struct budget_t;
 
 namespace detail {
+// A completion token with an absolute deadline (a session's operations inherit the session's); max() is none.
+template <class Token>
+struct until_t {
+  budget_clock::time_point deadline;
+  Token token;
+};
+
 template <class Initiation>
 struct budget_initiation {
   Initiation initiation;
@@ -43,6 +50,17 @@ struct async_result<asyncdb::budget_t<Token>, Signatures...> : async_result<Toke
     return async_initiate<Token, Signatures...>(
         wrapper{std::forward<Initiation>(initiation), asyncdb::detail::deadline_after(token.duration)}, inner,
         std::forward<Args>(args)...);
+  }
+};
+
+template <class Token, class... Signatures>
+struct async_result<asyncdb::detail::until_t<Token>, Signatures...> : async_result<Token, Signatures...> {
+  template <class Initiation, class RawToken, class... Args>
+  static auto initiate(Initiation&& initiation, RawToken&& token, Args&&... args) {
+    using wrapper = asyncdb::detail::budget_initiation<std::decay_t<Initiation>>;
+    Token inner = std::forward<RawToken>(token).token;
+    return async_initiate<Token, Signatures...>(wrapper{std::forward<Initiation>(initiation), token.deadline}, inner,
+                                                std::forward<Args>(args)...);
   }
 };
 }  // namespace asio

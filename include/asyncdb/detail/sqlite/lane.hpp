@@ -2,6 +2,7 @@
 // A lane: one thread, the connection it owns from open to close, and the loop that serves one queue.
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/lane_thread.hpp>
+#include <asyncdb/detail/name_of.hpp>
 #include <asyncdb/detail/session_slot.hpp>
 #include <asyncdb/detail/sqlite/connection.hpp>
 #include <asyncdb/error.hpp>
@@ -17,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <source_location>
 #include <string_view>
 #include <utility>
 
@@ -91,14 +93,15 @@ class lane {
   const std::shared_ptr<counters>& shared_counters() const noexcept { return counters_; }
 
   // Who holds the connection, for stats(); any thread.
-  void hold(writer_holder::kind what, std::string_view name) noexcept {
+  void hold(writer_holder::kind what, const op_name& name) noexcept {
     std::lock_guard lock(holder_mutex_);
-    holder_ = {what, name, std::chrono::steady_clock::now(), holder_.id + 1};
+    holder_ = {what, name.name, name.where, std::chrono::steady_clock::now(), holder_.id + 1};
   }
-  void release_hold() noexcept { hold(writer_holder::kind::none, {}); }
+  void release_hold() noexcept { hold(writer_holder::kind::none, std::string_view{}); }
   struct holder_state {
     writer_holder::kind what = writer_holder::kind::none;
-    std::string_view name;  // static storage: a function name or a literal
+    std::string_view name;         // static storage: a function name or a literal
+    std::source_location where{};  // where it was started, if known
     std::chrono::steady_clock::time_point since{};
     std::uint64_t id = 0;  // one per hold, so that the hold watchdog reports each once
   };
@@ -119,7 +122,7 @@ class lane {
 
   // Serves one session until it is released (its queue closed and drained), then rolls back what it
   // left open. False, without serving, when the database is closing.
-  bool serve_session(const std::shared_ptr<session_state>& s, std::string_view name,
+  bool serve_session(const std::shared_ptr<session_state>& s, const op_name& name,
                      const std::function<void()>& granted) {
     if (!sessions_.enter(s)) return false;
     hold(writer_holder::kind::session, name);
