@@ -3,6 +3,7 @@
 #include "net.hpp"
 
 #include <mutex>
+#include <source_location>
 #include <thread>
 
 #include "support.hpp"
@@ -117,6 +118,57 @@ TEST_CASE("the observer is told of each operation before its caller resumes, on 
 
 namespace {
 
+// The lines of this file that started each operation.
+struct started_at {
+  std::uint_least32_t run = 0;
+  std::uint_least32_t async_run = 0;
+  std::uint_least32_t session = 0;
+};
+
+net::awaitable<void> run_call_and_session(asyncdb::database& db, started_at& at) {
+  test::AsyncUsers users{db};
+  auto count_users = [](UserOper& dao) { return dao.count(); };
+  at.run = std::source_location::current().line() + 1;
+  co_await users.run(count_users);
+  auto select_one = [](SQLite::Database& c) { c.exec("SELECT 1"); };
+  at.async_run = std::source_location::current().line() + 1;
+  co_await asyncdb::async_run(db, select_one);
+  co_await users.call<&UserOper::count>();
+  at.session = std::source_location::current().line() + 1;
+  asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
+  co_await s.call<&UserOper::count>();
+}
+
+}  // namespace
+
+TEST_CASE("the observer is told the source line of a run(), an async_run() and a session's operation", "[observer]") {
+  test::temp_dir dir;
+  net::io_context ctx;
+  record_log log;
+  started_at at;
+  asyncdb::options o = test::default_options(1);
+  o.observer = log.observer();
+  {
+    asyncdb::database db{dir.file(), o};
+    test::run(ctx, run_call_and_session(db, at), 30s);
+  }
+  const std::vector<seen_op> ops = log.all();
+  REQUIRE(ops.size() == 4);
+  const std::string here = std::source_location::current().file_name();
+  for (std::size_t i : {0u, 1u, 3u}) CHECK(ops[i].r.where.file_name() == here);
+  CHECK(ops[0].r.where.line() == at.run);
+  CHECK(ops[1].r.where.line() == at.async_run);
+  CHECK(ops[2].r.where.line() == 0);  // a call<> outside a session: its name names it
+  CHECK(contains(ops[2].name, "count"));
+  CHECK(ops[3].r.in_session);
+  CHECK(contains(ops[3].name, "count"));
+  CHECK(ops[3].r.where.line() == at.session);  // where its session was opened
+}
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
 struct grouped_state {
   test::gate gate;
   std::atomic<bool> entered{false};
@@ -220,6 +272,7 @@ struct slow_session_state {
   int writes_done = 0;
   std::size_t reports_after_quick_ops = 99;
   std::size_t reports_while_held_longer = 99;
+  std::uint_least32_t open_line = 0;
 };
 
 net::awaitable<void> quick_write(asyncdb::database& db, int& done) {
@@ -231,6 +284,7 @@ net::awaitable<void> quick_write(asyncdb::database& db, int& done) {
 net::awaitable<void> session_awaiting_a_slow_call(asyncdb::database& db, slow_session_state& st,
                                                   std::chrono::milliseconds threshold) {
   auto ex = co_await net::this_coro::executor;
+  st.open_line = std::source_location::current().line() + 1;
   asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db);
   co_await s.begin();
   co_await s.run([](SQLite::Database& c) { c.exec("INSERT INTO users(name, email) VALUES('held', 'h@x')"); });
@@ -278,6 +332,8 @@ TEST_CASE("a write session holding the writer past hold_threshold is reported on
   INFO("name = " << st.log.names[0]);
   CHECK(h.what == asyncdb::writer_holder::kind::session);
   CHECK(contains(st.log.names[0], "session_awaiting_a_slow_call"));
+  CHECK(h.where.line() == st.open_line);  // the line that opened the session
+  CHECK(std::string(h.where.file_name()) == std::source_location::current().file_name());
   CHECK(h.held_for >= threshold);
   CHECK(h.queued_behind == 2);
   CHECK(h.connection.is_writer());

@@ -1,8 +1,9 @@
 // users_service: the guide's FastAPI users service in C++, on RESTinio and asyncdb.
 //
 //   users_service serve --db PATH --listen HOST:PORT --secret-file F [--threads N] [--readers N]
-//                       [--max-body BYTES] [--request-timeout MS] [--max-queued N] [--sync]
-//   (--max-queued is asyncdb's options::max_queued: past it a request is answered 503 with Retry-After)
+//                       [--max-body BYTES] [--request-timeout MS] [--max-queued N] [--slow-ms MS] [--sync]
+//   (--max-queued is asyncdb's options::max_queued: past it a request is answered 503 with Retry-After; --slow-ms logs
+//   each database operation that took MS or longer, queue wait included, on stderr)
 //   users_service token --db PATH --secret-file F --user NAME [--ttl SECONDS]
 //   users_service seed  --db PATH --users N
 //
@@ -26,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "operation_log.hpp"
 #include "routes.hpp"
 
 namespace {
@@ -158,18 +160,25 @@ int serve_command(const arguments& args) {
   const std::chrono::milliseconds timeout{args.number("--request-timeout", 5000, 1, 3'600'000)};
   const auto max_queued = static_cast<std::size_t>(args.number("--max-queued", 65536, 1, std::int64_t{1} << 30));
   const bool sync = args.has("--sync");
+  std::optional<std::chrono::milliseconds> slow;
+  if (args.has("--slow-ms")) slow = std::chrono::milliseconds{args.number("--slow-ms", 0, 0, 3'600'000)};
 
   open_schema(db_path);
+  metrics stats{!sync};
   asio::io_context ioc{static_cast<int>(threads)};
   std::optional<asyncdb::database> db;
   std::unique_ptr<store> users;
   if (sync) {
     users = std::make_unique<sync_store>(db_path, timeout);
   } else {
-    db.emplace(db_path, asyncdb::options{.readers = readers, .max_queued = max_queued, .on_open = create_schema});
+    db.emplace(db_path, asyncdb::options{.readers = readers,
+                                         .max_queued = max_queued,
+                                         .on_open = create_schema,
+                                         .observer = observe_operations(stats, slow)});
+    stats.watch(*db);
     users = std::make_unique<async_store>(*db, timeout);
   }
-  routes handler{ioc, *users, service_config{secret, max_body, db ? &*db : nullptr}};
+  routes handler{ioc, *users, service_config{secret, max_body, &stats}};
 
   // RESTinio 0.6 cannot answer from its header callback: a body over its own limit closes the connection with no
   // response. So its limit is a hard ceiling well above --max-body, and the handler answers 413 below it.
@@ -253,7 +262,7 @@ int main(int argc, char** argv) {
       return serve_command(arguments{argc,
                                      argv,
                                      {"--db", "--listen", "--secret-file", "--threads", "--readers", "--max-body",
-                                      "--request-timeout", "--max-queued"},
+                                      "--request-timeout", "--max-queued", "--slow-ms"},
                                      {"--sync"}});
     if (command == "token")
       return token_command(arguments{argc, argv, {"--db", "--secret-file", "--user", "--ttl"}, {}});

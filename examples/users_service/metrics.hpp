@@ -7,7 +7,9 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
+#include <asyncdb/observer.hpp>
 
+#include <chrono>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -22,14 +24,13 @@ namespace users_service {
 /// The service's metrics: HTTP requests, asyncdb operations and the database's stats() at each scrape. Thread-safe.
 class metrics {
  public:
-  /// `db` is null in --sync mode: then only the HTTP families exist.
-  explicit metrics(asyncdb::database* db)
+  /// Without `with_db` (--sync mode) only the HTTP families exist.
+  explicit metrics(bool with_db)
       : requests_{prometheus::BuildHistogram()
                       .Name("http_server_request_duration_seconds")
                       .Help("Time from a request's arrival to its response being handed to the server.")
                       .Register(registry_)} {
-    if (!db) return;
-    stats_ = std::make_unique<stats_collector>(*db);
+    if (!with_db) return;
     run_ = &prometheus::BuildHistogram()
                 .Name("db_client_operation_duration_seconds")
                 .Help("Time an asyncdb operation ran on its connection, by operation name and outcome.")
@@ -38,7 +39,16 @@ class metrics {
                        .Name("asyncdb_operation_queue_wait_seconds")
                        .Help("Time an asyncdb operation waited for a connection, by operation name and outcome.")
                        .Register(registry_);
+    group_ = &prometheus::BuildHistogram()
+                  .Name("asyncdb_commit_group_size")
+                  .Help("Per committed asyncdb operation: the operations its commit took, itself included (1: alone).")
+                  .Register(registry_)
+                  .Add({}, group_buckets());
   }
+
+  /// Adds `db`'s stats() to every later scrape; `db` must outlive this object. Once, after the database opened (its
+  /// observer, which records into this object, is given before it opens).
+  void watch(asyncdb::database& db) { stats_ = std::make_unique<stats_collector>(db); }
 
   /// One response: the request's method, the matched route (empty when none matched, which Prometheus reads as
   /// absent, as OpenTelemetry asks), the status and the time since the request arrived.
@@ -51,14 +61,32 @@ class metrics {
         .Observe(seconds);
   }
 
-  /// One asyncdb operation, timed on the database's side: queued (submitted to started) and running (started to
-  /// ended). Meant for an operation observer of the library; the service's handlers cannot split the two from the
-  /// caller's side (they see the sum plus the resumption), so they do not call it. A no-op in --sync mode.
-  void record_operation(std::string_view name, std::string_view outcome, double queue_seconds, double run_seconds) {
+  /// One asyncdb operation, as the database's operation observer (options::observer) tells it: queue wait and run
+  /// time apart, by operation name and outcome, and the size of its commit when it committed. The service's
+  /// handlers cannot split the two times from the caller's side, so only the observer calls it. No-op in --sync mode.
+  void record_operation(const asyncdb::operation_record& r) {
     if (!run_) return;
-    const prometheus::Labels labels{{"db_operation_name", std::string{name}}, {"outcome", std::string{outcome}}};
-    queue_wait_->Add(labels, db_buckets()).Observe(queue_seconds);
-    run_->Add(labels, db_buckets()).Observe(run_seconds);
+    const prometheus::Labels labels{{"db_operation_name", std::string{r.name}}, {"outcome", outcome_name(r.outcome)}};
+    queue_wait_->Add(labels, db_buckets()).Observe(std::chrono::duration<double>(r.queued).count());
+    run_->Add(labels, db_buckets()).Observe(std::chrono::duration<double>(r.running).count());
+    if (r.committed) group_->Observe(static_cast<double>(r.group_size == 0 ? 1 : r.group_size));
+  }
+
+  /// The label value of an outcome.
+  static std::string outcome_name(asyncdb::operation_outcome o) {
+    switch (o) {
+      case asyncdb::operation_outcome::succeeded:
+        return "succeeded";
+      case asyncdb::operation_outcome::failed:
+        return "failed";
+      case asyncdb::operation_outcome::aborted:
+        return "aborted";
+      case asyncdb::operation_outcome::rejected:
+        return "rejected";
+      case asyncdb::operation_outcome::timed_out:
+        return "timed_out";
+    }
+    return "unknown";
   }
 
   /// The text exposition (format 0.0.4) of every family, with a fresh stats() snapshot.
@@ -84,11 +112,16 @@ class metrics {
     static const prometheus::Histogram::BucketBoundaries b{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10};
     return b;
   }
+  static const prometheus::Histogram::BucketBoundaries& group_buckets() {
+    static const prometheus::Histogram::BucketBoundaries b{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+    return b;
+  }
 
   prometheus::Registry registry_;
   prometheus::Family<prometheus::Histogram>& requests_;
   prometheus::Family<prometheus::Histogram>* run_ = nullptr;
   prometheus::Family<prometheus::Histogram>* queue_wait_ = nullptr;
+  prometheus::Histogram* group_ = nullptr;
   std::unique_ptr<stats_collector> stats_;
 };
 

@@ -26,7 +26,7 @@ namespace users_service {
 struct service_config {
   std::string secret;
   std::size_t max_body = 1 << 20;
-  asyncdb::database* db = nullptr;  // for /metrics; null in --sync mode
+  metrics* stats = nullptr;  // what /metrics serves; owned by the caller, who fed it the database's observer
 };
 
 class routes {
@@ -230,7 +230,7 @@ class routes {
   net::io_context& ioc_;
   store& users_;
   service_config config_;
-  metrics metrics_{config_.db};
+  metrics& metrics_{*config_.stats};
   std::atomic<std::size_t> in_flight_{0};
 };
 

@@ -27,6 +27,21 @@ budget_t<std::decay_t<Token>> budget(std::chrono::duration<Rep, Period> d, Token
   return {detail::saturated_ns(d), std::forward<Token>(token)};
 }
 
+/// A budget for a whole session, its open included (made by asyncdb::session_budget()).
+struct session_budget_t {
+  std::chrono::nanoseconds duration;  ///< from the open's initiation; nanoseconds::max() is no bound
+};
+
+/// Gives the session opened with it (`async_db_session(db, session_budget(d))`) `d` from the open's initiation,
+/// the wait for the connection included. Past it: an open still waiting completes with errc::deadline_exceeded;
+/// the operation of the session running then is cancelled and fails with deadline_exceeded, unless it had
+/// committed (success); every later operation of it fails with deadline_exceeded at once; and the session ends,
+/// its open transaction rolled back, so nothing it had not committed is in the database.
+template <class Rep, class Period>
+session_budget_t session_budget(std::chrono::duration<Rep, Period> d) noexcept {
+  return {detail::saturated_ns(d)};
+}
+
 /// Awaits `op` (an operation's awaitable, e.g. `users.call<&Dao::f>(x)`, or any coroutine of several) with
 /// budget `d`, counted from this co_await: past it, what `op` awaits is cancelled, and an operation it
 /// cancelled that way throws errc::deadline_exceeded. Resumes on the awaiting coroutine's executor. Bounds the

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <source_location>
 #include <string_view>
 
 namespace asyncdb {
@@ -18,11 +19,12 @@ inline namespace ASYNCDB_FLAVOUR {
 ///
 /// Told on the database's watchdog thread (one per database, only when the threshold is set), never on a
 /// connection's: it may take its time, but must not call close() on that database (close waits for the
-/// watchdog) and should not throw (an exception is caught and dropped). `name` refers to static storage.
+/// watchdog) and should not throw (an exception is caught and dropped). `name` and `where` refer to static storage.
 struct hold_record {
   writer_holder::kind what = writer_holder::kind::none;  ///< an operation or a write session
   std::string_view name;                                 ///< the DAO member or function, or where the session opened
-  std::chrono::nanoseconds held_for{0};                  ///< since the holder took the connection
+  std::source_location where{};  ///< where the session was opened, or run()/async_run() called; line 0 for a call<>
+  std::chrono::nanoseconds held_for{0};  ///< since the holder took the connection
   std::size_t queued_behind = 0;  ///< operations waiting in its queue (PostgreSQL: its pool's, writers' or readers')
   connection_role connection;     ///< the connection held (SQLite: always the writer)
   int backend_pid = 0;            ///< PostgreSQL: the server process of that connection; 0 on SQLite

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <source_location>
 #include <string_view>
 
 namespace asyncdb {
@@ -26,9 +27,12 @@ enum class operation_outcome : unsigned char {
 /// is handed to the caller's executor: the caller resumes after the observer returned. It holds the
 /// connection meanwhile, so it must be quick (count, push to a queue, log without waiting), must not call
 /// into any asyncdb database (it may be the one it waits for: a deadlock), and should not throw: an
-/// exception it throws is caught and dropped. `name` refers to static storage and stays valid.
+/// exception it throws is caught and dropped. `name` and `where` refer to static storage and stay valid.
 struct operation_record {
-  std::string_view name;                ///< the DAO member or function, or the caller of run()
+  std::string_view name;  ///< the DAO member or function, or the caller of run()
+  /// Where it was started: the call of run() or async_run(); else, inside a session, where the session was opened.
+  /// A call<&Dao::member>(args...) cannot take a location after its argument pack: its `name` names it, line 0 here.
+  std::source_location where{};
   connection_role connection;           ///< the connection it ran on (writer 0, reader 1, ...)
   int backend_pid = 0;                  ///< PostgreSQL: the server process that ran it; 0 on SQLite
   bool in_session = false;              ///< ran inside a session (on the session's connection)

@@ -210,18 +210,20 @@ struct pg_database_access {
 /// operation_aborted, pqxx::broken_connection when the connection is down, pqxx::in_doubt_error when it was
 /// lost during fn's COMMIT (never reported as operation_aborted).
 template <class Fn, class Token = const net::use_awaitable_t<>&>
-requires(!std::is_same_v<std::decay_t<Fn>, read_only_t>) auto async_run(postgres::database& db, Fn&& fn,
-                                                                        Token&& token = net::use_awaitable) {
+requires(!std::is_same_v<std::decay_t<Fn>, read_only_t>) auto async_run(
+    postgres::database& db, Fn&& fn, Token&& token = net::use_awaitable,
+    std::source_location where = std::source_location::current()) {
   return detail::pg::async_run_on(detail::pg_database_access::of(db), false, std::forward<Fn>(fn),
-                                  std::forward<Token>(token));
+                                  std::forward<Token>(token), where);
 }
 
 /// Runs `fn(pqxx::connection&) -> R` on a read-only connection (a replica's, if any); writes fail with
 /// SQLSTATE 25006. Otherwise as the primary overload.
 template <class Fn, class Token = const net::use_awaitable_t<>&>
-auto async_run(postgres::database& db, read_only_t, Fn&& fn, Token&& token = net::use_awaitable) {
+auto async_run(postgres::database& db, read_only_t, Fn&& fn, Token&& token = net::use_awaitable,
+               std::source_location where = std::source_location::current()) {
   return detail::pg::async_run_on(detail::pg_database_access::of(db), true, std::forward<Fn>(fn),
-                                  std::forward<Token>(token));
+                                  std::forward<Token>(token), where);
 }
 
 /// to_async_db_oper for a DAO built from `pqxx::connection&`: one Dao per connection, built on first use on
@@ -284,7 +286,7 @@ class to_async_db_oper<Derived, Dao> {
         [f = std::decay_t<Fn>(std::forward<Fn>(fn))](detail::pg::lane& l) mutable -> R {
           return f(l.conn().dao<Dao>());
         },
-        where.function_name());
+        detail::op_name{where.function_name(), where});
   }
 
   postgres::database* db_;
@@ -322,6 +324,15 @@ auto async_db_session(postgres::database& db, Token&& token = net::use_awaitable
   return detail::pg::open_session(detail::pg_database_access::of(db), false, std::forward<Token>(token), where);
 }
 
+/// Opens a write session with a budget for the whole session, its open included (see session_budget()).
+/// As above otherwise; errors add errc::deadline_exceeded.
+template <class Token = const net::use_awaitable_t<>&>
+auto async_db_session(postgres::database& db, session_budget_t budget, Token&& token = net::use_awaitable,
+                      std::source_location where = std::source_location::current()) {
+  return detail::pg::open_session(detail::pg_database_access::of(db), false, std::forward<Token>(token), where,
+                                  budget.duration);
+}
+
 /// Opens a read session: one REPEATABLE READ, READ ONLY transaction (one snapshot) on a read-only
 /// connection, for run(fn(pqxx::transaction_base&)), taken after read_your_writes' wait. A failed or
 /// cancelled operation is rolled back to a savepoint taken after the previous one (one round trip per
@@ -330,6 +341,14 @@ template <class Token = const net::use_awaitable_t<>&>
 auto async_db_session(postgres::database& db, read_only_t, Token&& token = net::use_awaitable,
                       std::source_location where = std::source_location::current()) {
   return detail::pg::open_session(detail::pg_database_access::of(db), true, std::forward<Token>(token), where);
+}
+
+/// Opens a read session with a budget for the whole session, its open included (see session_budget()).
+template <class Token = const net::use_awaitable_t<>&>
+auto async_db_session(postgres::database& db, read_only_t, session_budget_t budget, Token&& token = net::use_awaitable,
+                      std::source_location where = std::source_location::current()) {
+  return detail::pg::open_session(detail::pg_database_access::of(db), true, std::forward<Token>(token), where,
+                                  budget.duration);
 }
 
 }  // namespace asyncdb

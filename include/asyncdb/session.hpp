@@ -1,7 +1,9 @@
 #pragma once
 // Method 3 of the guide: a session pins one connection across awaits.
+#include <asyncdb/budget.hpp>
 #include <asyncdb/database.hpp>
 #include <asyncdb/detail/name_of.hpp>
+#include <asyncdb/detail/session_budget.hpp>
 #include <asyncdb/detail/sqlite/initiate.hpp>
 #include <asyncdb/detail/sqlite/invoke.hpp>
 #include <asyncdb/detail/sqlite/session_open_op.hpp>
@@ -44,13 +46,14 @@ class AsyncDbSession {
   auto control(Fn fn, std::string_view name, bool allowed_when_aborted = false) {
     using R = std::invoke_result_t<Fn&, detail::lane&, detail::session_state&>;
     detail::session_state* s = state_.get();
+    const detail::op_name named{name, s != nullptr ? s->where : std::source_location{}};
     return detail::initiate_in_session<R>(
-        net::use_awaitable, state_,
+        detail::session_token(s), state_,
         [fn = std::move(fn), s, allowed_when_aborted](detail::lane& l) mutable -> R {
           if (s->aborted && !allowed_when_aborted) throw system_error(errc::transaction_aborted);
           return fn(l, *s);
         },
-        name);
+        named);
   }
 
  public:
@@ -184,11 +187,28 @@ auto async_db_session(database& db, Token&& token = net::use_awaitable,
                                               where);
 }
 
+/// Opens a write session with a budget for the whole session, its open included (see session_budget()).
+/// As above otherwise; errors add errc::deadline_exceeded.
+template <class Token = const net::use_awaitable_t<>&>
+auto async_db_session(database& db, session_budget_t budget, Token&& token = net::use_awaitable,
+                      std::source_location where = std::source_location::current()) {
+  return detail::open_session<AsyncDbSession>(detail::database_access::of(db), false, std::forward<Token>(token), where,
+                                              budget.duration);
+}
+
 /// Opens a read session on a reader: one snapshot, taken at open, for all its reads. As above otherwise.
 template <class Token = const net::use_awaitable_t<>&>
 auto async_db_session(database& db, read_only_t, Token&& token = net::use_awaitable,
                       std::source_location where = std::source_location::current()) {
   return detail::open_session<AsyncDbSession>(detail::database_access::of(db), true, std::forward<Token>(token), where);
+}
+
+/// Opens a read session with a budget for the whole session, its open included (see session_budget()).
+template <class Token = const net::use_awaitable_t<>&>
+auto async_db_session(database& db, read_only_t, session_budget_t budget, Token&& token = net::use_awaitable,
+                      std::source_location where = std::source_location::current()) {
+  return detail::open_session<AsyncDbSession>(detail::database_access::of(db), true, std::forward<Token>(token), where,
+                                              budget.duration);
 }
 
 }  // namespace ASYNCDB_FLAVOUR

@@ -72,7 +72,7 @@ class to_async_db_oper {
         net::use_awaitable, e, read_only ? detail::route::reader : detail::route::writer,
         detail::kind_of<std::decay_t<Fn>>,
         [f = std::decay_t<Fn>(std::forward<Fn>(fn))](detail::lane& l) mutable -> R { return f(l.conn().dao<Dao>()); },
-        where.function_name());
+        detail::op_name{where.function_name(), where});
   }
 
   database* db_;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <mutex>
 #include <set>
+#include <source_location>
 #include <string>
 #include <vector>
 
@@ -209,6 +210,7 @@ TEST_CASE("the operation observer names the backend that ran each operation and 
   };
   std::size_t seen_after_add = 0;
   int pid = 0;
+  std::uint_least32_t lines[3] = {};
   {
     asyncdb::postgres::database pg{o};
     asio::io_context ctx;
@@ -221,11 +223,29 @@ TEST_CASE("the operation observer names the backend that ran each operation and 
         seen_after_add = records.size();
       }
       pid = co_await users.call<&PgUserOper::backend_pid>();
+      auto pid_of = [](PgUserOper& dao) { return dao.backend_pid(); };
+      lines[0] = std::source_location::current().line() + 1;
+      co_await users.run(pid_of);
+      auto select_one = [](pqxx::connection& c) { return pqxx::nontransaction{c}.exec1("SELECT 1")[0].as<int>(); };
+      lines[1] = std::source_location::current().line() + 1;
+      co_await asyncdb::async_run(pg, select_one);
+      lines[2] = std::source_location::current().line() + 1;
+      asyncdb::AsyncDbSession session = co_await asyncdb::async_db_session(pg);
+      co_await session.call<&PgUserOper::backend_pid>();
     };
     test::run(ctx, body());
   }
   CHECK(seen_after_add == 1);  // told before the caller resumed
-  REQUIRE(records.size() == 2);
+  REQUIRE(records.size() == 5);
+  // Where each was started: none for a call<> (its name names it), the line of a run(), an async_run(), and of the
+  // session's open for the session's operation.
+  CHECK(records[0].where.line() == 0);
+  CHECK(records[2].where.line() == lines[0]);
+  CHECK(records[3].where.line() == lines[1]);
+  CHECK(records[4].in_session);
+  CHECK(records[4].where.line() == lines[2]);
+  for (std::size_t i = 2; i < 5; ++i)
+    CHECK(std::string(records[i].where.file_name()) == std::source_location::current().file_name());
   INFO("names: " << names[0] << " | " << names[1]);
   CHECK(names[0].find("add") != std::string::npos);
   CHECK(records[0].connection.kind == asyncdb::connection_role::writer);

@@ -231,6 +231,9 @@ metrics_under_traffic() {
   promtool_check metrics1.txt
   for _ in $(seq $n); do expect 200 GET /me/async -H "$(auth "$tok")"; done
   expect 404 GET /nowhere
+  if ((async)); then  # one write too, so that the commit group histogram has a committed operation to count
+    expect 201 POST /users/batch-async -H "$(auth "$tok")" --data-binary '[{"name":"traffic1","email":"t@x"}]'
+  fi
   call GET /metrics
   cp body metrics2.txt
   promtool_check metrics2.txt
@@ -248,10 +251,39 @@ metrics_under_traffic() {
   moved "${h}_count{http_request_method=\"GET\",http_response_status_code=\"404\",http_route=\"\"}" 1
   moved "${h}_count{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/metrics\"}" 1
   if ((async)); then
-    moved 'asyncdb_operations_total{outcome="completed"}' $n
+    # Each authenticated request reads its user (UserOper::get_by_id); the batch adds a session: its open, begin, one
+    # add and its commit.
+    moved 'asyncdb_operations_total{outcome="completed"}' $((n + 5))
+    local d=db_client_operation_duration_seconds w=asyncdb_operation_queue_wait_seconds op
+    for fam in $d $w; do
+      moved "${fam}_count{db_operation_name=\"UserOper::get_by_id\",outcome=\"succeeded\"}" $((n + 1))
+      for op in AsyncDbSession::begin UserOper::add AsyncDbSession::commit; do
+        moved "${fam}_count{db_operation_name=\"$op\",outcome=\"succeeded\"}" 1
+      done
+    done
+    moved asyncdb_commit_group_size_count 1  # the batch's commit
   else
     if grep -E '^(asyncdb|db_client)_' metrics2.txt; then fail "--sync reports asyncdb metrics"; fi
   fi
+}
+
+# slow_log DB: with --slow-ms 0 every operation is logged on stderr, by name, and a session's operations with the
+# source line that opened the session.
+slow_log() {
+  local db=$1 tok open_line
+  tok=$(token "$db" seed1)
+  start slow "$db" --slow-ms 0
+  expect 200 GET /me/async -H "$(auth "$tok")"
+  expect 201 POST /users/batch-async -H "$(auth "$tok")" --data-binary '[{"name":"slowlog1","email":"s@x"}]'
+  stop "$pid"
+  [[ $stopped_status == 0 ]] || fail "the --slow-ms service exited $stopped_status"
+  grep -q '^slow db operation: UserOper::get_by_id [0-9.]* ms (queued [0-9.]* ms, ran [0-9.]* ms) succeeded$' slow.err ||
+    fail "no slow-operation line for UserOper::get_by_id: $(cat slow.err)"
+  open_line=$(grep -n 'co_await asyncdb::async_db_session(db_)' "$(dirname "$0")/../../examples/users_service/store.hpp" |
+    cut -d: -f1)
+  [[ -n $open_line ]] || fail "store.hpp no longer opens a session where this test looks"
+  grep -q "^slow db operation: UserOper::add .* succeeded at .*/users_service/store.hpp:$open_line\$" slow.err ||
+    fail "no slow-operation line for the batch's add at store.hpp:$open_line: $(cat slow.err)"
 }
 
 async_metrics() {
@@ -380,6 +412,7 @@ case $part in
     internal_error async.db async
     stop "$pid"
     [[ $stopped_status == 0 ]] || fail "async service exited $stopped_status"
+    slow_log async.db
     start busy async.db --request-timeout 2000 --max-queued 1
     busy_and_timeout async.db
     stop "$pid"

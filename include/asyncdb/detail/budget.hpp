@@ -8,6 +8,7 @@
 #include <asyncdb/detail/job.hpp>
 #include <asyncdb/error.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <memory>
@@ -192,6 +193,12 @@ void start_with_default(Handler&& handler, std::chrono::nanoseconds default_budg
   if (default_budget == default_budget.zero()) return std::forward<Start>(start)(std::forward<Handler>(handler));
   start_within(std::forward<Handler>(handler), deadline_after(default_budget), default_budget,
                std::forward<Start>(start));
+}
+
+// What is left of a budget ending at `deadline`: none left is zero, no deadline is max().
+inline std::chrono::nanoseconds budget_left(budget_clock::time_point deadline) noexcept {
+  if (deadline == budget_clock::time_point::max()) return std::chrono::nanoseconds::max();
+  return std::max(std::chrono::nanoseconds::zero(), std::chrono::nanoseconds(deadline - budget_clock::now()));
 }
 
 // Records on `j` (before it is queued) the budget its handler carries, if any.

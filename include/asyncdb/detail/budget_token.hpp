@@ -14,6 +14,13 @@ template <class Token>
 struct budget_t;
 
 namespace detail {
+// A completion token with an absolute deadline (a session's operations inherit the session's); max() is none.
+template <class Token>
+struct until_t {
+  budget_clock::time_point deadline;
+  Token token;
+};
+
 template <class Initiation>
 struct budget_initiation {
   Initiation initiation;
@@ -44,6 +51,18 @@ struct async_result<asyncdb::budget_t<Token>, Signatures...> : async_result<Toke
     Token inner = std::forward<RawToken>(token).token;
     return async_initiate<Token, Signatures...>(
         wrapper{std::forward<Initiation>(initiation), asyncdb::detail::deadline_after(token.duration), token.duration},
+        inner, std::forward<Args>(args)...);
+  }
+};
+
+template <class Token, class... Signatures>
+struct async_result<asyncdb::detail::until_t<Token>, Signatures...> : async_result<Token, Signatures...> {
+  template <class Initiation, class RawToken, class... Args>
+  static auto initiate(Initiation&& initiation, RawToken&& token, Args&&... args) {
+    using wrapper = asyncdb::detail::budget_initiation<std::decay_t<Initiation>>;
+    Token inner = std::forward<RawToken>(token).token;
+    return async_initiate<Token, Signatures...>(
+        wrapper{std::forward<Initiation>(initiation), token.deadline, asyncdb::detail::budget_left(token.deadline)},
         inner, std::forward<Args>(args)...);
   }
 };

@@ -82,6 +82,7 @@ class hold_watch {
     hold_record r;
     r.what = h.what;
     r.name = h.name;
+    r.where = h.where;
     r.held_for = now - h.since;
     r.queued_behind = c.queue->size();
     r.connection = c.role;

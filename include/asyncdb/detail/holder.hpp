@@ -1,11 +1,13 @@
 #pragma once
 // Who holds one connection now (an operation or a session, since when), for stats() and the hold watchdog.
 #include <asyncdb/detail/config.hpp>
+#include <asyncdb/detail/name_of.hpp>
 #include <asyncdb/stats.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <source_location>
 #include <string>
 #include <string_view>
 
@@ -15,7 +17,8 @@ namespace detail {
 
 struct hold_state {
   writer_holder::kind what = writer_holder::kind::none;
-  std::string_view name;  // static storage: a function name or a literal
+  std::string_view name;         // static storage: a function name or a literal
+  std::source_location where{};  // where it was started; line 0: unknown
   std::chrono::steady_clock::time_point since{};
   std::uint64_t id = 0;  // one per hold, so that the hold watchdog reports each once
   int backend_pid = 0;   // PostgreSQL: the server process of the connection held; 0 on SQLite
@@ -25,11 +28,11 @@ struct hold_state {
 // operation and never contended for long (a copy of a few words).
 class connection_holder {
  public:
-  void hold(writer_holder::kind what, std::string_view name, int backend_pid = 0) noexcept {
+  void hold(writer_holder::kind what, const op_name& name, int backend_pid = 0) noexcept {
     std::lock_guard lock(mutex_);
-    state_ = {what, name, std::chrono::steady_clock::now(), state_.id + 1, backend_pid};
+    state_ = {what, name.name, name.where, std::chrono::steady_clock::now(), state_.id + 1, backend_pid};
   }
-  void release() noexcept { hold(writer_holder::kind::none, {}); }
+  void release() noexcept { hold(writer_holder::kind::none, op_name(std::string_view{})); }
 
   hold_state state() const noexcept {
     std::lock_guard lock(mutex_);

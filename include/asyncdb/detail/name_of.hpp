@@ -1,6 +1,7 @@
 #pragma once
 #include <asyncdb/detail/config.hpp>
 
+#include <source_location>
 #include <string_view>
 
 namespace asyncdb {
@@ -28,6 +29,18 @@ template <auto F>
 constexpr std::string_view name_of() noexcept {
   return name_of_v<F>;
 }
+
+// An operation's name, and where it was started when the entry point could take a std::source_location
+// (call<&Dao::f>'s trailing argument pack cannot: its name names the member). Both refer to static storage.
+struct op_name {
+  std::string_view name;
+  std::source_location where{};  // line 0: unknown
+
+  constexpr op_name(std::string_view n, std::source_location w = {}) noexcept : name(n), where(w) {}
+  constexpr op_name(const char* n) noexcept : name(n) {}
+  // The name alone, for what reports no location (stats()'s holder).
+  constexpr operator std::string_view() const noexcept { return name; }
+};
 
 }  // namespace detail
 }  // namespace ASYNCDB_FLAVOUR

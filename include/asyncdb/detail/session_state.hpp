@@ -1,7 +1,9 @@
 #pragma once
+#include <asyncdb/detail/budget.hpp>
 #include <asyncdb/detail/job_queue.hpp>
 
 #include <memory>
+#include <source_location>
 #include <string_view>
 
 namespace asyncdb {
@@ -21,6 +23,10 @@ struct session_state {
   const bool read_only;
   bool aborted = false;                        // only touched on the serving lane's thread
   const session_controls* controls = nullptr;  // null: an SQLite session
+  std::source_location where{};                // where it was opened: its operations report it (static storage)
+  // asyncdb::session_budget: set once, on the serving lane's thread, before the session is handed out.
+  budget_clock::time_point deadline = budget_clock::time_point::max();
+  std::shared_ptr<budget_state> expiry;  // the timer that closes `queue` at the deadline
 };
 
 }  // namespace detail

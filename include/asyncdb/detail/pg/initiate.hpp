@@ -38,8 +38,7 @@ concept operation =
 inline pqxx::connection& native_connection(lane& l) noexcept { return l.conn().get(); }
 
 template <class R, class Handler, class Fn>
-void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, std::string_view name,
-            session_state* session) {
+void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, op_name name, session_state* session) {
   using op_type = run_op<std::decay_t<Handler>, std::decay_t<Fn>, R>;
   auto op = std::make_shared<op_type>(std::forward<Handler>(handler), std::forward<Fn>(fn), name, session);
   const bool attached = op->attach();
@@ -49,10 +48,10 @@ void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, std::
 // Read-only operations go to the readers; everything else (undeclared included) to the primary: a
 // PostgreSQL connection cannot tell asyncdb that a statement would have written, it only refuses it.
 template <class R, class Token, class Fn>
-auto initiate(Token&& token, engine& e, bool read_only, Fn fn, std::string_view name) {
+auto initiate(Token&& token, engine& e, bool read_only, Fn fn, op_name name) {
   check_result<R>();
   return net::async_initiate<Token, signature_t<R>>(
-      [](auto handler, engine* e, bool ro, Fn f, std::string_view n) {
+      [](auto handler, engine* e, bool ro, Fn f, op_name n) {
         start_with_default(std::move(handler), e->operation_budget(), [&](auto h) {
           submit<R>(std::move(h), &e->queue(ro), &e->stats_counters(), std::move(f), n, nullptr);
         });
@@ -72,12 +71,13 @@ auto initiate_call(engine& e, Args&&... args) {
 }
 
 template <class Token, class Fn>
-auto async_run_on(engine& e, bool read_only, Fn&& fn, Token&& token) {
+auto async_run_on(engine& e, bool read_only, Fn&& fn, Token&& token, const std::source_location& where) {
   if constexpr (is_use_awaitable<std::decay_t<Token>>) refuse_coawait_temporary_callable<Fn>();
   using R = std::invoke_result_t<std::decay_t<Fn>&, pqxx::connection&>;
   return initiate<R>(
       std::forward<Token>(token), e, read_only,
-      [f = std::decay_t<Fn>(std::forward<Fn>(fn))](lane& l) mutable -> R { return f(l.conn().get()); }, "async_run");
+      [f = std::decay_t<Fn>(std::forward<Fn>(fn))](lane& l) mutable -> R { return f(l.conn().get()); },
+      op_name{"async_run", where});
 }
 
 }  // namespace asyncdb::detail::pg

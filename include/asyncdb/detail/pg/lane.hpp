@@ -99,8 +99,8 @@ class lane {
   const std::shared_ptr<counters>& shared_counters() const noexcept { return counters_; }
 
   // An operation outside a session takes the connection (`name`), or gives it back (empty).
-  void hold(std::string_view name) noexcept {
-    if (name.empty()) {
+  void hold(const op_name& name) noexcept {
+    if (name.name.empty()) {
       holder_.release();
     } else {
       holder_.hold(writer_holder::kind::operation, name, conn_ ? conn_->backend_pid() : 0);
@@ -120,7 +120,7 @@ class lane {
 
   // Serves one session until it is released, then rolls back what it left open. False when closing.
   template <class Granted>
-  bool serve_session(const std::shared_ptr<session_state>& s, std::string_view name, Granted&& granted) {
+  bool serve_session(const std::shared_ptr<session_state>& s, const op_name& name, Granted&& granted) {
     if (!sessions_.enter(s)) return false;
     holder_.hold(writer_holder::kind::session, name, conn_ ? conn_->backend_pid() : 0);
     in_session_ = true;

@@ -9,11 +9,12 @@ namespace asyncdb::detail::pg {
 
 // On the lane's thread, once the outcome is fixed and before the completion is delivered. `backend_pid`
 // is read by the caller while the connection is known to be there (0 for a refused operation).
-inline void observe(const lane& l, std::string_view name, const observed_run& seen,
+inline void observe(const lane& l, const op_name& name, const observed_run& seen,
                     std::chrono::steady_clock::time_point enqueued_at, bool in_session, int backend_pid,
                     operation_outcome outcome) noexcept {
   operation_record r;
-  r.name = name;
+  r.name = name.name;
+  r.where = name.where;
   r.connection = l.role();
   r.backend_pid = backend_pid;
   r.in_session = in_session;

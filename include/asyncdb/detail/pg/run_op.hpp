@@ -85,7 +85,7 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
   using base = typename async_op_for<Handler, R>::type;
 
  public:
-  run_op(Handler handler, Fn fn, std::string_view name, session_state* session)
+  run_op(Handler handler, Fn fn, op_name name, session_state* session)
       : base(std::move(handler)), fn_(std::in_place, std::move(fn)), name_(name), session_(session) {}
 
   // Only PostgreSQL lanes pop these, and they call serve().
@@ -124,7 +124,7 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
     // follow. A read session's is rolled back to before the operation and goes on.
     if (aborted && session_ != nullptr && !session_->read_only && l.session_transaction()) session_->aborted = true;
     const bool read_session = session_ != nullptr && session_->read_only;
-    if (session_ == nullptr) l.hold({});
+    if (session_ == nullptr) l.hold(op_name(std::string_view{}));
     c.running.fetch_sub(1, std::memory_order_relaxed);
     if (aborted) ep_ = std::make_exception_ptr(system_error(net::error::operation_aborted));
     // After a given-up cancel, asked on the replacement connection: its WAL position is past the commit.
@@ -162,7 +162,7 @@ class run_op final : public async_op_for<Handler, R>::type, public task {
   std::optional<Fn> fn_;
   std::optional<result_type> result_;
   std::exception_ptr ep_;
-  std::string_view name_;   // static storage
+  op_name name_;            // static storage
   session_state* session_;  // the lane serving the session keeps it alive while this runs
   observed_run seen_;       // for postgres::options::observer only
 };

@@ -2,6 +2,7 @@
 // Sessions on PostgreSQL: AsyncDbSession pinned to one connection, its transaction held by asyncdb as a
 // pqxx transaction object, so that libpqxx itself refuses a DAO's own transaction inside it.
 #include <asyncdb/detail/pg/initiate.hpp>
+#include <asyncdb/detail/session_budget.hpp>
 #include <asyncdb/session.hpp>
 
 #include <pqxx/transaction>
@@ -22,10 +23,10 @@ namespace asyncdb::detail::pg {
 }
 
 template <class R, class Token, class Fn>
-auto start_in_session(Token&& token, std::shared_ptr<session_state> session, Fn fn, std::string_view name) {
+auto start_in_session(Token&& token, std::shared_ptr<session_state> session, Fn fn, op_name name) {
   check_result<R>();
   return net::async_initiate<Token, signature_t<R>>(
-      [](auto handler, std::shared_ptr<session_state> s, Fn f, std::string_view n) {
+      [](auto handler, std::shared_ptr<session_state> s, Fn f, op_name n) {
         submit<R>(std::move(handler), s ? &s->queue : nullptr, s ? s->stats.get() : nullptr, std::move(f), n, s.get());
       },
       token, std::move(session), std::move(fn), name);
@@ -35,8 +36,10 @@ auto start_in_session(Token&& token, std::shared_ptr<session_state> session, Fn 
 template <class R, class Fn>
 auto in_session(std::shared_ptr<session_state> s, Fn fn, std::string_view name, bool allowed_when_aborted = false) {
   session_state* raw = s.get();
+  const op_name named{name, raw != nullptr ? raw->where : std::source_location{}};
+  const until_t<net::use_awaitable_t<>> token = session_token(raw);
   return start_in_session<R>(
-      net::use_awaitable, std::move(s),
+      token, std::move(s),
       [fn = std::move(fn), raw, allowed_when_aborted](lane& l) mutable -> R {
         if (raw->aborted && !allowed_when_aborted) throw system_error(errc::transaction_aborted);
         try {
@@ -46,7 +49,7 @@ auto in_session(std::shared_ptr<session_state> s, Fn fn, std::string_view name, 
           throw;
         }
       },
-      name);
+      named);
 }
 
 inline void check_writable(const session_state& s) {
@@ -144,8 +147,14 @@ auto call(std::shared_ptr<session_state> s, Args&&... args) {
 template <class Handler>
 class session_open_op final : public async_op<Handler, AsyncDbSession>, public task {
  public:
-  session_open_op(Handler handler, bool read_only, std::string_view name)
-      : async_op<Handler, AsyncDbSession>(std::move(handler)), read_only_(read_only), name_(name) {}
+  session_open_op(Handler handler, bool read_only, op_name name, budget_clock::time_point deadline)
+      : async_op<Handler, AsyncDbSession>(std::move(handler)),
+        read_only_(read_only),
+        name_(name),
+        deadline_(deadline) {}
+
+  // Before the operation is queued: where the session's deadline timer will run (the opener's executor).
+  void time_on(net::any_io_executor ex) { executor_ = std::move(ex); }
 
   void execute(detail::lane&) noexcept override { std::terminate(); }
   bool runs_statements() const noexcept override { return false; }
@@ -165,6 +174,8 @@ class session_open_op final : public async_op<Handler, AsyncDbSession>, public t
                               std::memory_order_relaxed);
     auto state = std::make_shared<session_state>(l.shared_counters(), read_only_);
     state->controls = &controls;
+    state->where = name_.where;
+    expire_at(state, executor_, deadline_);
     const bool served = l.serve_session(state, name_, [&] {
       std::exception_ptr ep;
       if (read_only_) {
@@ -187,6 +198,7 @@ class session_open_op final : public async_op<Handler, AsyncDbSession>, public t
         this->deliver(nullptr, AsyncDbSession{state});
       }
     });
+    stop_expiry(*state);
     if (!served) {
       c.failed.fetch_add(1, std::memory_order_relaxed);
       this->deliver(std::make_exception_ptr(system_error(errc::closed)), AsyncDbSession{});
@@ -202,20 +214,31 @@ class session_open_op final : public async_op<Handler, AsyncDbSession>, public t
 
  private:
   bool read_only_;
-  std::string_view name_;
+  op_name name_;
+  budget_clock::time_point deadline_;  // asyncdb::session_budget's, or max()
+  net::any_io_executor executor_;      // where the session's deadline timer runs
 };
 
+// A session budget (`budget`, zero for none) bounds the open in place of the default operation budget.
 template <class Token>
-auto open_session(engine& e, bool read_only, Token&& token, const std::source_location& where) {
+auto open_session(engine& e, bool read_only, Token&& token, const std::source_location& where,
+                  std::chrono::nanoseconds budget = {}) {
   return net::async_initiate<Token, void(std::exception_ptr, AsyncDbSession)>(
-      [](auto handler, engine* e, bool ro, std::string_view name) {
-        start_with_default(std::move(handler), e->operation_budget(), [&](auto h) {
-          auto op = std::make_shared<session_open_op<decltype(h)>>(std::move(h), ro, name);
+      [](auto handler, engine* e, bool ro, op_name name, std::chrono::nanoseconds budget) {
+        const budget_clock::time_point deadline =
+            budget == budget.zero() ? budget_clock::time_point::max() : deadline_after(budget);
+        auto start = [&](auto h) {
+          net::any_io_executor ex;
+          if (deadline != budget_clock::time_point::max()) ex = timer_executor(net::get_associated_executor(h));
+          auto op = std::make_shared<session_open_op<decltype(h)>>(std::move(h), ro, name, deadline);
+          op->time_on(std::move(ex));
           const bool attached = op->attach();
           enqueue(op, attached, &e->queue(ro), &e->stats_counters());
-        });
+        };
+        if (budget == budget.zero()) return start_with_default(std::move(handler), e->operation_budget(), start);
+        start_within(std::move(handler), deadline, budget, start);
       },
-      token, &e, read_only, std::string_view(where.function_name()));
+      token, &e, read_only, op_name{where.function_name(), where}, budget);
 }
 
 }  // namespace asyncdb::detail::pg

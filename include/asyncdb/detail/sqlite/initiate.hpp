@@ -18,8 +18,8 @@ namespace detail {
 
 // Queues `fn(lane&)` and wires its completion to `handler`.
 template <class R, class Handler, class Fn>
-void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, std::string_view name,
-            session_state* session, op_route route) {
+void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, op_name name, session_state* session,
+            op_route route) {
   using op_type = run_op<std::decay_t<Handler>, std::decay_t<Fn>, R>;
   auto op = std::make_shared<op_type>(std::forward<Handler>(handler), std::forward<Fn>(fn), name, session, route);
   const bool attached = op->attach();
@@ -43,10 +43,10 @@ inline job_queue& pick_queue(engine& e, route r, op_route& where) {
 
 // `kind` is what the library learns about this operation's code; see op_kind.
 template <class R, class Token, class Fn>
-auto initiate(Token&& token, engine& e, route r, op_kind& kind, Fn fn, std::string_view name) {
+auto initiate(Token&& token, engine& e, route r, op_kind& kind, Fn fn, op_name name) {
   check_result<R>();
   return net::async_initiate<Token, signature_t<R>>(
-      [](auto handler, engine* e, route r, op_kind* k, Fn f, std::string_view n) {
+      [](auto handler, engine* e, route r, op_kind* k, Fn f, op_name n) {
         op_route where{k};
         job_queue& q = pick_queue(*e, r, where);
         start_with_default(std::move(handler), e->operation_budget(), [&](auto h) {
@@ -86,10 +86,10 @@ auto initiate_call(engine& e, Args&&... args) {
 // A session operation holds its session's state until it is queued: an awaitable may be started
 // long after it was created.
 template <class R, class Token, class Fn>
-auto initiate_in_session(Token&& token, std::shared_ptr<session_state> session, Fn fn, std::string_view name) {
+auto initiate_in_session(Token&& token, std::shared_ptr<session_state> session, Fn fn, op_name name) {
   check_result<R>();
   return net::async_initiate<Token, signature_t<R>>(
-      [](auto handler, std::shared_ptr<session_state> s, Fn f, std::string_view n) {
+      [](auto handler, std::shared_ptr<session_state> s, Fn f, op_name n) {
         submit<R>(std::move(handler), s ? &s->queue : nullptr, s ? s->stats.get() : nullptr, std::move(f), n, s.get(),
                   op_route{});
       },
@@ -98,13 +98,13 @@ auto initiate_in_session(Token&& token, std::shared_ptr<session_state> session, 
 
 // The recipe behind async_run: `fn(SQLite::Database&)` on the writer, or a reader when `read_only`.
 template <class Token, class Fn>
-auto async_run_on(engine& e, bool read_only, Fn&& fn, Token&& token) {
+auto async_run_on(engine& e, bool read_only, Fn&& fn, Token&& token, const std::source_location& where) {
   if constexpr (is_use_awaitable<std::decay_t<Token>>) refuse_coawait_temporary_callable<Fn>();
   using R = std::invoke_result_t<std::decay_t<Fn>&, SQLite::Database&>;
   return initiate<R>(
       std::forward<Token>(token), e, read_only ? route::reader : route::writer, kind_of<std::decay_t<Fn>>,
       [f = std::decay_t<Fn>(std::forward<Fn>(fn))](lane& l) mutable -> R { return f(l.conn().database()); },
-      "async_run");
+      op_name{"async_run", where});
 }
 
 }  // namespace detail

@@ -3,6 +3,7 @@
 #include <asyncdb/detail/holder.hpp>
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/lane_thread.hpp>
+#include <asyncdb/detail/name_of.hpp>
 #include <asyncdb/detail/session_slot.hpp>
 #include <asyncdb/detail/sqlite/connection.hpp>
 #include <asyncdb/error.hpp>
@@ -18,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <source_location>
 #include <string_view>
 #include <utility>
 
@@ -92,14 +94,14 @@ class lane {
   const std::shared_ptr<counters>& shared_counters() const noexcept { return counters_; }
 
   // Who holds the connection, for stats() and the hold watchdog; any thread.
-  void hold(writer_holder::kind what, std::string_view name) noexcept { holder_.hold(what, name); }
+  void hold(writer_holder::kind what, const op_name& name) noexcept { holder_.hold(what, name); }
   void release_hold() noexcept { holder_.release(); }
   const connection_holder& holds() const noexcept { return holder_; }
   writer_holder holder() const { return holder_.snapshot(); }
 
   // Serves one session until it is released (its queue closed and drained), then rolls back what it
   // left open. False, without serving, when the database is closing.
-  bool serve_session(const std::shared_ptr<session_state>& s, std::string_view name,
+  bool serve_session(const std::shared_ptr<session_state>& s, const op_name& name,
                      const std::function<void()>& granted) {
     if (!sessions_.enter(s)) return false;
     hold(writer_holder::kind::session, name);

@@ -12,11 +12,12 @@ namespace detail {
 // On the lane's thread, once the outcome is fixed and before the completion is delivered. A member of
 // a group commit is completed after the shared COMMIT: the lane then says how large the group was and
 // whether that COMMIT went through, which counts for the members that succeeded.
-inline void observe(const lane& l, std::string_view name, const observed_run& seen,
+inline void observe(const lane& l, const op_name& name, const observed_run& seen,
                     std::chrono::steady_clock::time_point enqueued_at, bool in_session,
                     operation_outcome outcome) noexcept {
   operation_record r;
-  r.name = name;
+  r.name = name.name;
+  r.where = name.where;
   r.connection = l.role();
   r.in_session = in_session;
   seen.times(enqueued_at, r);

@@ -38,7 +38,7 @@ class run_op final : public async_op_for<Handler, R>::type, public group_member 
   using base = typename async_op_for<Handler, R>::type;
 
  public:
-  run_op(Handler handler, Fn fn, std::string_view name, session_state* session, op_route route)
+  run_op(Handler handler, Fn fn, op_name name, session_state* session, op_route route)
       : base(std::move(handler)), fn_(std::in_place, std::move(fn)), name_(name), session_(session), route_(route) {}
 
   void execute(lane& l) noexcept override {
@@ -164,7 +164,7 @@ class run_op final : public async_op_for<Handler, R>::type, public group_member 
   std::optional<Fn> fn_;
   std::optional<result_type> result_;
   std::exception_ptr ep_;
-  std::string_view name_;   // static storage: a function name or a literal
+  op_name name_;            // static storage: a function name or a literal
   session_state* session_;  // the lane serving the session keeps it alive while this runs
   op_route route_;
   bool aborted_ = false;
