@@ -40,8 +40,8 @@ inline pqxx::connection& native_connection(lane& l) noexcept { return l.conn().g
 template <class R, class Handler, class Fn>
 void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, std::string_view name,
             session_state* session) {
-  using op_type = run_op<std::decay_t<Handler>, std::decay_t<Fn>, R>;
-  auto op = std::make_shared<op_type>(std::forward<Handler>(handler), std::forward<Fn>(fn), name, session);
+  using op_type = run_op<hooks, std::decay_t<Handler>, std::decay_t<Fn>, R>;
+  auto op = std::make_shared<op_type>(std::forward<Handler>(handler), std::forward<Fn>(fn), name, session, op_route{});
   const bool attached = op->attach();
   enqueue(op, attached, queue, stats, session == nullptr);
 }

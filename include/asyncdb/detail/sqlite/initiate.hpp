@@ -20,7 +20,7 @@ namespace detail {
 template <class R, class Handler, class Fn>
 void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, std::string_view name,
             session_state* session, op_route route) {
-  using op_type = run_op<std::decay_t<Handler>, std::decay_t<Fn>, R>;
+  using op_type = run_op<sqlite_hooks, std::decay_t<Handler>, std::decay_t<Fn>, R>;
   auto op = std::make_shared<op_type>(std::forward<Handler>(handler), std::forward<Fn>(fn), name, session, route);
   const bool attached = op->attach();
   enqueue(op, attached, queue, stats, session == nullptr);
