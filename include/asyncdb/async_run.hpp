@@ -17,14 +17,16 @@ inline namespace ASYNCDB_FLAVOUR {
 template <class Fn, class Token = const net::use_awaitable_t<>&>
 requires(!std::is_same_v<std::decay_t<Fn>, read_only_t>) auto async_run(database& db, Fn&& fn,
                                                                         Token&& token = net::use_awaitable) {
-  return detail::async_run_on(detail::database_access::of(db), false, std::forward<Fn>(fn), std::forward<Token>(token));
+  return detail::async_run_on<detail::sqlite_backend>(detail::database_access::of(db), false, std::forward<Fn>(fn),
+                                                      std::forward<Token>(token));
 }
 
 /// Runs `fn(SQLite::Database&) -> R` on a read-only connection (the writer when options::readers is 0).
 /// Completion, executor, thread safety and errors as for the writer overload; writes fail with SQLITE_READONLY.
 template <class Fn, class Token = const net::use_awaitable_t<>&>
 auto async_run(database& db, read_only_t, Fn&& fn, Token&& token = net::use_awaitable) {
-  return detail::async_run_on(detail::database_access::of(db), true, std::forward<Fn>(fn), std::forward<Token>(token));
+  return detail::async_run_on<detail::sqlite_backend>(detail::database_access::of(db), true, std::forward<Fn>(fn),
+                                                      std::forward<Token>(token));
 }
 
 }  // namespace ASYNCDB_FLAVOUR

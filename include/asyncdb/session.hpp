@@ -44,7 +44,7 @@ class AsyncDbSession {
   auto control(Fn fn, std::string_view name, bool allowed_when_aborted = false) {
     using R = std::invoke_result_t<Fn&, detail::lane&, detail::session_state&>;
     detail::session_state* s = state_.get();
-    return detail::initiate_in_session<R>(
+    return detail::initiate_in_session<detail::sqlite_backend, R>(
         net::use_awaitable, state_,
         [fn = std::move(fn), s, allowed_when_aborted](detail::lane& l) mutable -> R {
           if (s->aborted && !allowed_when_aborted) throw system_error(errc::transaction_aborted);
