@@ -136,14 +136,7 @@ class database {
   /// Returns queue depth, outcomes and each connection's state and last error.
   postgres::stats stats() const {
     postgres::stats s;
-    const detail::counters& c = engine_->stats_counters();
-    s.queued = c.queued.load(std::memory_order_relaxed);
-    s.running = c.running.load(std::memory_order_relaxed);
-    s.completed = c.completed.load(std::memory_order_relaxed);
-    s.failed = c.failed.load(std::memory_order_relaxed);
-    s.cancelled = c.cancelled.load(std::memory_order_relaxed);
-    s.rejected = c.rejected.load(std::memory_order_relaxed);
-    s.queue_wait = std::chrono::nanoseconds(c.queue_wait_ns.load(std::memory_order_relaxed));
+    engine_->fill_stats(s);
     for (const auto& l : engine_->lanes()) {
       const detail::pg::lane_snapshot ls = l->snapshot();
       s.connections.push_back({l->is_writer(), static_cast<connection_stats::state>(ls.state), ls.backend_pid,

@@ -40,7 +40,7 @@ struct op_route {
 // starting); hold(l, name, session) and release(l, session) (who holds the connection, for stats());
 // before_run(l, session) (may throw: the operation's failure); end_lease(l) (the backend's own record of the
 // lease) and committed(lease); settle(l, lease, ep, session) -> lease_report (may replace ep first);
-// decided(l, aborted, session); observe(l, name, seen, enqueued_at, in_session, outcome); before_delivery(l,
+// decided(l, aborted, session); annotate(l, record) (the observer record's backend fields); before_delivery(l,
 // committed); after_delivery(l, read_session); serve(op, l), which calls the phases in order.
 template <class Hooks, class Handler, class Fn, class R>
 class run_op final : public async_op_for<Handler, R>::type,
@@ -78,8 +78,7 @@ class run_op final : public async_op_for<Handler, R>::type,
   void refuse(lane_type& l, std::exception_ptr ep) noexcept override {
     if (!this->claim()) return;
     l.stats_counters().failed.fetch_add(1, std::memory_order_relaxed);
-    if (l.settings().observer)
-      Hooks::observe(l, name_, seen_, this->enqueued_at, session_ != nullptr, operation_outcome::rejected);
+    observe(l, operation_outcome::rejected);
     fn_.reset();
     this->deliver_result(std::move(ep), result_);
   }
@@ -139,8 +138,7 @@ class run_op final : public async_op_for<Handler, R>::type,
     }
     counters& c = l.stats_counters();
     (aborted_ ? c.cancelled : ep_ ? c.failed : c.completed).fetch_add(1, std::memory_order_relaxed);
-    if (l.settings().observer)
-      Hooks::observe(l, name_, seen_, this->enqueued_at, session_ != nullptr, outcome_of(aborted_, ep_));
+    observe(l, outcome_of(aborted_, ep_));
     Hooks::before_delivery(l, committed_);
     // The lane keeps a session alive while it serves it, but read it now: nothing of this after delivery.
     const bool read_session = session_ != nullptr && session_->read_only;
@@ -164,6 +162,20 @@ class run_op final : public async_op_for<Handler, R>::type,
 
   // Drops the outcome of a run that does not count and queues the operation again (on `q`, or for the
   // lane to run directly); a cancellation that came first completes it instead.
+  // On the lane's thread, once the outcome is fixed and before the completion is delivered.
+  void observe(lane_type& l, operation_outcome outcome) noexcept {
+    if (!l.settings().observer) return;
+    operation_record r;
+    r.name = name_;
+    r.connection = l.role();
+    r.in_session = session_ != nullptr;
+    seen_.times(this->enqueued_at, r);
+    r.outcome = outcome;
+    r.committed = seen_.committed;
+    Hooks::annotate(l, r);
+    notify(l.settings().observer, r);
+  }
+
   bool take_back_to(lane_type& l, job_queue* q) noexcept {
     ep_ = nullptr;
     result_.reset();

@@ -8,12 +8,7 @@
 
 #include <pqxx/connection>
 
-#include <functional>
-#include <memory>
-#include <string_view>
-#include <tuple>
 #include <type_traits>
-#include <utility>
 
 namespace asyncdb::detail::pg {
 

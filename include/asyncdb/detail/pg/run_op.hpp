@@ -6,15 +6,11 @@
 
 #include <pqxx/except>
 
-#include <chrono>
 #include <exception>
-#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <type_traits>
-#include <variant>
 
 namespace asyncdb::detail::pg {
 
@@ -115,18 +111,8 @@ struct hooks {
   }
 
   // Called while the connection is known to be there; a refused operation ran on none (backend_pid 0).
-  static void observe(lane& l, std::string_view name, const observed_run& seen,
-                      std::chrono::steady_clock::time_point enqueued_at, bool in_session,
-                      operation_outcome outcome) noexcept {
-    operation_record r;
-    r.name = name;
-    r.connection = l.role();
-    r.backend_pid = outcome == operation_outcome::rejected ? 0 : l.conn().backend_pid();
-    r.in_session = in_session;
-    seen.times(enqueued_at, r);
-    r.outcome = outcome;
-    r.committed = seen.committed;
-    notify(l.settings().observer, r);
+  static void annotate(lane& l, operation_record& r) noexcept {
+    r.backend_pid = r.outcome == operation_outcome::rejected ? 0 : l.conn().backend_pid();
   }
 };
 

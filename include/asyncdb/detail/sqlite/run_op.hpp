@@ -51,19 +51,10 @@ struct sqlite_hooks {
 
   // A member of a group commit is completed after the shared COMMIT: the lane then says how large the group
   // was and whether that COMMIT went through, which counts for the members that succeeded.
-  static void observe(const lane& l, std::string_view name, const observed_run& seen,
-                      std::chrono::steady_clock::time_point enqueued_at, bool in_session,
-                      operation_outcome outcome) noexcept {
-    operation_record r;
-    r.name = name;
-    r.connection = l.role();
-    r.in_session = in_session;
-    seen.times(enqueued_at, r);
-    r.outcome = outcome;
+  static void annotate(const lane& l, operation_record& r) noexcept {
     const lane::group_outcome g = l.completing_group();
     r.group_size = g.size;
-    r.committed = seen.committed || (g.committed && outcome == operation_outcome::succeeded);
-    notify(l.settings().observer, r);
+    r.committed = r.committed || (g.committed && r.outcome == operation_outcome::succeeded);
   }
 
  private:
