@@ -21,7 +21,8 @@ struct async_db_operation {
   template <class... Args>
   auto operator()(database& db, Args&&... args) const {
     using dao = typename detail::default_dao<Operation>::type;
-    return detail::initiate_call<Operation, dao, void>(detail::database_access::of(db), std::forward<Args>(args)...);
+    return detail::initiate_call<detail::sqlite_backend, Operation, dao, void>(detail::database_access::of(db),
+                                                                               std::forward<Args>(args)...);
   }
 };
 

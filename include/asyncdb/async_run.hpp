@@ -19,8 +19,8 @@ template <class Fn, class Token = const net::use_awaitable_t<>&>
 requires(!std::is_same_v<std::decay_t<Fn>, read_only_t>) auto async_run(
     database& db, Fn&& fn, Token&& token = net::use_awaitable,
     std::source_location where = std::source_location::current()) {
-  return detail::async_run_on(detail::database_access::of(db), false, std::forward<Fn>(fn), std::forward<Token>(token),
-                              where);
+  return detail::async_run_on<detail::sqlite_backend>(detail::database_access::of(db), false, std::forward<Fn>(fn),
+                                                      std::forward<Token>(token), where);
 }
 
 /// Runs `fn(SQLite::Database&) -> R` on a read-only connection (the writer when options::readers is 0).
@@ -28,8 +28,8 @@ requires(!std::is_same_v<std::decay_t<Fn>, read_only_t>) auto async_run(
 template <class Fn, class Token = const net::use_awaitable_t<>&>
 auto async_run(database& db, read_only_t, Fn&& fn, Token&& token = net::use_awaitable,
                std::source_location where = std::source_location::current()) {
-  return detail::async_run_on(detail::database_access::of(db), true, std::forward<Fn>(fn), std::forward<Token>(token),
-                              where);
+  return detail::async_run_on<detail::sqlite_backend>(detail::database_access::of(db), true, std::forward<Fn>(fn),
+                                                      std::forward<Token>(token), where);
 }
 
 }  // namespace ASYNCDB_FLAVOUR

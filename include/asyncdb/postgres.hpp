@@ -151,14 +151,7 @@ class database {
   /// Returns queue depth, outcomes and each connection's state and last error.
   postgres::stats stats() const {
     postgres::stats s;
-    const detail::counters& c = engine_->stats_counters();
-    s.queued = c.queued.load(std::memory_order_relaxed);
-    s.running = c.running.load(std::memory_order_relaxed);
-    s.completed = c.completed.load(std::memory_order_relaxed);
-    s.failed = c.failed.load(std::memory_order_relaxed);
-    s.cancelled = c.cancelled.load(std::memory_order_relaxed);
-    s.rejected = c.rejected.load(std::memory_order_relaxed);
-    s.queue_wait = std::chrono::nanoseconds(c.queue_wait_ns.load(std::memory_order_relaxed));
+    engine_->fill_stats(s);
     for (const auto& l : engine_->lanes()) {
       const detail::pg::lane_snapshot ls = l->snapshot();
       s.connections.push_back({l->is_writer(), static_cast<connection_stats::state>(ls.state), ls.backend_pid,
@@ -213,8 +206,8 @@ template <class Fn, class Token = const net::use_awaitable_t<>&>
 requires(!std::is_same_v<std::decay_t<Fn>, read_only_t>) auto async_run(
     postgres::database& db, Fn&& fn, Token&& token = net::use_awaitable,
     std::source_location where = std::source_location::current()) {
-  return detail::pg::async_run_on(detail::pg_database_access::of(db), false, std::forward<Fn>(fn),
-                                  std::forward<Token>(token), where);
+  return detail::async_run_on<detail::pg::backend>(detail::pg_database_access::of(db), false, std::forward<Fn>(fn),
+                                                   std::forward<Token>(token), where);
 }
 
 /// Runs `fn(pqxx::connection&) -> R` on a read-only connection (a replica's, if any); writes fail with
@@ -222,8 +215,8 @@ requires(!std::is_same_v<std::decay_t<Fn>, read_only_t>) auto async_run(
 template <class Fn, class Token = const net::use_awaitable_t<>&>
 auto async_run(postgres::database& db, read_only_t, Fn&& fn, Token&& token = net::use_awaitable,
                std::source_location where = std::source_location::current()) {
-  return detail::pg::async_run_on(detail::pg_database_access::of(db), true, std::forward<Fn>(fn),
-                                  std::forward<Token>(token), where);
+  return detail::async_run_on<detail::pg::backend>(detail::pg_database_access::of(db), true, std::forward<Fn>(fn),
+                                                   std::forward<Token>(token), where);
 }
 
 /// to_async_db_oper for a DAO built from `pqxx::connection&`: one Dao per connection, built on first use on
@@ -254,8 +247,8 @@ class to_async_db_oper<Derived, Dao> {
     static_assert(
         std::is_member_function_pointer_v<decltype(Member)> && std::is_base_of_v<detail::member_class_t<Member>, Dao>,
         "asyncdb: call<&X::f> needs a member function of the DAO class (or of one of its bases)");
-    return detail::pg::initiate_call<Member, Dao, Derived>(detail::pg_database_access::of(*db_),
-                                                           std::forward<Args>(args)...);
+    return detail::initiate_call<detail::pg::backend, Member, Dao, Derived>(detail::pg_database_access::of(*db_),
+                                                                            std::forward<Args>(args)...);
   }
 
   /// Runs `fn(Dao&) -> R` on the primary; as call() otherwise.
@@ -279,14 +272,9 @@ class to_async_db_oper<Derived, Dao> {
  private:
   template <class Fn>
   auto run_on(bool read_only, Fn&& fn, const std::source_location& where) const {
-    detail::refuse_coawait_temporary_callable<Fn>();
-    using R = std::invoke_result_t<std::decay_t<Fn>&, Dao&>;
-    return detail::pg::initiate<R>(
-        net::use_awaitable, detail::pg_database_access::of(*db_), read_only,
-        [f = std::decay_t<Fn>(std::forward<Fn>(fn))](detail::pg::lane& l) mutable -> R {
-          return f(l.conn().dao<Dao>());
-        },
-        detail::op_name{where.function_name(), where});
+    return detail::initiate_run<detail::pg::backend>(
+        detail::pg_database_access::of(*db_), read_only, std::forward<Fn>(fn), net::use_awaitable,
+        [](detail::pg::lane& l) -> Dao& { return l.conn().dao<Dao>(); }, detail::op_name{where.function_name(), where});
   }
 
   postgres::database* db_;
@@ -301,8 +289,8 @@ struct async_db_operation<Operation> {
   template <class... Args>
   auto operator()(postgres::database& db, Args&&... args) const {
     using dao = typename detail::default_dao<Operation>::type;
-    return detail::pg::initiate_call<Operation, dao, void>(detail::pg_database_access::of(db),
-                                                           std::forward<Args>(args)...);
+    return detail::initiate_call<detail::pg::backend, Operation, dao, void>(detail::pg_database_access::of(db),
+                                                                            std::forward<Args>(args)...);
   }
 };
 

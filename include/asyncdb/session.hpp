@@ -47,7 +47,7 @@ class AsyncDbSession {
     using R = std::invoke_result_t<Fn&, detail::lane&, detail::session_state&>;
     detail::session_state* s = state_.get();
     const detail::op_name named{name, s != nullptr ? s->where : std::source_location{}};
-    return detail::initiate_in_session<R>(
+    return detail::initiate_in_session<detail::sqlite_backend, R>(
         detail::session_token(s), state_,
         [fn = std::move(fn), s, allowed_when_aborted](detail::lane& l) mutable -> R {
           if (s->aborted && !allowed_when_aborted) throw system_error(errc::transaction_aborted);

@@ -40,7 +40,8 @@ class to_async_db_oper {
     static_assert(
         std::is_member_function_pointer_v<decltype(Member)> && std::is_base_of_v<detail::member_class_t<Member>, Dao>,
         "asyncdb: call<&X::f> needs a member function of the DAO class (or of one of its bases)");
-    return detail::initiate_call<Member, Dao, Derived>(detail::database_access::of(*db_), std::forward<Args>(args)...);
+    return detail::initiate_call<detail::sqlite_backend, Member, Dao, Derived>(detail::database_access::of(*db_),
+                                                                               std::forward<Args>(args)...);
   }
 
   /// Runs `fn(Dao&) -> R` on the writer: several DAO calls in one hop. Completion, executor, thread safety
@@ -65,14 +66,9 @@ class to_async_db_oper {
  private:
   template <class Fn>
   auto run_on(bool read_only, Fn&& fn, const std::source_location& where) const {
-    detail::refuse_coawait_temporary_callable<Fn>();
-    using R = std::invoke_result_t<std::decay_t<Fn>&, Dao&>;
-    detail::engine& e = detail::database_access::of(*db_);
-    return detail::initiate<R>(
-        net::use_awaitable, e, read_only ? detail::route::reader : detail::route::writer,
-        detail::kind_of<std::decay_t<Fn>>,
-        [f = std::decay_t<Fn>(std::forward<Fn>(fn))](detail::lane& l) mutable -> R { return f(l.conn().dao<Dao>()); },
-        detail::op_name{where.function_name(), where});
+    return detail::initiate_run<detail::sqlite_backend>(
+        detail::database_access::of(*db_), read_only, std::forward<Fn>(fn), net::use_awaitable,
+        [](detail::lane& l) -> Dao& { return l.conn().dao<Dao>(); }, detail::op_name{where.function_name(), where});
   }
 
   database* db_;

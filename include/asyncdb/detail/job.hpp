@@ -14,28 +14,46 @@ class lane;
 class job_queue;
 struct op_kind;
 
-// What group commit needs of a write to run it inside the writer's shared transaction; the savepoint
-// protocol around it belongs to group_commit alone.
-class group_member {
+// What a lane of type L runs, where it is not detail::lane (PostgreSQL's): serve() runs an operation,
+// refuse() completes it without running (a no-op if cancelled meanwhile).
+template <class L>
+class lane_task {
+ public:
+  virtual void serve(L& l) noexcept = 0;
+  virtual void refuse(L& l, std::exception_ptr ep) noexcept = 0;
+  // Whether its budget bounds its statements on the server: not a session's opening, whose budget is only
+  // the wait for the session.
+  virtual bool runs_statements() const noexcept { return true; }
+
+ protected:
+  ~lane_task() = default;
+};
+
+// The phases of one operation's run on a lane of type L (detail/run_op.hpp has the one implementation).
+// SQLite's group commit drives them one by one to run a write inside the writer's shared transaction; the
+// savepoint protocol around it belongs to group_commit alone.
+template <class L>
+class lane_op {
  public:
   // queued -> running; false if a canceller completed it already.
-  virtual bool begin(lane& l) noexcept = 0;
+  virtual bool begin(L& l) noexcept = 0;
   // Runs the work and keeps its outcome.
-  virtual void run(lane& l) noexcept = 0;
+  virtual void run(L& l) noexcept = 0;
   // Ends the run (no interrupt reaches it from here on), with `instead` as its outcome if given.
   // Returns whether it failed or was aborted by a cancellation.
-  virtual bool end(lane& l, std::exception_ptr instead = nullptr) noexcept = 0;
+  virtual bool end(L& l, std::exception_ptr instead = nullptr) noexcept = 0;
   // Delivers the outcome once the shared transaction is over; `undone` (the COMMIT's error) replaces
   // a success. Returns whether it delivered a success.
-  virtual bool complete(lane& l, std::exception_ptr undone = nullptr) noexcept = 0;
+  virtual bool complete(L& l, std::exception_ptr undone = nullptr) noexcept = 0;
   // Drops the outcome, to run again alone; false if a cancellation came first (it is then completed).
-  virtual bool take_back(lane& l) noexcept = 0;
+  virtual bool take_back(L& l) noexcept = 0;
   // What is learned about its code (it opens its own transaction).
   virtual op_kind& kind() noexcept = 0;
 
  protected:
-  ~group_member() = default;
+  ~lane_op() = default;
 };
+using group_member = lane_op<lane>;
 
 // A unit of work a lane executes. Every job ends in exactly one of execute() or fail(): a queue that
 // refuses a job, or a canceller that withdraws it, calls fail(); a lane that pops it calls execute(),

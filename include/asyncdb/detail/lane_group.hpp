@@ -1,8 +1,14 @@
 #pragma once
-// The lanes of one database, whatever its backend, and what a database does with them alike when it closes.
+// The lanes of one database, whatever its backend, what a database does with them alike when it closes, and
+// what every engine shares: its counters, its writer and reader queues (the intake) and their statistics.
 #include <asyncdb/detail/config.hpp>
+#include <asyncdb/detail/counters.hpp>
+#include <asyncdb/detail/job_queue.hpp>
+#include <asyncdb/error.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -121,6 +127,58 @@ void close_in_background(std::unique_ptr<Engine> e) noexcept {
   // Without a thread to close it on, leaking the connections beats terminating inside a destructor.
   (void)background_closes::instance().start([raw] { delete raw; });
 }
+
+// A base of each engine, so constructed before its lanes and destroyed after them: a lane serves a queue
+// until it is joined.
+class engine_intake {
+ public:
+  engine_intake(std::size_t max_queued, std::size_t readers, std::chrono::microseconds poll_for = {})
+      : counters_(make_counters(max_queued)),
+        writer_queue_(counters_, poll_for),
+        reader_queue_(counters_, poll_for),
+        readers_(readers) {}
+
+  // Intake stops at once (errc::closed); the rest of close() is left to the destructor (close_in_background).
+  void stop_intake() noexcept {
+    writer_queue_.close(make_error_code(errc::closed));
+    reader_queue_.close(make_error_code(errc::closed));
+  }
+
+  job_queue& queue(bool read_only) noexcept { return read_only && has_readers() ? reader_queue_ : writer_queue_; }
+  job_queue& writer_queue() noexcept { return writer_queue_; }
+  bool has_readers() const noexcept { return readers_ > 0; }
+  counters& stats_counters() noexcept { return *counters_; }
+  const std::shared_ptr<counters>& shared_counters() const noexcept { return counters_; }
+
+  // The fields of `s` every backend's stats have.
+  template <class Stats>
+  void fill_stats(Stats& s) const noexcept {
+    const counters& c = *counters_;
+    s.queued = c.queued.load(std::memory_order_relaxed);
+    s.running = c.running.load(std::memory_order_relaxed);
+    s.completed = c.completed.load(std::memory_order_relaxed);
+    s.failed = c.failed.load(std::memory_order_relaxed);
+    s.cancelled = c.cancelled.load(std::memory_order_relaxed);
+    s.rejected = c.rejected.load(std::memory_order_relaxed);
+    s.queue_wait = std::chrono::nanoseconds(c.queue_wait_ns.load(std::memory_order_relaxed));
+  }
+
+ protected:
+  ~engine_intake() = default;
+
+  std::shared_ptr<counters> counters_;
+  job_queue writer_queue_;
+  job_queue reader_queue_;
+
+ private:
+  static std::shared_ptr<counters> make_counters(std::size_t max_queued) {
+    auto c = std::make_shared<counters>();
+    c->max_queued = max_queued;
+    return c;
+  }
+
+  std::size_t readers_;
+};
 
 }  // namespace detail
 }  // namespace ASYNCDB_FLAVOUR

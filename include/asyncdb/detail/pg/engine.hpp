@@ -2,7 +2,6 @@
 // The lanes of one PostgreSQL database: `writers` connections to the primary sharing one queue, and
 // `readers` connections per replica (or read-only ones to the primary) sharing another.
 #include <asyncdb/detail/budget.hpp>
-#include <asyncdb/detail/counters.hpp>
 #include <asyncdb/detail/grace_timer.hpp>
 #include <asyncdb/detail/hold_watch.hpp>
 #include <asyncdb/detail/job_queue.hpp>
@@ -36,13 +35,11 @@ struct engine_config {
   hold_observer on_hold;
 };
 
-class engine {
+class engine : public engine_intake {
  public:
   explicit engine(engine_config cfg)
-      : cfg_(std::move(cfg)),
-        counters_(make_counters(cfg_)),
-        writer_queue_(counters_),
-        reader_queue_(counters_),
+      : engine_intake(cfg.max_queued, cfg.readers),
+        cfg_(std::move(cfg)),
         cancels_(cfg_.connect_timeout.count() > 0 ? cfg_.connect_timeout : std::chrono::seconds(5)) {
     cfg_.settings.written_lsn = &written_lsn_;
     if (cfg_.writers == 0) throw std::invalid_argument("asyncdb: postgres::options::writers must be at least 1");
@@ -87,25 +84,10 @@ class engine {
 
   bool on_own_thread() const noexcept { return lanes_.contains_current_thread(); }
 
-  // Intake stops at once (errc::closed); the rest of close() is left to the destructor (close_in_background).
-  void stop_intake() noexcept {
-    writer_queue_.close(make_error_code(errc::closed));
-    reader_queue_.close(make_error_code(errc::closed));
-  }
-
-  job_queue& queue(bool read_only) noexcept { return read_only && has_readers() ? reader_queue_ : writer_queue_; }
-  bool has_readers() const noexcept { return cfg_.readers > 0; }
-  counters& stats_counters() noexcept { return *counters_; }
   std::chrono::nanoseconds operation_budget() const noexcept { return cfg_.operation_budget; }
   const std::vector<std::unique_ptr<lane>>& lanes() const noexcept { return lanes_.all(); }
 
  private:
-  static std::shared_ptr<counters> make_counters(const engine_config& c) {
-    auto p = std::make_shared<counters>();
-    p->max_queued = c.max_queued;
-    return p;
-  }
-
   void add_lane(const std::string& conninfo, bool writer, bool read_only, const connection_role& role, job_queue& q) {
     std::atomic<int>& connected = &q == &writer_queue_ ? connected_writers_ : connected_readers_;
     lanes_.add(
@@ -140,9 +122,6 @@ class engine {
   std::atomic<int> connected_writers_{0};  // lanes of each queue with a connection now (lane::count_connected)
   std::atomic<int> connected_readers_{0};
   engine_config cfg_;
-  std::shared_ptr<counters> counters_;
-  job_queue writer_queue_;
-  job_queue reader_queue_;
   canceller cancels_;
   lane_group<lane> lanes_;
   std::optional<hold_watch> hold_watch_;  // hold_threshold; stopped first in stop()

@@ -1,22 +1,14 @@
 #pragma once
-// How PostgreSQL operations are built and queued: the SQLite recipe (detail/sqlite/initiate.hpp) with a
-// PostgreSQL lane underneath.
+// What PostgreSQL gives the core's initiation (detail/initiate.hpp), and what counts as a PostgreSQL operation.
+#include <asyncdb/detail/initiate.hpp>
 #include <asyncdb/detail/invoke.hpp>
-#include <asyncdb/detail/name_of.hpp>
 #include <asyncdb/detail/op_kind.hpp>
 #include <asyncdb/detail/pg/engine.hpp>
 #include <asyncdb/detail/pg/run_op.hpp>
-#include <asyncdb/detail/submit.hpp>
-#include <asyncdb/detail/type_checks.hpp>
 
 #include <pqxx/connection>
 
-#include <functional>
-#include <memory>
-#include <string_view>
-#include <tuple>
 #include <type_traits>
-#include <utility>
 
 namespace asyncdb::detail::pg {
 
@@ -37,47 +29,24 @@ concept operation =
 // detail/invoke.hpp's connection for a free function: the lane's pqxx::connection.
 inline pqxx::connection& native_connection(lane& l) noexcept { return l.conn().get(); }
 
-template <class R, class Handler, class Fn>
-void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, op_name name, session_state* session) {
-  using op_type = run_op<std::decay_t<Handler>, std::decay_t<Fn>, R>;
-  auto op = std::make_shared<op_type>(std::forward<Handler>(handler), std::forward<Fn>(fn), name, session);
-  const bool attached = op->attach();
-  enqueue(op, attached, queue, stats, session == nullptr);
-}
-
 // Read-only operations go to the readers; everything else (undeclared included) to the primary: a
 // PostgreSQL connection cannot tell asyncdb that a statement would have written, it only refuses it.
-template <class R, class Token, class Fn>
-auto initiate(Token&& token, engine& e, bool read_only, Fn fn, op_name name) {
-  check_result<R>();
-  return net::async_initiate<Token, signature_t<R>>(
-      [](auto handler, engine* e, bool ro, Fn f, op_name n) {
-        start_with_default(std::move(handler), e->operation_budget(), [&](auto h) {
-          submit<R>(std::move(h), &e->queue(ro), &e->stats_counters(), std::move(f), n, nullptr);
-        });
-      },
-      token, &e, read_only, std::move(fn), name);
-}
+struct backend {
+  using hooks = pg::hooks;
+  using engine_type = engine;
 
-template <auto F, class Dao, class Owner, class... Args>
-auto initiate_call(engine& e, Args&&... args) {
-  refuse_coawait_temporaries<Args...>();
-  using R = call_result_t<F, Dao, lane, Args...>;
-  static_assert((check_result<R>(), true));  // evaluated now: its message comes before any other error
-  if constexpr (valid_result<R>) {
-    return initiate<R>(net::use_awaitable, e, declared_route<F, Owner>() == route::reader,
-                       bind_call<F, Dao, lane>(std::forward<Args>(args)...), name_of<F>());
+  static job_queue& pick(engine& e, route r, op_route&) noexcept { return e.queue(r == route::reader); }
+
+  template <auto F, class Owner>
+  static constexpr route route_of() noexcept {
+    return declared_route<F, Owner>() == route::reader ? route::reader : route::writer;
   }
-}
 
-template <class Token, class Fn>
-auto async_run_on(engine& e, bool read_only, Fn&& fn, Token&& token, const std::source_location& where) {
-  if constexpr (is_use_awaitable<std::decay_t<Token>>) refuse_coawait_temporary_callable<Fn>();
-  using R = std::invoke_result_t<std::decay_t<Fn>&, pqxx::connection&>;
-  return initiate<R>(
-      std::forward<Token>(token), e, read_only,
-      [f = std::decay_t<Fn>(std::forward<Fn>(fn))](lane& l) mutable -> R { return f(l.conn().get()); },
-      op_name{"async_run", where});
-}
+  // Nothing is learned by running: no route detection, no group commit.
+  template <class Tag>
+  static op_kind* kind() noexcept {
+    return nullptr;
+  }
+};
 
 }  // namespace asyncdb::detail::pg

@@ -35,21 +35,8 @@ namespace asyncdb::detail::pg {
 
 class lane;
 
-// What a lane runs; implemented by the operations next to their Asio completion (a second interface
-// because they already are detail::job through async_op).
-class task {
- public:
-  // Runs on a connected lane.
-  virtual void serve(lane& l) noexcept = 0;
-  // Completes with `ep` without running (the lane's connection is down); a no-op if cancelled meanwhile.
-  virtual void refuse(lane& l, std::exception_ptr ep) noexcept = 0;
-  // Whether its budget bounds its statements on the server: not a session's opening, whose budget is only
-  // the wait for the session.
-  virtual bool runs_statements() const noexcept { return true; }
-
- protected:
-  ~task() = default;
-};
+// What a lane runs: detail/run_op.hpp's operations and session openings, which are also detail::job.
+using task = lane_task<lane>;
 
 // One connection's state as stats() shows it.
 enum class connection_state : unsigned char { connecting, ready, down, closed };

@@ -1,34 +1,18 @@
 #pragma once
-// Runs `fn(lane&) -> R` on a PostgreSQL lane: the database work of every public PostgreSQL operation.
-#include <asyncdb/detail/completion.hpp>
-#include <asyncdb/detail/outcome.hpp>
+// What the core's run_op (detail/run_op.hpp) asks of a PostgreSQL lane.
 #include <asyncdb/detail/pg/lane.hpp>
-#include <asyncdb/detail/pg/observe.hpp>
-#include <asyncdb/detail/session_state.hpp>
+#include <asyncdb/detail/run_op.hpp>
 #include <asyncdb/error.hpp>
 
 #include <pqxx/except>
 
-#include <chrono>
 #include <exception>
-#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <type_traits>
-#include <variant>
 
 namespace asyncdb::detail::pg {
-
-template <class Handler, class R>
-struct async_op_for {
-  using type = async_op<Handler, R>;
-};
-template <class Handler>
-struct async_op_for<Handler, void> {
-  using type = async_op<Handler>;
-};
 
 inline bool is_broken_connection(const std::exception_ptr& ep) noexcept {
   try {
@@ -80,91 +64,56 @@ inline std::exception_ptr settle(lane& l, std::exception_ptr ep, const lease_wat
   return ep;
 }
 
-template <class Handler, class Fn, class R>
-class run_op final : public async_op_for<Handler, R>::type, public task {
-  using base = typename async_op_for<Handler, R>::type;
+struct hooks {
+  using lane_type = lane;
 
- public:
-  run_op(Handler handler, Fn fn, op_name name, session_state* session)
-      : base(std::move(handler)), fn_(std::in_place, std::move(fn)), name_(name), session_(session) {}
+  template <class Op>
+  static void serve(Op& op, lane& l) noexcept {
+    if (!op.begin(l)) return;
+    op.run(l);
+    op.end(l);
+    op.complete(l);
+  }
 
-  // Only PostgreSQL lanes pop these, and they call serve().
-  void execute(detail::lane&) noexcept override { std::terminate(); }
-
-  void serve(lane& l) noexcept override {
-    if (!this->start(l.conn())) return;
-    if (l.settings().observer) seen_.start();
-    counters& c = l.stats_counters();
-    c.queue_wait_ns.fetch_add((std::chrono::steady_clock::now() - this->enqueued_at).count(),
-                              std::memory_order_relaxed);
-    c.running.fetch_add(1, std::memory_order_relaxed);
-    if (session_ == nullptr) l.hold(name_);
-    try {
-      if (session_ == nullptr) l.catch_up();
-      if constexpr (std::is_void_v<R>) {
-        (*fn_)(l);
-        result_.emplace();
-      } else {
-        result_.emplace((*fn_)(l));
-      }
-    } catch (...) {
-      ep_ = std::current_exception();
-    }
-    const bool cancelled = this->end_run();
-    const lease_watch w = l.conn().end_lease();
-    if (l.settings().observer) seen_.end(w.commits > 0);
-    ep_ = settle(l, std::move(ep_), w, session_);
-    // Aborted only when nothing of it reached the database: no COMMIT and no autocommit write went
-    // through, and the failure is not a lost COMMIT, whose outcome nobody knows.
-    const bool aborted = decide({.cancel_requested = cancelled,
-                                 .failed = ep_ != nullptr,
-                                 .committed = w.commits > 0,
-                                 .in_doubt = is_in_doubt(ep_)}) == verdict::aborted;
-    // A cancelled statement leaves a write session's transaction failed on the server: only rollback() may
-    // follow. A read session's is rolled back to before the operation and goes on.
-    if (aborted && session_ != nullptr && !session_->read_only && l.session_transaction()) session_->aborted = true;
-    const bool read_session = session_ != nullptr && session_->read_only;
-    if (session_ == nullptr) l.hold(op_name(std::string_view{}));
-    c.running.fetch_sub(1, std::memory_order_relaxed);
-    if (aborted) ep_ = std::make_exception_ptr(system_error(net::error::operation_aborted));
-    // After a given-up cancel, asked on the replacement connection: its WAL position is past the commit.
-    if (w.commits > 0 && !l.conn().is_broken() && !l.replace_if_needed()) l.note_write();
-    (aborted ? c.cancelled : ep_ ? c.failed : c.completed).fetch_add(1, std::memory_order_relaxed);
-    if (l.settings().observer) {
-      observe(l, name_, seen_, this->enqueued_at, session_ != nullptr, l.conn().backend_pid(),
-              outcome_of(aborted, ep_));
-    }
-    fn_.reset();
-    this->deliver_result(std::move(ep_), result_);
-    // After the caller has its answer: the lane does it before it takes the session's next operation.
+  // The lane itself refuses what it pops once close()'s grace is over.
+  static bool closing(lane&) noexcept { return false; }
+  static void hold(lane& l, const op_name& name, const session_state* s) noexcept {
+    if (s == nullptr) l.hold(name);
+  }
+  static void release(lane& l, const session_state* s) noexcept {
+    if (s == nullptr) l.hold(op_name(std::string_view{}));
+  }
+  // read_your_writes: a read outside a session waits for the replica first.
+  static void before_run(lane& l, const session_state* s) {
+    if (s == nullptr) l.catch_up();
+  }
+  static lease_watch end_lease(lane& l) noexcept { return l.conn().end_lease(); }
+  static bool committed(const lease_watch& w) noexcept { return w.commits > 0; }
+  // Aborted only when nothing of it reached the database: no COMMIT and no autocommit write went through,
+  // and the failure is not a lost COMMIT, whose outcome nobody knows.
+  static lease_report settle(lane& l, const lease_watch& w, std::exception_ptr& ep, session_state* s) {
+    ep = pg::settle(l, std::move(ep), w, s);
+    return {.committed = w.commits > 0, .in_doubt = is_in_doubt(ep)};
+  }
+  // A cancelled statement leaves a write session's transaction failed on the server: only rollback() may
+  // follow. A read session's is rolled back to before the operation and goes on (after_delivery).
+  static void decided(lane& l, bool aborted, session_state* s) noexcept {
+    if (aborted && s != nullptr && !s->read_only && l.session_transaction()) s->aborted = true;
+  }
+  // After a given-up cancel, asked on the replacement connection: its WAL position is past the commit.
+  static void before_delivery(lane& l, bool committed) noexcept {
+    if (committed && !l.conn().is_broken() && !l.replace_if_needed()) l.note_write();
+  }
+  // After the caller has its answer: the lane does it before it takes the session's next operation.
+  static void after_delivery(lane& l, bool read_session) noexcept {
     if (read_session) l.keep_snapshot();
     l.after_operation();
   }
 
-  void refuse(lane& l, std::exception_ptr ep) noexcept override {
-    if (!this->claim()) return;
-    l.stats_counters().failed.fetch_add(1, std::memory_order_relaxed);
-    if (l.settings().observer)
-      observe(l, name_, seen_, this->enqueued_at, session_ != nullptr, 0, operation_outcome::rejected);
-    fn_.reset();
-    if constexpr (std::is_void_v<R>) {
-      this->deliver(std::move(ep));
-    } else {
-      this->deliver(std::move(ep), R{});
-    }
+  // Called while the connection is known to be there; a refused operation ran on none (backend_pid 0).
+  static void annotate(lane& l, operation_record& r) noexcept {
+    r.backend_pid = r.outcome == operation_outcome::rejected ? 0 : l.conn().backend_pid();
   }
-
- protected:
-  void release_work() noexcept override { fn_.reset(); }
-
- private:
-  using result_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
-  std::optional<Fn> fn_;
-  std::optional<result_type> result_;
-  std::exception_ptr ep_;
-  op_name name_;            // static storage
-  session_state* session_;  // the lane serving the session keeps it alive while this runs
-  observed_run seen_;       // for postgres::options::observer only
 };
 
 }  // namespace asyncdb::detail::pg

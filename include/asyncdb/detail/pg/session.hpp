@@ -22,23 +22,13 @@ namespace asyncdb::detail::pg {
       e.what());
 }
 
-template <class R, class Token, class Fn>
-auto start_in_session(Token&& token, std::shared_ptr<session_state> session, Fn fn, op_name name) {
-  check_result<R>();
-  return net::async_initiate<Token, signature_t<R>>(
-      [](auto handler, std::shared_ptr<session_state> s, Fn f, op_name n) {
-        submit<R>(std::move(handler), s ? &s->queue : nullptr, s ? s->stats.get() : nullptr, std::move(f), n, s.get());
-      },
-      token, std::move(session), std::move(fn), name);
-}
-
 // Runs `fn` inside the session, with libpqxx's refusal of a nested transaction made explicit.
 template <class R, class Fn>
 auto in_session(std::shared_ptr<session_state> s, Fn fn, std::string_view name, bool allowed_when_aborted = false) {
   session_state* raw = s.get();
   const op_name named{name, raw != nullptr ? raw->where : std::source_location{}};
   const until_t<net::use_awaitable_t<>> token = session_token(raw);
-  return start_in_session<R>(
+  return initiate_in_session<backend, R>(
       token, std::move(s),
       [fn = std::move(fn), raw, allowed_when_aborted](lane& l) mutable -> R {
         if (raw->aborted && !allowed_when_aborted) throw system_error(errc::transaction_aborted);

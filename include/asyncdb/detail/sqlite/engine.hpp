@@ -24,13 +24,10 @@ inline namespace ASYNCDB_FLAVOUR {
 namespace detail {
 
 // The lanes of one database file: one writer with its own queue, `readers` readers sharing one.
-class engine {
+class engine : public engine_intake {
  public:
   engine(const std::filesystem::path& path, options opts)
-      : opts_(std::move(opts)),
-        counters_(make_counters(opts_)),
-        writer_queue_(counters_, opts_.poll_before_sleep),
-        reader_queue_(counters_, opts_.poll_before_sleep) {
+      : engine_intake(opts.max_queued, opts.readers, opts.poll_before_sleep), opts_(std::move(opts)) {
     if (is_private_database(path)) throw system_error(errc::memory_database, "asyncdb: '" + path.string() + "'");
     writer_queue_.keep_open(opts_.readers > 0);  // until the readers, which may hand it writes, are gone
     try {
@@ -64,29 +61,12 @@ class engine {
 
   bool on_own_thread() const noexcept { return lanes_.contains_current_thread(); }
 
-  // Intake stops at once (errc::closed); the rest of close() is left to the destructor (close_in_background).
-  void stop_intake() noexcept {
-    writer_queue_.close(make_error_code(errc::closed));
-    reader_queue_.close(make_error_code(errc::closed));
-  }
-
-  job_queue& queue(bool read_only) noexcept { return read_only && opts_.readers > 0 ? reader_queue_ : writer_queue_; }
-  job_queue& writer_queue() noexcept { return writer_queue_; }
-  bool has_readers() const noexcept { return opts_.readers > 0; }
-  counters& stats_counters() noexcept { return *counters_; }
   std::chrono::nanoseconds operation_budget() const noexcept { return budget_; }
-  const std::shared_ptr<counters>& shared_counters() const noexcept { return counters_; }
 
   stats snapshot() const {
     stats s;
+    fill_stats(s);
     const counters& c = *counters_;
-    s.queued = c.queued.load(std::memory_order_relaxed);
-    s.running = c.running.load(std::memory_order_relaxed);
-    s.completed = c.completed.load(std::memory_order_relaxed);
-    s.failed = c.failed.load(std::memory_order_relaxed);
-    s.cancelled = c.cancelled.load(std::memory_order_relaxed);
-    s.rejected = c.rejected.load(std::memory_order_relaxed);
-    s.queue_wait = std::chrono::nanoseconds(c.queue_wait_ns.load(std::memory_order_relaxed));
     s.group_commits = c.group_commits.load(std::memory_order_relaxed);
     s.grouped = c.grouped.load(std::memory_order_relaxed);
     s.rerouted = c.rerouted.load(std::memory_order_relaxed);
@@ -95,12 +75,6 @@ class engine {
   }
 
  private:
-  static std::shared_ptr<counters> make_counters(const options& o) {
-    auto c = std::make_shared<counters>();
-    c->max_queued = o.max_queued;
-    return c;
-  }
-
   // Intake stops first, then sessions end, then each lane drains its queue and closes its
   // connection on its own thread; joining is last. Idempotent and safe from several threads. A timer
   // bounds the draining: past options::close_grace every lane is interrupted (see lane::interrupt_for_close).
@@ -125,9 +99,6 @@ class engine {
 
   options opts_;
   std::chrono::nanoseconds budget_ = saturated_ns(opts_.operation_budget);
-  std::shared_ptr<counters> counters_;
-  job_queue writer_queue_;
-  job_queue reader_queue_;
   std::promise<void> readers_closed_;  // the writer's connection closes after every reader's
   bool readers_closed_set_ = false;
   lane_group<lane> lanes_;
