@@ -57,8 +57,8 @@ inline constexpr bool is_use_awaitable<net::use_awaitable_t<Executor>> = true;
 // Queues `fn(lane&)` and wires its completion to `handler`. The operation is its one allocation, made with the
 // handler's associated allocator (rebound), so that an allocator that recycles can recycle it.
 template <class B, class R, class Handler, class Fn>
-void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, op_name name,
-            session_state* session, op_route route) {
+void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, op_name name, session_state* session,
+            op_route route) {
   using op_type = run_op<typename B::hooks, std::decay_t<Handler>, std::decay_t<Fn>, R>;
   using allocator = typename std::allocator_traits<
       net::associated_allocator_t<std::decay_t<Handler>>>::template rebind_alloc<op_type>;
