@@ -140,3 +140,37 @@ TEMPLATE_TEST_CASE("a session that ends within its budget commits as any other a
   test::run(ctx, body());
   CHECK(mine == 1);
 }
+
+namespace {
+
+template <class B>
+net::awaitable<void> budgeted_session_at_gate(typename B::database& db, std::atomic<bool>& started, test::gate& g) {
+  asyncdb::AsyncDbSession s = co_await asyncdb::async_db_session(db, asyncdb::session_budget(1h));
+  auto wait_at_gate = [&started, &g](auto&) {
+    test::gate& at = g;  // read before `started`: the frame holding this lambda goes once it is set
+    started = true;
+    at.wait();
+  };
+  co_await B::in_session(s, wait_at_gate);
+}
+
+}  // namespace
+
+// The session's budget timer runs on the opener's executor; the lane ends the session on its own thread.
+TEMPLATE_TEST_CASE("a budgeted session still served when its opener's io_context is destroyed ends cleanly",
+                   "[contract][session][budget][io_context]", CONTRACT_BACKENDS) {
+  using B = TestType;
+  B b;
+  auto& db = b.open();
+  test::gate g;
+  test::open_at_exit opener{g};
+  std::atomic<bool> started{false};
+  auto ctx = std::make_unique<net::io_context>();
+  net::co_spawn(*ctx, budgeted_session_at_gate<B>(db, started, g), net::detached);
+  contract::run_until(*ctx, [&] { return started.load(); });
+  ctx.reset();  // the frame and its AsyncDbSession go; the lane is still inside the session's operation
+  g.open();     // the lane finishes the operation and ends the session, its opener's context gone
+  net::io_context other;
+  auto count = [](auto& c) { return B::count(c); };
+  CHECK(test::run(other, B::write(db, count), 30s) >= 0);  // the writer is free again
+}

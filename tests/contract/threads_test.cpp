@@ -3,6 +3,8 @@
 // (or what fails while its result is handed over) reaches the co_await with its own type.
 #include "contract.hpp"
 
+#include <atomic>
+#include <memory>
 #include <set>
 #include <string>
 #include <thread>
@@ -129,4 +131,63 @@ TEMPLATE_TEST_CASE("a result whose move throws reaches the co_await as that exce
   };
   test::run(ctx, body());
   CHECK(caught == 2);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+// Counts what is allocated through it and not yet freed: Asio's rule for a handler's associated allocator
+// is that all of it is freed before the handler is invoked (the handler may own the memory it comes from).
+template <class T>
+struct counted_allocator {
+  using value_type = T;
+  std::atomic<int>* live;
+  explicit counted_allocator(std::atomic<int>* l) noexcept : live(l) {}
+  template <class U>
+  counted_allocator(const counted_allocator<U>& other) noexcept : live(other.live) {}
+  T* allocate(std::size_t n) {
+    live->fetch_add(1);
+    return std::allocator<T>().allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    live->fetch_sub(1);
+    std::allocator<T>().deallocate(p, n);
+  }
+  friend bool operator==(const counted_allocator& a, const counted_allocator& b) noexcept { return a.live == b.live; }
+};
+
+// A plain callback with its own executor and allocator.
+struct allocating_handler {
+  using executor_type = net::io_context::executor_type;
+  using allocator_type = counted_allocator<void>;
+  executor_type ex;
+  std::atomic<int>* live;
+  int* live_when_called;
+  int* value;
+  executor_type get_executor() const noexcept { return ex; }
+  allocator_type get_allocator() const noexcept { return allocator_type(live); }
+  void operator()(std::exception_ptr ep, int v) {
+    *live_when_called = live->load();
+    *value = ep ? -1 : v;
+  }
+};
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("memory from a handler's associated allocator is freed before the handler runs",
+                   "[contract][allocator]", CONTRACT_BACKENDS) {
+  using B = TestType;
+  B b;
+  auto& db = b.open();
+  net::io_context ctx;
+  std::atomic<int> live{0};
+  int live_when_called = -2;
+  int value = 0;
+  auto seven = [](auto&) { return 7; };
+  B::write(db, seven, allocating_handler{ctx.get_executor(), &live, &live_when_called, &value});
+  ctx.run();
+  CHECK(value == 7);
+  CHECK(live_when_called == 0);
+  CHECK(live.load() == 0);
 }

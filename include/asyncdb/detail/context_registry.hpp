@@ -42,12 +42,19 @@ class completion_registry {
 
   // Registers `p`. False when the context is already shutting down: the caller must abandon it.
   bool add(pending_completion& p) {
+    return add_and(p, [] {});
+  }
+
+  // As add(), running `then` under the lock once `p` is registered: the context is alive meanwhile.
+  template <class Then>
+  bool add_and(pending_completion& p, Then&& then) {
     auto lock = lock_briefly(mutex_);
     if (shut_down_) return false;
     p.next_ = head_;
     if (head_ != nullptr) head_->prev_ = &p;
     head_ = &p;
     p.registered_ = true;
+    then();
     return true;
   }
 

@@ -54,17 +54,15 @@ inline constexpr bool is_use_awaitable = false;
 template <class Executor>
 inline constexpr bool is_use_awaitable<net::use_awaitable_t<Executor>> = true;
 
-// Queues `fn(lane&)` and wires its completion to `handler`. The operation is its one allocation, made with the
-// handler's associated allocator (rebound), so that an allocator that recycles can recycle it.
+// Queues `fn(lane&)` and wires its completion to `handler`. The operation is its one allocation. Not from the
+// handler's associated allocator: Asio requires such memory to be freed before the handler runs, and the
+// operation is shared (lane, queue, completion registry) and may be freed after it, on a database thread,
+// with the handler's owner (an allocator's arena) gone. use_awaitable's handlers have none anyway.
 template <class B, class R, class Handler, class Fn>
 void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, op_name name, session_state* session,
             op_route route) {
   using op_type = run_op<typename B::hooks, std::decay_t<Handler>, std::decay_t<Fn>, R>;
-  using allocator = typename std::allocator_traits<
-      net::associated_allocator_t<std::decay_t<Handler>>>::template rebind_alloc<op_type>;
-  const allocator alloc(net::get_associated_allocator(handler));
-  auto op =
-      std::allocate_shared<op_type>(alloc, std::forward<Handler>(handler), std::forward<Fn>(fn), name, session, route);
+  auto op = std::make_shared<op_type>(std::forward<Handler>(handler), std::forward<Fn>(fn), name, session, route);
   const bool attached = op->attach();
   enqueue(op, attached, queue, stats, session == nullptr);
 }

@@ -5,32 +5,71 @@
 // each of its operations carries the same deadline, so the one running then is cancelled through the
 // cancellation path, whose contract (nothing of it in the database, or committed and reported) is unchanged.
 #include <asyncdb/detail/budget.hpp>
+#include <asyncdb/detail/completion.hpp>
+#include <asyncdb/detail/context_registry.hpp>
 #include <asyncdb/detail/session_state.hpp>
 
 #include <memory>
+#include <utility>
 
 namespace asyncdb {
 inline namespace ASYNCDB_FLAVOUR {
 namespace detail {
 
+// The session's deadline timer. It belongs to the opener's execution context, but the lane arms, stops and
+// drops it on its own thread, and the lane may end the session after that context is gone (its io_context
+// destroyed while the session's last operation ran). So it is registered with the context as a completion is:
+// the lane touches the timer only under the registry's lock while it is registered (the context is alive),
+// and the context's shutdown drops it there otherwise.
+class session_expiry final : public pending_completion, public std::enable_shared_from_this<session_expiry> {
+ public:
+  ~session_expiry() override { stop(); }
+
+  // On the lane's thread as the session is granted. False (nothing armed) if the context is shutting down.
+  bool start(const std::shared_ptr<session_state>& s, net::any_io_executor ex, budget_clock::time_point deadline) {
+    registry_ = net::use_service<context_registry>(context_of(ex)).registry();
+    return registry_->add_and(*this, [&] {
+      timer_ = std::make_shared<budget_state>(std::move(ex), deadline, budget_left(deadline));
+      // Weak: the session's state owns the timer; a session already released has nothing left to close.
+      timer_->slot().assign([w = std::weak_ptr<session_state>(s)](net::cancellation_type) {
+        if (auto st = w.lock()) st->queue.close(make_error_code(errc::deadline_exceeded));
+      });
+      timer_->arm();
+    });
+  }
+
+  // As the lane stops serving the session: a pending timer would keep the opener's executor busy until the
+  // deadline. Nothing if the context has dropped the timer already.
+  void stop() noexcept {
+    if (!registry_) return;
+    registry_->remove_and(*this, [&] {
+      timer_->finish();
+      timer_.reset();
+    });
+  }
+
+  void abandon() noexcept override { timer_.reset(); }
+  void run_completion() override {}
+  std::shared_ptr<pending_completion> keep_alive() noexcept override { return weak_from_this().lock(); }
+
+ private:
+  std::shared_ptr<completion_registry> registry_;
+  std::shared_ptr<budget_state> timer_;
+};
+
 // On the lane's thread as the session is granted. `ex` is the opener's executor: the timer runs there.
-inline void expire_at(const std::shared_ptr<session_state>& s, const net::any_io_executor& ex,
+inline void expire_at(const std::shared_ptr<session_state>& s, net::any_io_executor ex,
                       budget_clock::time_point deadline) {
   s->deadline = deadline;
   if (deadline == budget_clock::time_point::max()) return;
-  s->expiry = std::make_shared<budget_state>(ex, deadline, budget_left(deadline));
-  // Weak: the session's state owns the timer; a session already released has nothing left to close.
-  s->expiry->slot().assign([w = std::weak_ptr<session_state>(s)](net::cancellation_type) {
-    if (auto st = w.lock()) st->queue.close(make_error_code(errc::deadline_exceeded));
-  });
-  s->expiry->arm();
+  auto expiry = std::make_shared<session_expiry>();
+  if (expiry->start(s, std::move(ex), deadline)) s->expiry = std::move(expiry);
 }
 
-// As the lane stops serving the session: a pending timer would keep the opener's executor busy until the deadline.
+// As the lane stops serving the session.
 inline void stop_expiry(session_state& s) noexcept {
-  if (s.expiry) s.expiry->finish();
+  if (s.expiry) s.expiry->stop();
 }
-
 // The token a session's own operations are started with: its deadline, if it has one. Once that has passed, the
 // session is over even if its timer has not run yet (it runs on the opener's executor): an operation started now
 // must fail at once, not race that timer to the connection.

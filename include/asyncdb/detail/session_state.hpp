@@ -10,6 +10,8 @@ namespace asyncdb {
 inline namespace ASYNCDB_FLAVOUR {
 namespace detail {
 
+class session_expiry;  // detail/session_budget.hpp
+
 struct session_controls;  // set by a backend other than SQLite (detail/pg/session.hpp)
 
 // Shared by an AsyncDbSession and the lane serving it. Closing `queue` is the whole release
@@ -26,7 +28,7 @@ struct session_state {
   std::source_location where{};                // where it was opened: its operations report it (static storage)
   // asyncdb::session_budget: set once, on the serving lane's thread, before the session is handed out.
   budget_clock::time_point deadline = budget_clock::time_point::max();
-  std::shared_ptr<budget_state> expiry;  // the timer that closes `queue` at the deadline
+  std::shared_ptr<session_expiry> expiry;  // the timer that closes `queue` at the deadline (session_budget.hpp)
 };
 
 }  // namespace detail
