@@ -54,17 +54,18 @@ inline constexpr bool is_use_awaitable = false;
 template <class Executor>
 inline constexpr bool is_use_awaitable<net::use_awaitable_t<Executor>> = true;
 
-// Queues `fn(lane&)` and wires its completion to `handler`. The operation is its one allocation, made with the
-// handler's associated allocator (rebound), so that an allocator that recycles can recycle it.
+// Queues `fn(lane&)` and wires its completion to `handler`; `unrun_observer` is told if it never reaches a lane
+// (the database's observer: not inside a session, which may outlive its database). The operation is its one allocation,
+// made with the handler's associated allocator (rebound), so that an allocator that recycles can recycle it.
 template <class B, class R, class Handler, class Fn>
 void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, op_name name, session_state* session,
-            op_route route) {
+            op_route route, const operation_observer* unrun_observer = nullptr) {
   using op_type = run_op<typename B::hooks, std::decay_t<Handler>, std::decay_t<Fn>, R>;
   using allocator = typename std::allocator_traits<
       net::associated_allocator_t<std::decay_t<Handler>>>::template rebind_alloc<op_type>;
   const allocator alloc(net::get_associated_allocator(handler));
-  auto op =
-      std::allocate_shared<op_type>(alloc, std::forward<Handler>(handler), std::forward<Fn>(fn), name, session, route);
+  auto op = std::allocate_shared<op_type>(alloc, std::forward<Handler>(handler), std::forward<Fn>(fn), name, session,
+                                          route, unrun_observer);
   const bool attached = op->attach();
   enqueue(op, attached, queue, stats, session == nullptr);
 }
@@ -78,7 +79,7 @@ auto initiate(Token&& token, typename B::engine_type& e, route r, op_kind* kind,
         op_route where{k};
         job_queue& q = B::pick(*e, r, where);
         start_with_default(std::move(handler), e->operation_budget(), [&](auto h) {
-          submit<B, R>(std::move(h), &q, &e->stats_counters(), std::move(f), n, nullptr, where);
+          submit<B, R>(std::move(h), &q, &e->stats_counters(), std::move(f), n, nullptr, where, e->observer());
         });
       },
       token, &e, r, kind, std::move(fn), name);

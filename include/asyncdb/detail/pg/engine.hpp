@@ -85,6 +85,10 @@ class engine : public engine_intake {
   bool on_own_thread() const noexcept { return lanes_.contains_current_thread(); }
 
   std::chrono::nanoseconds operation_budget() const noexcept { return cfg_.operation_budget; }
+  // The operation observer, or null when unset: told of an operation refused or cancelled before it ran.
+  const operation_observer* observer() const noexcept {
+    return cfg_.settings.observer ? &cfg_.settings.observer : nullptr;
+  }
   const std::vector<std::unique_ptr<lane>>& lanes() const noexcept { return lanes_.all(); }
 
  private:

@@ -62,6 +62,8 @@ class engine : public engine_intake {
   bool on_own_thread() const noexcept { return lanes_.contains_current_thread(); }
 
   std::chrono::nanoseconds operation_budget() const noexcept { return budget_; }
+  // The operation observer, or null when unset: told of an operation refused or cancelled before it ran.
+  const operation_observer* observer() const noexcept { return opts_.observer ? &opts_.observer : nullptr; }
 
   stats snapshot() const {
     stats s;
