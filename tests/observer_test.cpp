@@ -2,6 +2,9 @@
 // outcome, commit and group commit, delivered on the connection's thread before the caller resumes.
 #include "net.hpp"
 
+#include <asyncdb/budget.hpp>
+
+#include <algorithm>
 #include <mutex>
 #include <source_location>
 #include <thread>
@@ -375,4 +378,95 @@ TEST_CASE("the observer reports an operation cancelled while running as aborted,
   CHECK(ops[0].r.outcome == asyncdb::operation_outcome::aborted);
   CHECK_FALSE(ops[0].r.committed);
   CHECK(ops[0].r.running > 0ns);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+// Operations that never reach a connection, and one cut off by its budget while running.
+struct unrun_state {
+  test::gate g;
+  std::atomic<bool> entered{false};
+  test::completion blocker;
+  test::completion cancelled;
+  test::completion queued[2];
+  asyncdb::error_code queued_budget_error;
+  asyncdb::error_code refused_error;
+  asyncdb::error_code running_budget_error;
+};
+
+net::awaitable<void> operations_that_never_run(asyncdb::database& db, unrun_state& st) {
+  auto ex = co_await net::this_coro::executor;
+  auto block = [&st](SQLite::Database&) {
+    st.entered = true;
+    st.g.wait();
+  };
+  asyncdb::async_run(db, block, net::bind_executor(ex, test::record_into(st.blocker)));
+  co_await test::until_set(st.entered);
+  auto select = [](SQLite::Database& c) { c.exec("SELECT 1"); };
+  // Queued behind the blocker, then cancelled by its caller: completed by the canceller.
+  net::cancellation_signal sig;
+  asyncdb::async_run(db, select,
+                     net::bind_cancellation_slot(sig.slot(), net::bind_executor(ex, test::record_into(st.cancelled))));
+  sig.emit(net::cancellation_type::terminal);
+  // Queued behind the blocker past its budget.
+  const auto short_budget = asyncdb::budget(20ms);
+  st.queued_budget_error = co_await test::error_of(asyncdb::async_run(db, select, short_budget));
+  // The queue (max_queued 2) filled, the next one is refused at admission.
+  for (test::completion& out : st.queued)
+    asyncdb::async_run(db, select, net::bind_executor(ex, test::record_into(out)));
+  st.refused_error = co_await test::error_of(asyncdb::async_run(db, select));
+  st.g.open();
+  auto all_done = [&st] { return st.blocker.done && st.cancelled.done && st.queued[0].done && st.queued[1].done; };
+  co_await test::poll_until(all_done);
+  // Running past its budget.
+  auto endless = [](SQLite::Database& c) {
+    c.execAndGet(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n");
+  };
+  const auto run_budget = asyncdb::budget(50ms);
+  st.running_budget_error = co_await test::error_of(asyncdb::async_run(db, endless, run_budget));
+}
+
+}  // namespace
+
+TEST_CASE("the observer is told of operations cancelled while queued, refused, or cut off by their budget",
+          "[observer]") {
+  test::temp_dir dir;
+  net::io_context ctx;
+  record_log log;
+  unrun_state st;
+  asyncdb::options o = test::default_options(0);
+  o.max_queued = 2;
+  o.observer = log.observer();
+  {
+    asyncdb::database db{dir.file(), o};
+    test::open_at_exit guard{st.g};
+    test::run(ctx, operations_that_never_run(db, st), 30s);
+  }
+  REQUIRE(st.cancelled.error == net::error::operation_aborted);
+  REQUIRE(st.queued_budget_error == asyncdb::errc::deadline_exceeded);
+  REQUIRE(st.refused_error == asyncdb::errc::queue_full);
+  REQUIRE(st.running_budget_error == asyncdb::errc::deadline_exceeded);
+  const std::vector<seen_op> ops = log.all();
+  CHECK(ops.size() == 7);  // each operation issued, once
+  auto count = [&ops](asyncdb::operation_outcome outcome) {
+    return std::count_if(ops.begin(), ops.end(), [&](const seen_op& s) { return s.r.outcome == outcome; });
+  };
+  CHECK(count(asyncdb::operation_outcome::succeeded) == 3);
+  CHECK(count(asyncdb::operation_outcome::aborted) == 1);
+  CHECK(count(asyncdb::operation_outcome::timed_out) == 2);
+  CHECK(count(asyncdb::operation_outcome::rejected) == 1);
+  for (const seen_op& s : ops) {
+    INFO("name = " << s.name << ", outcome = " << static_cast<int>(s.r.outcome));
+    CHECK(contains(s.name, "async_run"));
+    if (s.r.outcome != asyncdb::operation_outcome::succeeded) CHECK_FALSE(s.r.committed);
+    const bool never_ran =
+        s.r.outcome == asyncdb::operation_outcome::aborted || s.r.outcome == asyncdb::operation_outcome::rejected;
+    if (never_ran) CHECK(s.r.running == 0ns);
+  }
+  // The last one ran past its budget: timed out while running.
+  CHECK(ops.back().r.outcome == asyncdb::operation_outcome::timed_out);
+  CHECK(ops.back().r.running > 0ns);
 }

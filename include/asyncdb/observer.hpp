@@ -16,15 +16,18 @@ inline namespace ASYNCDB_FLAVOUR {
 enum class operation_outcome : unsigned char {
   succeeded,  ///< ran and completed without an exception
   failed,     ///< ran (or could not start on a closing or lost connection) and completed with an exception
-  aborted,    ///< a cancellation interrupted it before anything of it committed (operation_aborted)
-  rejected,   ///< never ran: the database closed before it started, or its PostgreSQL connection was down
-  timed_out,  ///< reserved for time budgets
+  aborted,    ///< the caller's cancellation withdrew it, or interrupted it before anything of it committed
+  rejected,   ///< never ran: refused at admission (queue full, database closed), or its connection was down
+  timed_out,  ///< as aborted, but by its budget (its deadline had passed: the caller got deadline_exceeded)
 };
 
-/// One operation, as the observer is told of it once its outcome is fixed.
+/// One operation, as the observer is told of it once its outcome is fixed: every operation, once.
 ///
 /// Runs on the connection's own thread, after the operation's outcome is fixed and before its completion
-/// is handed to the caller's executor: the caller resumes after the observer returned. It holds the
+/// is handed to the caller's executor: the caller resumes after the observer returned. An operation that
+/// never reached a connection (refused at admission, or cancelled while queued) is reported on the thread
+/// that completed it (the caller's, the canceller's, or its budget's timer), with `connection` left at its
+/// default, `running` zero; outside sessions only (a session's own queue may outlive its database). It holds the
 /// connection meanwhile, so it must be quick (count, push to a queue, log without waiting), must not call
 /// into any asyncdb database (it may be the one it waits for: a deadlock), and should not throw: an
 /// exception it throws is caught and dropped. `name` and `where` refer to static storage and stay valid.
@@ -33,7 +36,7 @@ struct operation_record {
   /// Where it was started: the call of run() or async_run(); else, inside a session, where the session was opened.
   /// A call<&Dao::member>(args...) cannot take a location after its argument pack: its `name` names it, line 0 here.
   std::source_location where{};
-  connection_role connection;           ///< the connection it ran on (writer 0, reader 1, ...)
+  connection_role connection;           ///< the connection it ran on (writer 0, reader 1, ...); default if none
   int backend_pid = 0;                  ///< PostgreSQL: the server process that ran it; 0 on SQLite
   bool in_session = false;              ///< ran inside a session (on the session's connection)
   std::chrono::nanoseconds queued{0};   ///< from the call to the start on a connection

@@ -54,15 +54,17 @@ inline constexpr bool is_use_awaitable = false;
 template <class Executor>
 inline constexpr bool is_use_awaitable<net::use_awaitable_t<Executor>> = true;
 
-// Queues `fn(lane&)` and wires its completion to `handler`. The operation is its one allocation. Not from the
-// handler's associated allocator: Asio requires such memory to be freed before the handler runs, and the
+// Queues `fn(lane&)` and wires its completion to `handler`; `unrun_observer` is told if it never reaches a lane
+// (the database's observer: not inside a session, which may outlive its database). The operation is its one allocation.
+// Not from the handler's associated allocator: Asio requires such memory to be freed before the handler runs, and the
 // operation is shared (lane, queue, completion registry) and may be freed after it, on a database thread,
 // with the handler's owner (an allocator's arena) gone. use_awaitable's handlers have none anyway.
 template <class B, class R, class Handler, class Fn>
 void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, op_name name, session_state* session,
-            op_route route) {
+            op_route route, std::shared_ptr<const operation_observer> unrun_observer = nullptr) {
   using op_type = run_op<typename B::hooks, std::decay_t<Handler>, std::decay_t<Fn>, R>;
-  auto op = std::make_shared<op_type>(std::forward<Handler>(handler), std::forward<Fn>(fn), name, session, route);
+  auto op = std::make_shared<op_type>(std::forward<Handler>(handler), std::forward<Fn>(fn), name, session, route,
+                                      std::move(unrun_observer));
   const bool attached = op->attach();
   enqueue(op, attached, queue, stats, session == nullptr);
 }
@@ -76,7 +78,7 @@ auto initiate(Token&& token, typename B::engine_type& e, route r, op_kind* kind,
         op_route where{k};
         job_queue& q = B::pick(*e, r, where);
         start_with_default(std::move(handler), e->operation_budget(), [&](auto h) {
-          submit<B, R>(std::move(h), &q, &e->stats_counters(), std::move(f), n, nullptr, where);
+          submit<B, R>(std::move(h), &q, &e->stats_counters(), std::move(f), n, nullptr, where, e->observer());
         });
       },
       token, &e, r, kind, std::move(fn), name);

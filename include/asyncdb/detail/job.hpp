@@ -77,6 +77,11 @@ class job {
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   std::chrono::nanoseconds budget = std::chrono::nanoseconds::max();
 
+  // Whether its budget is over: what was cancelled after this is timed out, as its caller is told.
+  bool deadline_passed() const noexcept {
+    return deadline != std::chrono::steady_clock::time_point::max() && std::chrono::steady_clock::now() >= deadline;
+  }
+
  private:
   // The links of the one queue holding the job, guarded by that queue's mutex: a withdrawn job leaves
   // its queue at once, so a cancelled job never holds a place in options::max_queued.

@@ -1,5 +1,6 @@
 #pragma once
 // Calls the operation observer for the lanes of both engines.
+#include <asyncdb/detail/job.hpp>
 #include <asyncdb/observer.hpp>
 
 #include <chrono>
@@ -21,10 +22,12 @@ struct observed_run {
     ended = std::chrono::steady_clock::now();
     committed = lease_committed;
   }
-  // Queue wait and run time into `r`; an operation that never started waited until now.
+  // Queue wait and run time into `r`; an operation that never started waited until now, one refused at
+  // admission (never queued) not at all.
   void times(std::chrono::steady_clock::time_point enqueued_at, operation_record& r) const noexcept {
     if (started == std::chrono::steady_clock::time_point{}) {
-      r.queued = std::chrono::steady_clock::now() - enqueued_at;
+      if (enqueued_at != std::chrono::steady_clock::time_point{})
+        r.queued = std::chrono::steady_clock::now() - enqueued_at;
       return;
     }
     r.queued = started - enqueued_at;
@@ -35,6 +38,17 @@ struct observed_run {
 // The outcome as the record reports it, from what the lane decided.
 inline operation_outcome outcome_of(bool aborted, const std::exception_ptr& ep) noexcept {
   return aborted ? operation_outcome::aborted : ep ? operation_outcome::failed : operation_outcome::succeeded;
+}
+
+// An abort once the deadline has passed is the budget's (its caller is given deadline_exceeded then, see
+// budget_handler), one before it the caller's own cancellation.
+inline operation_outcome budgeted(operation_outcome o, const job& j) noexcept {
+  return o == operation_outcome::aborted && j.deadline_passed() ? operation_outcome::timed_out : o;
+}
+
+// Of an operation that never reached a connection: the refusal at admission, or a cancellation while queued.
+inline operation_outcome unrun_outcome(error_code ec) noexcept {
+  return ec == net::error::operation_aborted ? operation_outcome::aborted : operation_outcome::rejected;
 }
 
 // Why noexcept and a catch-all: the lane calls it between fixing an outcome and delivering it, where an

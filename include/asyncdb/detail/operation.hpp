@@ -86,8 +86,7 @@ class operation_base : public job, public pending_completion, public std::enable
     std::lock_guard lock(mutex_);
     state_ = op_state::ran;
     conn_ = nullptr;
-    return cancel_requested_ ||
-           (deadline != std::chrono::steady_clock::time_point::max() && std::chrono::steady_clock::now() >= deadline);
+    return cancel_requested_ || deadline_passed();
   }
 
   // ran -> queued, to run again (on `q`, or directly by the lane when null). False, and done, if a

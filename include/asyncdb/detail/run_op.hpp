@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <type_traits>
@@ -52,8 +53,24 @@ class run_op final : public async_op_for<Handler, R>::type,
   friend Hooks;
 
  public:
-  run_op(Handler handler, Fn fn, op_name name, session_state* session, op_route route)
-      : base(std::move(handler)), fn_(std::in_place, std::move(fn)), name_(name), session_(session), route_(route) {}
+  // `observer`: told of the operation if it never reaches a lane (null: not told). Shared: a cancellation may
+  // complete a queued operation on another thread while its database is being destroyed.
+  run_op(Handler handler, Fn fn, op_name name, session_state* session, op_route route,
+         std::shared_ptr<const operation_observer> observer = nullptr)
+      : base(std::move(handler)),
+        fn_(std::in_place, std::move(fn)),
+        name_(name),
+        session_(session),
+        route_(route),
+        unrun_observer_(std::move(observer)) {}
+
+  // Refused at admission or cancelled while queued, on the refusing or cancelling thread, no lock held.
+  void fail(error_code ec) noexcept override {
+    if (unrun_observer_ != nullptr) {
+      notify(*unrun_observer_, record(unrun_outcome(ec)));
+    }
+    base::fail(ec);
+  }
 
   // job's entry point, which only SQLite lanes (detail::lane) call; other lanes call serve().
   void execute(lane& l) noexcept override {
@@ -166,16 +183,22 @@ class run_op final : public async_op_for<Handler, R>::type,
   // On the lane's thread, once the outcome is fixed and before the completion is delivered.
   void observe(lane_type& l, operation_outcome outcome) noexcept {
     if (!l.settings().observer) return;
+    operation_record r = record(outcome);
+    r.connection = l.role();
+    Hooks::annotate(l, r);
+    notify(l.settings().observer, r);
+  }
+
+  // What every record says, whether or not the operation reached a connection.
+  operation_record record(operation_outcome outcome) const noexcept {
     operation_record r;
     r.name = name_.name;
     r.where = name_.where;
-    r.connection = l.role();
     r.in_session = session_ != nullptr;
     seen_.times(this->enqueued_at, r);
-    r.outcome = outcome;
+    r.outcome = budgeted(outcome, *this);
     r.committed = seen_.committed;
-    Hooks::annotate(l, r);
-    notify(l.settings().observer, r);
+    return r;
   }
 
   bool take_back_to(lane_type& l, job_queue* q) noexcept {
@@ -195,8 +218,9 @@ class run_op final : public async_op_for<Handler, R>::type,
   session_state* session_;  // the lane serving the session keeps it alive while this runs
   op_route route_;
   bool aborted_ = false;
-  bool committed_ = false;  // something of its lease committed
-  observed_run seen_;       // for the observer only
+  bool committed_ = false;                                    // something of its lease committed
+  observed_run seen_;                                         // for the observer only
+  std::shared_ptr<const operation_observer> unrun_observer_;  // the database's observer, if set, outside sessions
 };
 
 }  // namespace detail

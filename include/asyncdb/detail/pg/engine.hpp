@@ -85,6 +85,8 @@ class engine : public engine_intake {
   bool on_own_thread() const noexcept { return lanes_.contains_current_thread(); }
 
   std::chrono::nanoseconds operation_budget() const noexcept { return cfg_.operation_budget; }
+  // The operation observer, or null when unset: told of an operation refused or cancelled before it ran.
+  const std::shared_ptr<const operation_observer>& observer() const noexcept { return observer_; }
   const std::vector<std::unique_ptr<lane>>& lanes() const noexcept { return lanes_.all(); }
 
  private:
@@ -122,6 +124,8 @@ class engine : public engine_intake {
   std::atomic<int> connected_writers_{0};  // lanes of each queue with a connection now (lane::count_connected)
   std::atomic<int> connected_readers_{0};
   engine_config cfg_;
+  std::shared_ptr<const operation_observer> observer_ =
+      cfg_.settings.observer ? std::make_shared<const operation_observer>(cfg_.settings.observer) : nullptr;
   canceller cancels_;
   lane_group<lane> lanes_;
   std::optional<hold_watch> hold_watch_;  // hold_threshold; stopped first in stop()

@@ -62,6 +62,8 @@ class engine : public engine_intake {
   bool on_own_thread() const noexcept { return lanes_.contains_current_thread(); }
 
   std::chrono::nanoseconds operation_budget() const noexcept { return budget_; }
+  // The operation observer, or null when unset: told of an operation refused or cancelled before it ran.
+  const std::shared_ptr<const operation_observer>& observer() const noexcept { return observer_; }
 
   stats snapshot() const {
     stats s;
@@ -99,6 +101,8 @@ class engine : public engine_intake {
 
   options opts_;
   std::chrono::nanoseconds budget_ = saturated_ns(opts_.operation_budget);
+  std::shared_ptr<const operation_observer> observer_ =
+      opts_.observer ? std::make_shared<const operation_observer>(opts_.observer) : nullptr;
   std::promise<void> readers_closed_;  // the writer's connection closes after every reader's
   bool readers_closed_set_ = false;
   lane_group<lane> lanes_;
