@@ -5,6 +5,7 @@
 // each of its operations carries the same deadline, so the one running then is cancelled through the
 // cancellation path, whose contract (nothing of it in the database, or committed and reported) is unchanged.
 #include <asyncdb/detail/budget.hpp>
+#include <asyncdb/detail/budget_token.hpp>
 #include <asyncdb/detail/completion.hpp>
 #include <asyncdb/detail/context_registry.hpp>
 #include <asyncdb/detail/session_state.hpp>
