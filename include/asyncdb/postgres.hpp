@@ -309,7 +309,8 @@ namespace asyncdb {
 template <class Token = const net::use_awaitable_t<>&>
 auto async_db_session(postgres::database& db, Token&& token = net::use_awaitable,
                       std::source_location where = std::source_location::current()) {
-  return detail::pg::open_session(detail::pg_database_access::of(db), false, std::forward<Token>(token), where);
+  return detail::open_session<detail::pg::session_hooks, AsyncDbSession>(detail::pg_database_access::of(db), false,
+                                                                         std::forward<Token>(token), where);
 }
 
 /// Opens a write session with a budget for the whole session, its open included (see session_budget()).
@@ -317,8 +318,8 @@ auto async_db_session(postgres::database& db, Token&& token = net::use_awaitable
 template <class Token = const net::use_awaitable_t<>&>
 auto async_db_session(postgres::database& db, session_budget_t budget, Token&& token = net::use_awaitable,
                       std::source_location where = std::source_location::current()) {
-  return detail::pg::open_session(detail::pg_database_access::of(db), false, std::forward<Token>(token), where,
-                                  budget.duration);
+  return detail::open_session<detail::pg::session_hooks, AsyncDbSession>(
+      detail::pg_database_access::of(db), false, std::forward<Token>(token), where, budget.duration);
 }
 
 /// Opens a read session: one REPEATABLE READ, READ ONLY transaction (one snapshot) on a read-only
@@ -328,15 +329,16 @@ auto async_db_session(postgres::database& db, session_budget_t budget, Token&& t
 template <class Token = const net::use_awaitable_t<>&>
 auto async_db_session(postgres::database& db, read_only_t, Token&& token = net::use_awaitable,
                       std::source_location where = std::source_location::current()) {
-  return detail::pg::open_session(detail::pg_database_access::of(db), true, std::forward<Token>(token), where);
+  return detail::open_session<detail::pg::session_hooks, AsyncDbSession>(detail::pg_database_access::of(db), true,
+                                                                         std::forward<Token>(token), where);
 }
 
 /// Opens a read session with a budget for the whole session, its open included (see session_budget()).
 template <class Token = const net::use_awaitable_t<>&>
 auto async_db_session(postgres::database& db, read_only_t, session_budget_t budget, Token&& token = net::use_awaitable,
                       std::source_location where = std::source_location::current()) {
-  return detail::pg::open_session(detail::pg_database_access::of(db), true, std::forward<Token>(token), where,
-                                  budget.duration);
+  return detail::open_session<detail::pg::session_hooks, AsyncDbSession>(
+      detail::pg_database_access::of(db), true, std::forward<Token>(token), where, budget.duration);
 }
 
 }  // namespace asyncdb

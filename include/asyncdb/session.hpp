@@ -183,8 +183,8 @@ class AsyncDbSession {
 template <class Token = const net::use_awaitable_t<>&>
 auto async_db_session(database& db, Token&& token = net::use_awaitable,
                       std::source_location where = std::source_location::current()) {
-  return detail::open_session<AsyncDbSession>(detail::database_access::of(db), false, std::forward<Token>(token),
-                                              where);
+  return detail::open_session<detail::sqlite_session_hooks, AsyncDbSession>(detail::database_access::of(db), false,
+                                                                            std::forward<Token>(token), where);
 }
 
 /// Opens a write session with a budget for the whole session, its open included (see session_budget()).
@@ -192,23 +192,24 @@ auto async_db_session(database& db, Token&& token = net::use_awaitable,
 template <class Token = const net::use_awaitable_t<>&>
 auto async_db_session(database& db, session_budget_t budget, Token&& token = net::use_awaitable,
                       std::source_location where = std::source_location::current()) {
-  return detail::open_session<AsyncDbSession>(detail::database_access::of(db), false, std::forward<Token>(token), where,
-                                              budget.duration);
+  return detail::open_session<detail::sqlite_session_hooks, AsyncDbSession>(
+      detail::database_access::of(db), false, std::forward<Token>(token), where, budget.duration);
 }
 
 /// Opens a read session on a reader: one snapshot, taken at open, for all its reads. As above otherwise.
 template <class Token = const net::use_awaitable_t<>&>
 auto async_db_session(database& db, read_only_t, Token&& token = net::use_awaitable,
                       std::source_location where = std::source_location::current()) {
-  return detail::open_session<AsyncDbSession>(detail::database_access::of(db), true, std::forward<Token>(token), where);
+  return detail::open_session<detail::sqlite_session_hooks, AsyncDbSession>(detail::database_access::of(db), true,
+                                                                            std::forward<Token>(token), where);
 }
 
 /// Opens a read session with a budget for the whole session, its open included (see session_budget()).
 template <class Token = const net::use_awaitable_t<>&>
 auto async_db_session(database& db, read_only_t, session_budget_t budget, Token&& token = net::use_awaitable,
                       std::source_location where = std::source_location::current()) {
-  return detail::open_session<AsyncDbSession>(detail::database_access::of(db), true, std::forward<Token>(token), where,
-                                              budget.duration);
+  return detail::open_session<detail::sqlite_session_hooks, AsyncDbSession>(
+      detail::database_access::of(db), true, std::forward<Token>(token), where, budget.duration);
 }
 
 }  // namespace ASYNCDB_FLAVOUR

@@ -1,6 +1,7 @@
 #pragma once
 // Sessions on PostgreSQL: AsyncDbSession pinned to one connection, its transaction held by asyncdb as a
 // pqxx transaction object, so that libpqxx itself refuses a DAO's own transaction inside it.
+#include <asyncdb/detail/open_session.hpp>
 #include <asyncdb/detail/pg/initiate.hpp>
 #include <asyncdb/detail/session_budget.hpp>
 #include <asyncdb/session.hpp>
@@ -133,103 +134,30 @@ auto call(std::shared_ptr<session_state> s, Args&&... args) {
       name_of<Member>());
 }
 
-// Waits in a lane's queue like any operation; when popped, the lane serves the session until it ends.
-template <class Handler>
-class session_open_op final : public async_op<Handler, AsyncDbSession>, public task {
- public:
-  session_open_op(Handler handler, bool read_only, op_name name, budget_clock::time_point deadline)
-      : async_op<Handler, AsyncDbSession>(std::move(handler)),
-        read_only_(read_only),
-        name_(name),
-        deadline_(deadline) {}
+// What PostgreSQL gives the core's session opening (detail/open_session.hpp).
+struct session_hooks {
+  using engine_type = engine;
+  using lane_type = lane;
+  static constexpr const session_controls* controls = &pg::controls;
 
-  // Before the operation is queued: where the session's deadline timer will run (the opener's executor).
-  void time_on(net::any_io_executor ex) { executor_ = std::move(ex); }
+  // A cancel request given up may still land on that backend: the session starts on a new connection.
+  static std::exception_ptr before_grant(lane& l) noexcept { return l.replace_if_needed(); }
 
-  void execute(detail::lane&) noexcept override { std::terminate(); }
-  bool runs_statements() const noexcept override { return false; }
-
-  void serve(lane& l) noexcept override {
-    counters& c = l.stats_counters();
-    if (!this->start(l.conn())) return;
-    this->end_run();
-    l.conn().end_lease();
-    // A cancel request given up may still land on that backend: the session starts on a new connection.
-    if (std::exception_ptr down = l.replace_if_needed()) {
-      c.failed.fetch_add(1, std::memory_order_relaxed);
-      this->deliver(std::move(down), AsyncDbSession{});
-      return;
+  // One snapshot for every read of the session, taken now; under read_your_writes, once the replica has
+  // replayed the caller's last write, as for a plain read.
+  static std::exception_ptr take_snapshot(lane& l) noexcept {
+    try {
+      l.catch_up();
+      l.open_snapshot();
+      return nullptr;
+    } catch (...) {
+      l.end_session_transaction();
+      return std::current_exception();
     }
-    c.queue_wait_ns.fetch_add((std::chrono::steady_clock::now() - this->enqueued_at).count(),
-                              std::memory_order_relaxed);
-    auto state = std::make_shared<session_state>(l.shared_counters(), read_only_);
-    state->controls = &controls;
-    state->where = name_.where;
-    expire_at(state, executor_, deadline_);
-    const bool served = l.serve_session(state, name_, [&] {
-      std::exception_ptr ep;
-      if (read_only_) {
-        try {
-          // One snapshot for every read of the session, taken now; under read_your_writes, once the replica
-          // has replayed the caller's last write, as for a plain read.
-          l.catch_up();
-          l.open_snapshot();
-        } catch (...) {
-          ep = std::current_exception();
-        }
-      }
-      if (ep) {
-        l.end_session_transaction();
-        state->queue.close(make_error_code(errc::session_ended));
-        c.failed.fetch_add(1, std::memory_order_relaxed);
-        this->deliver(std::move(ep), AsyncDbSession{});
-      } else {
-        c.completed.fetch_add(1, std::memory_order_relaxed);
-        this->deliver(nullptr, AsyncDbSession{state});
-      }
-    });
-    stop_expiry(*state);
-    if (!served) {
-      c.failed.fetch_add(1, std::memory_order_relaxed);
-      this->deliver(std::make_exception_ptr(system_error(errc::closed)), AsyncDbSession{});
-    }
-    l.after_operation();
   }
 
-  void refuse(lane& l, std::exception_ptr ep) noexcept override {
-    if (!this->claim()) return;
-    l.stats_counters().failed.fetch_add(1, std::memory_order_relaxed);
-    this->deliver(std::move(ep), AsyncDbSession{});
-  }
-
- private:
-  bool read_only_;
-  op_name name_;
-  budget_clock::time_point deadline_;  // asyncdb::session_budget's, or max()
-  net::any_io_executor executor_;      // where the session's deadline timer runs
+  static void after_session(lane& l) noexcept { l.after_operation(); }
 };
-
-// A session budget (`budget`, zero for none) bounds the open in place of the default operation budget.
-template <class Token>
-auto open_session(engine& e, bool read_only, Token&& token, const std::source_location& where,
-                  std::chrono::nanoseconds budget = {}) {
-  return net::async_initiate<Token, void(std::exception_ptr, AsyncDbSession)>(
-      [](auto handler, engine* e, bool ro, op_name name, std::chrono::nanoseconds budget) {
-        const budget_clock::time_point deadline =
-            budget == budget.zero() ? budget_clock::time_point::max() : deadline_after(budget);
-        auto start = [&](auto h) {
-          net::any_io_executor ex;
-          if (deadline != budget_clock::time_point::max()) ex = timer_executor(net::get_associated_executor(h));
-          auto op = std::make_shared<session_open_op<decltype(h)>>(std::move(h), ro, name, deadline);
-          op->time_on(std::move(ex));
-          const bool attached = op->attach();
-          enqueue(op, attached, &e->queue(ro), &e->stats_counters());
-        };
-        if (budget == budget.zero()) return start_with_default(std::move(handler), e->operation_budget(), start);
-        start_within(std::move(handler), deadline, budget, start);
-      },
-      token, &e, read_only, op_name{where.function_name(), where}, budget);
-}
 
 }  // namespace asyncdb::detail::pg
 
