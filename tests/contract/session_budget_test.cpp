@@ -3,6 +3,9 @@
 // committed is in the database.
 #include "contract.hpp"
 
+#include <future>
+#include <memory>
+
 namespace {
 using namespace std::chrono_literals;
 
@@ -154,10 +157,97 @@ net::awaitable<void> budgeted_session_at_gate(typename B::database& db, std::ato
   co_await B::in_session(s, wait_at_gate);
 }
 
+// A budgeted session of `ctx`'s (on a strand of it if `on_strand`) busy on the lane when `ctx` is destroyed: the
+// lane then finishes the operation and ends the session, its opener's context gone.
+template <class B>
+void end_after_opener_destroyed(B& b, bool on_strand) {
+  auto& db = b.open();
+  test::gate g;
+  test::open_at_exit opener{g};
+  std::atomic<bool> started{false};
+  auto ctx = std::make_unique<net::io_context>();
+  if (on_strand) {
+    net::co_spawn(net::make_strand(*ctx), budgeted_session_at_gate<B>(db, started, g), net::detached);
+  } else {
+    net::co_spawn(*ctx, budgeted_session_at_gate<B>(db, started, g), net::detached);
+  }
+  contract::run_until(*ctx, [&] { return started.load(); });
+  ctx.reset();  // the frame, its AsyncDbSession and every executor copy of the user's go
+  g.open();     // the lane finishes the operation, ends the session and drops the open
+  net::io_context other;
+  auto count = [](auto& c) { return B::count(c); };
+  CHECK(test::run(other, B::write(db, count), 30s) >= 0);  // the writer is free again
+}
+
 }  // namespace
 
 // The session's budget timer runs on the opener's executor; the lane ends the session on its own thread.
 TEMPLATE_TEST_CASE("a budgeted session still served when its opener's io_context is destroyed ends cleanly",
+                   "[contract][session][budget][io_context]", CONTRACT_BACKENDS) {
+  TestType b;
+  end_after_opener_destroyed(b, false);
+}
+
+// The open kept a copy of the opener's executor, here a strand's impl, which unlinks itself from its context's
+// strand service when its last copy goes: that must not be on the lane, after the context.
+TEMPLATE_TEST_CASE("a budgeted session on a strand still served when its io_context is destroyed ends cleanly",
+                   "[contract][session][budget][io_context]", CONTRACT_BACKENDS) {
+  TestType b;
+  end_after_opener_destroyed(b, true);
+}
+
+namespace {
+
+// The writer held at a gate, and a budgeted open queued behind it from a context that is then destroyed: the
+// lane grants the open afterwards, on its own thread, with nothing of that context left to touch.
+// `bind` makes the open's handler, bound to an executor of `ctx` (the context itself, or a strand of it).
+template <class B, class Bind>
+void grant_after_opener_destroyed(B& b, Bind bind) {
+  auto& db = b.open();
+  test::gate g;
+  test::open_at_exit opener{g};
+  std::atomic<bool> entered{false};
+  auto block = [&entered, &g](auto&) {
+    entered = true;
+    g.wait();
+  };
+  std::future<void> blocker = B::write(db, block, net::use_future);
+  net::io_context other;
+  contract::run_until(other, [&] { return entered.load(); });
+  bool called = false;
+  auto ctx = std::make_unique<net::io_context>();
+  asyncdb::async_db_session(db, asyncdb::session_budget(1h),
+                            bind(*ctx, [&called](std::exception_ptr, asyncdb::AsyncDbSession) { called = true; }));
+  ctx.reset();  // its services go; its registry drops the open's handler, the open stays queued
+  g.open();     // the lane grants the open: its timer must not be armed on, nor its executor dropped into, `ctx`
+  blocker.get();
+  auto count = [](auto& c) { return B::count(c); };
+  CHECK(test::run(other, B::write(db, count), 30s) >= 0);  // the lane ended the orphan session and serves again
+  CHECK_FALSE(called);
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("a budgeted open granted after its opener's io_context was destroyed arms nothing there",
+                   "[contract][session][budget][io_context]", CONTRACT_BACKENDS) {
+  TestType b;
+  grant_after_opener_destroyed(
+      b, [](net::io_context& ctx, auto handler) { return net::bind_executor(ctx.get_executor(), std::move(handler)); });
+}
+
+// A strand's impl unlinks itself from its context's strand service when its last copy goes: that copy must not
+// be the open's, dropped on the lane after the context is gone.
+TEMPLATE_TEST_CASE("a budgeted open on a strand granted after its io_context was destroyed drops no executor there",
+                   "[contract][session][budget][io_context]", CONTRACT_BACKENDS) {
+  TestType b;
+  grant_after_opener_destroyed(b, [](net::io_context& ctx, auto handler) {
+    return net::bind_executor(net::make_strand(ctx), std::move(handler));
+  });
+}
+
+// The lane ends a budgeted session (stopping its timer) while the opener's context shuts down: stop() and the
+// registry's shutdown meet on the registry's lock, in either order.
+TEMPLATE_TEST_CASE("a budgeted session ending while its opener's io_context is destroyed ends cleanly",
                    "[contract][session][budget][io_context]", CONTRACT_BACKENDS) {
   using B = TestType;
   B b;
@@ -168,9 +258,9 @@ TEMPLATE_TEST_CASE("a budgeted session still served when its opener's io_context
   auto ctx = std::make_unique<net::io_context>();
   net::co_spawn(*ctx, budgeted_session_at_gate<B>(db, started, g), net::detached);
   contract::run_until(*ctx, [&] { return started.load(); });
-  ctx.reset();  // the frame and its AsyncDbSession go; the lane is still inside the session's operation
-  g.open();     // the lane finishes the operation and ends the session, its opener's context gone
+  g.open();     // the lane finishes the operation, delivers it and waits for the session's next one or its end
+  ctx.reset();  // meanwhile: the frame and its AsyncDbSession go, the session ends on the lane
   net::io_context other;
   auto count = [](auto& c) { return B::count(c); };
-  CHECK(test::run(other, B::write(db, count), 30s) >= 0);  // the writer is free again
+  CHECK(test::run(other, B::write(db, count), 30s) >= 0);
 }

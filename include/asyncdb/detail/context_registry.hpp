@@ -58,6 +58,16 @@ class completion_registry {
     return true;
   }
 
+  // Runs `then` under the lock iff `p` is still registered (the context is alive meanwhile), leaving it
+  // registered; false if the context has abandoned `p`.
+  template <class Then>
+  bool while_registered(pending_completion& p, Then&& then) {
+    auto lock = lock_briefly(mutex_);
+    if (!p.registered_) return false;
+    then();
+    return true;
+  }
+
   // Runs `deliver` under the lock iff `p` is still registered, and unregisters it; false if the context
   // has abandoned `p`. `deliver` may post to the context (posting never runs a handler inline), so
   // "posted, then the context dies" and "the context died, then nothing is posted" are the only orders.

@@ -30,14 +30,19 @@ class session_open_op final : public async_op<Handler, Session>, public lane_tas
   using lane_type = typename S::lane_type;
 
  public:
-  // `timer`: where the session's deadline timer will run (the opener's executor); empty without a deadline.
+  // `expiry`: the session's deadline timer, made by prepare_expiry(); null without a deadline.
   session_open_op(Handler handler, bool read_only, op_name name, budget_clock::time_point deadline,
-                  net::any_io_executor timer)
+                  std::shared_ptr<session_expiry> expiry)
       : async_op<Handler, Session>(std::move(handler)),
         read_only_(read_only),
         name_(name),
         deadline_(deadline),
-        timer_(std::move(timer)) {}
+        expiry_(std::move(expiry)) {}
+
+  // An open never granted leaves its timer here, registered with the opener's context (session_expiry).
+  ~session_open_op() override {
+    if (expiry_ != nullptr) expiry_->stop();
+  }
 
   // job's entry point, which only SQLite lanes (detail::lane) call; other lanes call serve().
   void execute(lane& l) noexcept override {
@@ -68,7 +73,7 @@ class session_open_op final : public async_op<Handler, Session>, public lane_tas
     auto state = std::make_shared<session_state>(l.shared_counters(), read_only_);
     state->controls = S::controls;
     state->where = name_.where;
-    expire_at(state, timer_, deadline_);
+    expire_at(state, expiry_, deadline_);
     const bool served = l.serve_session(state, name_, [&] {
       std::exception_ptr ep = read_only_ ? S::take_snapshot(l) : nullptr;
       if (ep) {
@@ -98,8 +103,8 @@ class session_open_op final : public async_op<Handler, Session>, public lane_tas
  private:
   bool read_only_;
   op_name name_;
-  budget_clock::time_point deadline_;  // asyncdb::session_budget's, or max()
-  net::any_io_executor timer_;         // where the session's deadline timer runs
+  budget_clock::time_point deadline_;       // asyncdb::session_budget's, or max()
+  std::shared_ptr<session_expiry> expiry_;  // its deadline timer, on the opener's executor; null without one
 };
 
 // Queues a session_open_op on the writer's (or the readers') queue. `Session` is AsyncDbSession.
@@ -112,10 +117,12 @@ auto open_session(typename S::engine_type& e, bool read_only, Token&& token, con
         const budget_clock::time_point deadline =
             budget == budget.zero() ? budget_clock::time_point::max() : deadline_after(budget);
         auto start = [&](auto h) {
-          net::any_io_executor timer;
-          if (deadline != budget_clock::time_point::max()) timer = timer_executor(net::get_associated_executor(h));
+          std::shared_ptr<session_expiry> expiry;
+          if (deadline != budget_clock::time_point::max()) {
+            expiry = prepare_expiry(timer_executor(net::get_associated_executor(h)), deadline);
+          }
           auto op = std::make_shared<session_open_op<S, decltype(h), Session>>(std::move(h), ro, name, deadline,
-                                                                               std::move(timer));
+                                                                               std::move(expiry));
           const bool attached = op->attach();
           enqueue(op, attached, &e->queue(ro), &e->stats_counters());
         };

@@ -18,19 +18,28 @@ inline namespace ASYNCDB_FLAVOUR {
 namespace detail {
 
 // The session's deadline timer. It belongs to the opener's execution context, but the lane arms, stops and
-// drops it on its own thread, and the lane may end the session after that context is gone (its io_context
-// destroyed while the session's last operation ran). So it is registered with the context as a completion is:
-// the lane touches the timer only under the registry's lock while it is registered (the context is alive),
-// and the context's shutdown drops it there otherwise.
+// drops it on its own thread, and the lane may grant or end the session after that context is gone (its
+// io_context destroyed while the open waited, or while the session's last operation ran). So it is made on the
+// opener's thread, while that context is surely alive, and registered with the context as a completion is:
+// from then on the timer (and the opener's executor inside it: a strand's impl, say, whose last copy unlinks
+// itself from the context's strand service) is touched only under the registry's lock while registered, and the
+// context's shutdown drops it there otherwise. Nothing of the context is looked up on the lane's thread.
+// Whoever holds one calls stop() before letting it go: an expiry still registered when its last reference goes
+// could not be kept alive by a concurrent shutdown, which would then drop neither the timer nor the executor.
 class session_expiry final : public pending_completion, public std::enable_shared_from_this<session_expiry> {
  public:
   ~session_expiry() override { stop(); }
 
-  // On the lane's thread as the session is granted. False (nothing armed) if the context is shutting down.
-  bool start(const std::shared_ptr<session_state>& s, net::any_io_executor ex, budget_clock::time_point deadline) {
+  // On the opener's thread, as the open starts. `ex` is the opener's executor: the timer runs there.
+  void prepare(net::any_io_executor ex, budget_clock::time_point deadline) {
     registry_ = net::use_service<context_registry>(context_of(ex)).registry();
-    return registry_->add_and(*this, [&] {
-      timer_ = std::make_shared<budget_state>(std::move(ex), deadline, budget_left(deadline));
+    registry_->add_and(
+        *this, [&] { timer_ = std::make_shared<budget_state>(std::move(ex), deadline, budget_left(deadline)); });
+  }
+
+  // On the lane's thread as the session is granted. False (nothing armed) if the context has dropped the timer.
+  bool start(const std::shared_ptr<session_state>& s) {
+    return registry_ != nullptr && registry_->while_registered(*this, [&] {
       // Weak: the session's state owns the timer; a session already released has nothing left to close.
       timer_->slot().assign([w = std::weak_ptr<session_state>(s)](net::cancellation_type) {
         if (auto st = w.lock()) st->queue.close(make_error_code(errc::deadline_exceeded));
@@ -39,8 +48,8 @@ class session_expiry final : public pending_completion, public std::enable_share
     });
   }
 
-  // As the lane stops serving the session: a pending timer would keep the opener's executor busy until the
-  // deadline. Nothing if the context has dropped the timer already.
+  // As the lane stops serving the session, or as an open that was never granted goes: a pending timer would keep
+  // the opener's executor busy until the deadline. Nothing if the context has dropped the timer already.
   void stop() noexcept {
     if (!registry_) return;
     registry_->remove_and(*this, [&] {
@@ -58,13 +67,18 @@ class session_expiry final : public pending_completion, public std::enable_share
   std::shared_ptr<budget_state> timer_;
 };
 
-// On the lane's thread as the session is granted. `ex` is the opener's executor: the timer runs there.
-inline void expire_at(const std::shared_ptr<session_state>& s, net::any_io_executor ex,
+// On the opener's thread, as a budgeted open starts: the session's timer, not armed yet.
+inline std::shared_ptr<session_expiry> prepare_expiry(net::any_io_executor ex, budget_clock::time_point deadline) {
+  auto expiry = std::make_shared<session_expiry>();  // registered only once shared: shutdown keeps it alive
+  expiry->prepare(std::move(ex), deadline);
+  return expiry;
+}
+
+// On the lane's thread as the session is granted. `expiry` is the open's (null without a deadline).
+inline void expire_at(const std::shared_ptr<session_state>& s, const std::shared_ptr<session_expiry>& expiry,
                       budget_clock::time_point deadline) {
   s->deadline = deadline;
-  if (deadline == budget_clock::time_point::max()) return;
-  auto expiry = std::make_shared<session_expiry>();
-  if (expiry->start(s, std::move(ex), deadline)) s->expiry = std::move(expiry);
+  if (expiry != nullptr && expiry->start(s)) s->expiry = expiry;
 }
 
 // As the lane stops serving the session.
