@@ -25,9 +25,10 @@ enum class operation_outcome : unsigned char {
 ///
 /// Runs on the connection's own thread, after the operation's outcome is fixed and before its completion
 /// is handed to the caller's executor: the caller resumes after the observer returned. An operation that
-/// never reached a connection (refused at admission, or cancelled while queued) is reported on the thread
-/// that completed it (the caller's, the canceller's, or its budget's timer), with `connection` left at its
-/// default, `running` zero; outside sessions only (a session's own queue may outlive its database). It holds the
+/// never reached a connection (refused at admission, or cancelled while queued), and a session's opening that
+/// never granted one, is reported on the thread that completed it (the caller's, the canceller's, or its budget's
+/// timer), with `running` zero and `connection` its session's, else left at its default; a session keeps the
+/// observer alive, so its operations are reported even after its database is gone. It holds the
 /// connection meanwhile, so it must be quick (count, push to a queue, log without waiting), must not call
 /// into any asyncdb database (it may be the one it waits for: a deadlock), and should not throw: an
 /// exception it throws is caught and dropped. `name` and `where` refer to static storage and stay valid.

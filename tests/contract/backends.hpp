@@ -26,6 +26,7 @@ struct config {
   std::size_t max_queued = 65536;               ///< back-pressure bound
   std::chrono::milliseconds close_grace{5000};  ///< close()'s grace
   bool read_your_writes = false;                ///< PostgreSQL only: SQLite's readers read the one file
+  asyncdb::operation_observer observer{};       ///< told of each operation
 };
 
 /// Which connection ran an operation: its thread, and the connection itself (SQLite handle, server pid).
@@ -107,6 +108,7 @@ class sqlite_backend : public runs_on<asyncdb::database, SQLite::Database> {
     asyncdb::options o = test::default_options(c.readers);
     o.max_queued = c.max_queued;
     o.close_grace = c.close_grace;
+    o.observer = c.observer;
     db_.emplace(dir_.file(), std::move(o));
     return *db_;
   }
@@ -214,6 +216,7 @@ class postgres_backend : public runs_on<asyncdb::postgres::database, pqxx::conne
     o.max_queued = c.max_queued;
     o.close_grace = c.close_grace;
     o.read_your_writes = c.read_your_writes;
+    o.observer = c.observer;
     db_.emplace(std::move(o));
     return *db_;
   }

@@ -55,7 +55,7 @@ template <class Executor>
 inline constexpr bool is_use_awaitable<net::use_awaitable_t<Executor>> = true;
 
 // Queues `fn(lane&)` and wires its completion to `handler`; `unrun_observer` is told if it never reaches a lane
-// (the database's observer: not inside a session, which may outlive its database). The operation is its one allocation.
+// (the database's observer; inside a session, the one the session took from it). The operation is its one allocation.
 // Not from the handler's associated allocator: Asio requires such memory to be freed before the handler runs, and the
 // operation is shared (lane, queue, completion registry) and may be freed after it, on a database thread,
 // with the handler's owner (an allocator's arena) gone. use_awaitable's handlers have none anyway.
@@ -126,7 +126,7 @@ auto initiate_in_session(Token&& token, std::shared_ptr<session_state> session, 
   return net::async_initiate<Token, signature_t<R>>(
       [](auto handler, std::shared_ptr<session_state> s, Fn f, op_name n) {
         submit<B, R>(std::move(handler), s ? &s->queue : nullptr, s ? s->stats.get() : nullptr, std::move(f), n,
-                     s.get(), op_route{});
+                     s.get(), op_route{}, s ? s->observer : nullptr);
       },
       token, std::move(session), std::move(fn), name);
 }

@@ -1,6 +1,7 @@
 #pragma once
 // Calls the operation observer for the lanes of both engines.
 #include <asyncdb/detail/job.hpp>
+#include <asyncdb/detail/name_of.hpp>
 #include <asyncdb/observer.hpp>
 
 #include <chrono>
@@ -49,6 +50,16 @@ inline operation_outcome budgeted(operation_outcome o, const job& j) noexcept {
 // Of an operation that never reached a connection: the refusal at admission, or a cancellation while queued.
 inline operation_outcome unrun_outcome(error_code ec) noexcept {
   return ec == net::error::operation_aborted ? operation_outcome::aborted : operation_outcome::rejected;
+}
+
+// The record of `j`, named `name`, which never reached a connection: `outcome` from unrun_outcome() or rejected.
+inline operation_record unrun_record(const op_name& name, const job& j, operation_outcome outcome) noexcept {
+  operation_record r;
+  r.name = name.name;
+  r.where = name.where;
+  observed_run{}.times(j.enqueued_at, r);
+  r.outcome = budgeted(outcome, j);
+  return r;
 }
 
 // Why noexcept and a catch-all: the lane calls it between fixing an outcome and delivering it, where an

@@ -9,6 +9,7 @@
 #include <asyncdb/detail/initiate.hpp>
 #include <asyncdb/detail/job.hpp>
 #include <asyncdb/detail/name_of.hpp>
+#include <asyncdb/detail/observe.hpp>
 #include <asyncdb/detail/session_budget.hpp>
 #include <asyncdb/detail/session_state.hpp>
 #include <asyncdb/error.hpp>
@@ -30,14 +31,16 @@ class session_open_op final : public async_op<Handler, Session>, public lane_tas
   using lane_type = typename S::lane_type;
 
  public:
-  // `expiry`: the session's deadline timer, made by prepare_expiry(); null without a deadline.
+  // `expiry`: the session's deadline timer, made by prepare_expiry(); null without a deadline. `observer`: the
+  // database's (null: none), told of an open that never grants, and handed to the session for its operations.
   session_open_op(Handler handler, bool read_only, op_name name, budget_clock::time_point deadline,
-                  std::shared_ptr<session_expiry> expiry)
+                  std::shared_ptr<session_expiry> expiry, std::shared_ptr<const operation_observer> observer)
       : async_op<Handler, Session>(std::move(handler)),
         read_only_(read_only),
         name_(name),
         deadline_(deadline),
-        expiry_(std::move(expiry)) {}
+        expiry_(std::move(expiry)),
+        observer_(std::move(observer)) {}
 
   // An open never granted leaves its timer here, registered with the opener's context (session_expiry).
   ~session_open_op() override {
@@ -53,6 +56,12 @@ class session_open_op final : public async_op<Handler, Session>, public lane_tas
     }
   }
 
+  // Refused at admission or cancelled while it waited, on the refusing or cancelling thread, no lock held.
+  void fail(error_code ec) noexcept override {
+    report(unrun_outcome(ec), connection_role{});
+    async_op<Handler, Session>::fail(ec);
+  }
+
   // Its budget is only the wait for the session: it runs no statement of the caller's.
   bool runs_statements() const noexcept override { return false; }
 
@@ -65,6 +74,7 @@ class session_open_op final : public async_op<Handler, Session>, public lane_tas
     l.conn().end_lease();
     if (std::exception_ptr down = S::before_grant(l)) {
       c.failed.fetch_add(1, std::memory_order_relaxed);
+      report(operation_outcome::rejected, l.role());
       this->deliver(std::move(down), Session{});
       return;
     }
@@ -73,6 +83,8 @@ class session_open_op final : public async_op<Handler, Session>, public lane_tas
     auto state = std::make_shared<session_state>(l.shared_counters(), read_only_);
     state->controls = S::controls;
     state->where = name_.where;
+    state->observer = observer_;
+    state->connection = l.role();
     expire_at(state, expiry_, deadline_);
     const bool served = l.serve_session(state, name_, [&] {
       std::exception_ptr ep = read_only_ ? S::take_snapshot(l) : nullptr;
@@ -88,6 +100,7 @@ class session_open_op final : public async_op<Handler, Session>, public lane_tas
     stop_expiry(*state);
     if (!served) {
       c.failed.fetch_add(1, std::memory_order_relaxed);
+      report(operation_outcome::rejected, l.role());
       this->deliver(std::make_exception_ptr(system_error(errc::closed)), Session{});
     }
     S::after_session(l);
@@ -97,14 +110,25 @@ class session_open_op final : public async_op<Handler, Session>, public lane_tas
   void refuse(lane_type& l, std::exception_ptr ep) noexcept override {
     if (!this->claim()) return;
     l.stats_counters().failed.fetch_add(1, std::memory_order_relaxed);
+    report(operation_outcome::rejected, l.role());
     this->deliver(std::move(ep), Session{});
   }
 
  private:
+  // An open that never granted a session is an operation that never ran: reported as one, before its completion.
+  // A granted one is not an operation of its own (its session's operations are).
+  void report(operation_outcome outcome, const connection_role& connection) noexcept {
+    if (observer_ == nullptr) return;
+    operation_record r = unrun_record(name_, *this, outcome);
+    r.connection = connection;
+    notify(*observer_, r);
+  }
+
   bool read_only_;
   op_name name_;
   budget_clock::time_point deadline_;       // asyncdb::session_budget's, or max()
   std::shared_ptr<session_expiry> expiry_;  // its deadline timer, on the opener's executor; null without one
+  std::shared_ptr<const operation_observer> observer_;
 };
 
 // Queues a session_open_op on the writer's (or the readers') queue. `Session` is AsyncDbSession.
@@ -122,7 +146,7 @@ auto open_session(typename S::engine_type& e, bool read_only, Token&& token, con
             expiry = prepare_expiry(timer_executor(net::get_associated_executor(h)), deadline);
           }
           auto op = std::make_shared<session_open_op<S, decltype(h), Session>>(std::move(h), ro, name, deadline,
-                                                                               std::move(expiry));
+                                                                               std::move(expiry), e->observer());
           const bool attached = op->attach();
           enqueue(op, attached, &e->queue(ro), &e->stats_counters());
         };

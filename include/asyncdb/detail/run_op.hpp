@@ -54,7 +54,8 @@ class run_op final : public async_op_for<Handler, R>::type,
 
  public:
   // `observer`: told of the operation if it never reaches a lane (null: not told). Shared: a cancellation may
-  // complete a queued operation on another thread while its database is being destroyed.
+  // complete a queued operation on another thread while its database is being destroyed. `session` is alive now
+  // (its caller holds it), maybe not when the operation fails: what the record needs of it is read here.
   run_op(Handler handler, Fn fn, op_name name, session_state* session, op_route route,
          std::shared_ptr<const operation_observer> observer = nullptr)
       : base(std::move(handler)),
@@ -62,12 +63,15 @@ class run_op final : public async_op_for<Handler, R>::type,
         name_(name),
         session_(session),
         route_(route),
-        unrun_observer_(std::move(observer)) {}
+        unrun_observer_(std::move(observer)),
+        unrun_connection_(session != nullptr ? session->connection : connection_role{}) {}
 
   // Refused at admission or cancelled while queued, on the refusing or cancelling thread, no lock held.
   void fail(error_code ec) noexcept override {
     if (unrun_observer_ != nullptr) {
-      notify(*unrun_observer_, record(unrun_outcome(ec)));
+      operation_record r = record(unrun_outcome(ec));
+      r.connection = unrun_connection_;
+      notify(*unrun_observer_, r);
     }
     base::fail(ec);
   }
@@ -220,7 +224,8 @@ class run_op final : public async_op_for<Handler, R>::type,
   bool aborted_ = false;
   bool committed_ = false;                                    // something of its lease committed
   observed_run seen_;                                         // for the observer only
-  std::shared_ptr<const operation_observer> unrun_observer_;  // the database's observer, if set, outside sessions
+  std::shared_ptr<const operation_observer> unrun_observer_;  // the database's observer, if set (or its session's)
+  connection_role unrun_connection_;                          // its session's connection; default outside one
 };
 
 }  // namespace detail

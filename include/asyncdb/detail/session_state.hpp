@@ -1,6 +1,7 @@
 #pragma once
 #include <asyncdb/detail/budget.hpp>
 #include <asyncdb/detail/job_queue.hpp>
+#include <asyncdb/observer.hpp>
 
 #include <memory>
 #include <source_location>
@@ -29,6 +30,10 @@ struct session_state {
   // asyncdb::session_budget: set once, on the serving lane's thread, before the session is handed out.
   budget_clock::time_point deadline = budget_clock::time_point::max();
   std::shared_ptr<session_expiry> expiry;  // the timer that closes `queue` at the deadline (session_budget.hpp)
+  // Set once, on the serving lane's thread, before the session is handed out: what reports its operations that never
+  // reach the connection (refused, cancelled in the queue). Shared: a session may outlive its database.
+  std::shared_ptr<const operation_observer> observer;
+  connection_role connection{};  // the connection serving it
 };
 
 }  // namespace detail
