@@ -22,13 +22,14 @@ namespace contract {
 
 /// What a test may choose about the database; each backend maps it to its own options.
 struct config {
-  std::size_t readers = 2;                      ///< read-only connections (0: reads on the writer)
-  std::size_t max_queued = 65536;               ///< back-pressure bound
-  std::chrono::milliseconds close_grace{5000};  ///< close()'s grace
-  bool read_your_writes = false;                ///< PostgreSQL only: SQLite's readers read the one file
-  asyncdb::operation_observer observer{};       ///< told of every operation
-  std::chrono::milliseconds hold_threshold{0};  ///< holds longer than this are told to on_hold
-  asyncdb::hold_observer on_hold{};             ///< told of each hold past hold_threshold
+  std::size_t readers = 2;                        ///< read-only connections (0: reads on the writer)
+  std::size_t max_queued = 65536;                 ///< back-pressure bound
+  std::chrono::milliseconds close_grace{5000};    ///< close()'s grace
+  bool read_your_writes = false;                  ///< PostgreSQL only: SQLite's readers read the one file
+  asyncdb::operation_observer observer{};         ///< told of every operation
+  std::chrono::milliseconds hold_threshold{0};    ///< holds longer than this are told to on_hold
+  asyncdb::hold_observer on_hold{};               ///< told of each hold past hold_threshold
+  std::chrono::milliseconds operation_budget{0};  ///< the database's default budget (0: none)
 };
 
 /// Which connection ran an operation: its thread, and the connection itself (SQLite handle, server pid).
@@ -84,6 +85,7 @@ void set_common(Options& o, const config& c) {
   o.observer = c.observer;
   o.hold_threshold = c.hold_threshold;
   o.on_hold = c.on_hold;
+  o.operation_budget = c.operation_budget;
 }
 
 /// What both backends spell alike once the connection type is known: async_run on the writer or a reader,
