@@ -24,10 +24,11 @@ class AsyncUserDao : public asyncdb::to_async_db_oper<AsyncUserDao, UserDao> {
   auto get_active_users() const { return call<&UserDao::get_active_users>(); }
 };
 
-/// readers = 2 (the default), busy_timeout=5000 through asyncdb's own option, the pragmas on every connection.
+/// `--readers` readers (2, the default), busy_timeout=5000 through asyncdb's own option, the pragmas on every
+/// connection.
 inline asyncdb::options asyncdb_options(durability d) {
   asyncdb::options o;
-  o.readers = 2;
+  o.readers = asyncdb_readers;
   o.poll_before_sleep = asyncdb_poll;
   o.busy_timeout = std::chrono::milliseconds(5000);
   o.on_open = [d](SQLite::Database& c) { apply_pragmas(c, d); };

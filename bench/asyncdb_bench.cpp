@@ -2,7 +2,7 @@
 // one process run on one database file; prints the table of issue 4 and writes it as JSON with --json.
 //
 //   asyncdb_bench [--quick] [--json FILE] [--runs N] [--only W1,W1c1,W2,W2f,W3,W4] [--contenders S,peer,asyncdb]
-//                 [--poll-us N] [--sweep [--sweep-ops N]]
+//                 [--poll-us N] [--readers N] [--sweep [--sweep-ops N]]
 #include <malloc.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -43,13 +43,14 @@ struct cli {
 
 const char* usage =
     "usage: asyncdb_bench [--quick] [--json FILE] [--runs N] [--only W1,W1c1,W2,W2f,W3,W4]\n"
-    "                     [--contenders S,peer,asyncdb] [--poll-us N] [--sweep [--sweep-ops N]]\n"
+    "                     [--contenders S,peer,asyncdb] [--poll-us N] [--readers N] [--sweep [--sweep-ops N]]\n"
     "  --quick        every operation count and the seed divided by 20 (a smoke run)\n"
     "  --json FILE    also write the table as JSON\n"
     "  --runs N       runs per measurement, the median is reported (default 3)\n"
     "  --only         run only these workloads (L is measured during W1 and W2)\n"
     "  --contenders   run only these contenders (S includes S-bulk), e.g. asyncdb alone under a profiler\n"
     "  --poll-us N    asyncdb's options::poll_before_sleep (default 0, as users get it)\n"
+    "  --readers N    asyncdb's options::readers (default 2, as users get it; the sweep sets its own)\n"
     "  --sweep        instead of the workloads: W1 against 1..256 in flight and 1, 2, 4 readers, median of\n"
     "                 --runs per point (JSON: --json, default sweep.json)\n"
     "  --sweep-ops N  lookups per sweep point (default 20000)\n";
@@ -75,6 +76,8 @@ cli parse(int argc, char** argv) {
       c.contenders = split_list(value());
     } else if (a == "--poll-us") {
       bench::asyncdb_poll = std::chrono::microseconds(std::stoi(value()));
+    } else if (a == "--readers") {
+      bench::asyncdb_readers = static_cast<std::size_t>(std::stoul(value()));
     } else if (a == "--sweep") {
       c.sweep = true;
     } else if (a == "--sweep-ops") {
@@ -288,9 +291,13 @@ int run(const cli& args) {
   info.quick = args.quick;
   info.runs = args.runs;
   info.seed_seconds = seed_seconds;
-  info.sizes = {{"seed_rows", static_cast<double>(n.seed_rows)}, {"w1_ops", static_cast<double>(n.w1_ops)},
-                {"w2_ops", static_cast<double>(n.w2_ops)},       {"w3_reps", static_cast<double>(n.w3_reps)},
-                {"w4_ops", static_cast<double>(n.w4_ops)},       {"in_flight", static_cast<double>(n.in_flight)}};
+  info.sizes = {{"seed_rows", static_cast<double>(n.seed_rows)},
+                {"w1_ops", static_cast<double>(n.w1_ops)},
+                {"w2_ops", static_cast<double>(n.w2_ops)},
+                {"w3_reps", static_cast<double>(n.w3_reps)},
+                {"w4_ops", static_cast<double>(n.w4_ops)},
+                {"in_flight", static_cast<double>(n.in_flight)},
+                {"asyncdb_readers", static_cast<double>(asyncdb_readers)}};
   info.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   info.load_before = load_before;
   info.load_after = load_average();

@@ -13,6 +13,8 @@ namespace bench {
 
 /// options::poll_before_sleep for every asyncdb database of the run (`--poll-us`); 0, the default, as users get it.
 inline std::chrono::microseconds asyncdb_poll{0};
+/// options::readers for every asyncdb database of the workloads (`--readers`); 2, the default, as users get it.
+inline std::size_t asyncdb_readers = 2;
 
 /// The seeded file and the pre-generated inputs, identical for every contender and repetition.
 struct bench_data : workload_inputs {

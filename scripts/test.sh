@@ -5,8 +5,8 @@
 #          PostgreSQL against a throwaway primary and replica (pg.*), the conformance suite against both
 #          backends (contract.*), examples, the users service over HTTP (service.*), package consumers for
 #          both flavours, compile-fail tests; every header on its own
-#   asan   g++ -O0 AddressSanitizer + UBSan: standalone unit tests, fault suite (smaller), service, PostgreSQL,
-#          conformance suite
+#   asan   g++ -O0 AddressSanitizer + UBSan: standalone unit tests, fault suite (its memory-safety cases), service,
+#          PostgreSQL, conformance suite
 #   tsan   g++ ThreadSanitizer: unit tests in both flavours (unit.*, unit_boost.*), fault suite (smaller),
 #          PostgreSQL, conformance suite
 #   clang  clang++-19 -Werror: standalone unit tests, examples (10_boost_beast runs the Boost flavour),

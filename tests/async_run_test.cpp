@@ -668,3 +668,45 @@ TEST_CASE(
   test::run(ctx, check(db));
   CHECK(test::count_rows(dir.file(), "name = 'open'") == 0);
 }
+
+// A reader that finds more work queued may hold a finished read's completion back for a few more (to
+// wake the event loop once per burst): it must still reach its caller while the next read on that
+// reader waits, in the DAO's own code, for that very caller.
+TEST_CASE("a read's completion reaches its caller while the next read on its reader waits for that caller",
+          "[async_run][readers]") {
+  test::temp_dir dir;
+  asyncdb::database db{dir.file(), test::default_options(1)};
+  net::io_context ctx;
+  struct state {
+    std::atomic<bool> second_queued{false}, first_resumed{false};
+    bool saw_first_resumed = false;
+    std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::now() + 10s;
+  } st;
+  auto first = [&st](SQLite::Database&) {
+    while (!st.second_queued && std::chrono::steady_clock::now() < st.deadline) std::this_thread::yield();
+  };
+  auto second = [&st](SQLite::Database&) {
+    while (!st.first_resumed && std::chrono::steady_clock::now() < st.deadline) std::this_thread::yield();
+    return st.first_resumed.load();
+  };
+  auto run_first = [](asyncdb::database& d, decltype(first)& f, state& s) -> net::awaitable<void> {
+    co_await asyncdb::async_run(d, asyncdb::read_only, f);
+    s.first_resumed = true;
+  };
+  auto run_second = [](asyncdb::database& d, decltype(second)& f, state& s) -> net::awaitable<void> {
+    s.saw_first_resumed = co_await asyncdb::async_run(d, asyncdb::read_only, f);
+  };
+  auto mark_queued = [](state& s) -> net::awaitable<void> {
+    s.second_queued = true;  // the two coroutines spawned before this one have queued their reads
+    co_return;
+  };
+  outcomes done;
+  net::co_spawn(ctx, run_first(db, first, st), done.handler());
+  net::co_spawn(ctx, run_second(db, second, st), done.handler());
+  net::co_spawn(ctx, mark_queued(st), done.handler());
+  run_ctx(ctx, 1);
+
+  INFO(done.first_error);
+  REQUIRE(done.ok == 3);
+  CHECK(st.saw_first_resumed);
+}

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include "net.hpp"
+#include "temp_dir.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -23,26 +24,6 @@
 #include <vector>
 
 namespace test {
-
-/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class temp_dir {
- public:
-  temp_dir() {
-    std::string templ = (std::filesystem::temp_directory_path() / "asyncdb-test-XXXXXX").string();
-    if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = templ;
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::filesystem::path file(const std::string& name = "test.db") const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
-};
 
 struct User {
   std::int64_t id = 0;

@@ -174,7 +174,8 @@ int serve_command(const arguments& args) {
     db.emplace(db_path, asyncdb::options{.readers = readers,
                                          .max_queued = max_queued,
                                          .on_open = create_schema,
-                                         .observer = observe_operations(stats, slow)});
+                                         .observer = observe_operations(stats, slow),
+                                         .operation_budget = timeout});
     stats.watch(*db);
     users = std::make_unique<async_store>(*db, timeout);
   }

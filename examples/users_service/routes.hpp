@@ -140,7 +140,10 @@ class routes {
       status = e.status;
       body = error_body(e.what());
     } catch (const std::system_error& e) {
-      if (e.code() == asyncdb::errc::queue_full || e.code() == asyncdb::errc::closed) {
+      if (e.code() == asyncdb::errc::deadline_exceeded) {  // the async store's operation or session budget
+        status = 504;
+        body = error_body(timed_out().what());
+      } else if (e.code() == asyncdb::errc::queue_full || e.code() == asyncdb::errc::closed) {
         status = 503;
         retry_later = true;
         body = error_body("the service is busy, retry later");

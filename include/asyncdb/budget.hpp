@@ -19,6 +19,7 @@ struct budget_t {
 /// Gives the operation started with this token `d` from its initiation (the co_await, for use_awaitable) to
 /// complete, queue wait included, overriding options::operation_budget. Past it, the operation is cancelled as
 /// by its cancellation slot and completes with errc::deadline_exceeded, unless it had committed (success).
+/// `duration::max()` (or any `d` past the clock's range) is no budget at all: not options::operation_budget either.
 /// For every asyncdb call that takes a token: async_run, async_db_session (bounding the wait for the session).
 /// On PostgreSQL it also bounds the operation's statements on the server (statement_timeout, see
 /// postgres::options::operation_budget).

@@ -22,11 +22,14 @@ namespace contract {
 
 /// What a test may choose about the database; each backend maps it to its own options.
 struct config {
-  std::size_t readers = 2;                      ///< read-only connections (0: reads on the writer)
-  std::size_t max_queued = 65536;               ///< back-pressure bound
-  std::chrono::milliseconds close_grace{5000};  ///< close()'s grace
-  bool read_your_writes = false;                ///< PostgreSQL only: SQLite's readers read the one file
-  asyncdb::operation_observer observer{};       ///< told of each operation
+  std::size_t readers = 2;                        ///< read-only connections (0: reads on the writer)
+  std::size_t max_queued = 65536;                 ///< back-pressure bound
+  std::chrono::milliseconds close_grace{5000};    ///< close()'s grace
+  bool read_your_writes = false;                  ///< PostgreSQL only: SQLite's readers read the one file
+  asyncdb::operation_observer observer{};         ///< told of every operation
+  std::chrono::milliseconds hold_threshold{0};    ///< holds longer than this are told to on_hold
+  asyncdb::hold_observer on_hold{};               ///< told of each hold past hold_threshold
+  std::chrono::milliseconds operation_budget{0};  ///< the database's default budget (0: none)
 };
 
 /// Which connection ran an operation: its thread, and the connection itself (SQLite handle, server pid).
@@ -74,6 +77,17 @@ class lag {
   virtual void resume() {}
 };
 
+/// The options both backends spell alike, from `c`.
+template <class Options>
+void set_common(Options& o, const config& c) {
+  o.max_queued = c.max_queued;
+  o.close_grace = c.close_grace;
+  o.observer = c.observer;
+  o.hold_threshold = c.hold_threshold;
+  o.on_hold = c.on_hold;
+  o.operation_budget = c.operation_budget;
+}
+
 /// What both backends spell alike once the connection type is known: async_run on the writer or a reader,
 /// with `fn` a generic lambda the tests write once (given the connection type here, so that asyncdb's own
 /// overload checks never instantiate it with the other backend's).
@@ -106,9 +120,7 @@ class sqlite_backend : public runs_on<asyncdb::database, SQLite::Database> {
 
   database& open(const config& c = {}) {
     asyncdb::options o = test::default_options(c.readers);
-    o.max_queued = c.max_queued;
-    o.close_grace = c.close_grace;
-    o.observer = c.observer;
+    set_common(o, c);
     db_.emplace(dir_.file(), std::move(o));
     return *db_;
   }
@@ -213,10 +225,8 @@ class postgres_backend : public runs_on<asyncdb::postgres::database, pqxx::conne
 
   database& open(const config& c = {}) {
     asyncdb::postgres::options o = schema_.options(1, c.readers);
-    o.max_queued = c.max_queued;
-    o.close_grace = c.close_grace;
     o.read_your_writes = c.read_your_writes;
-    o.observer = c.observer;
+    set_common(o, c);
     db_.emplace(std::move(o));
     return *db_;
   }

@@ -9,6 +9,8 @@
 #include <string>
 #include <thread>
 
+#include "temp_dir.hpp"
+
 namespace faults {
 
 /// Ends this test process with ctest's skip code (SKIP_RETURN_CODE 4), printing why; never counts as passed.
@@ -69,24 +71,14 @@ inline long env_number(const char* name, long fallback) {
   return end != nullptr && *end == '\0' ? n : fallback;
 }
 
-/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
+/// A fresh directory under the system temp dir (asyncdb-fault-<pid>-XXXXXX), removed at scope exit, or by the
+/// next one made if this process dies first (test::temp_dir).
 class scratch_dir {
  public:
-  scratch_dir() {
-    std::string templ = (std::filesystem::temp_directory_path() / "asyncdb-fault-XXXXXX").string();
-    if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = templ;
-  }
-  scratch_dir(const scratch_dir&) = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-  ~scratch_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::filesystem::path file(std::string_view name = "fault.db") const { return path_ / name; }
+  std::filesystem::path file(std::string_view name = "fault.db") const { return dir_.path() / name; }
 
  private:
-  std::filesystem::path path_;
+  test::temp_dir dir_{"asyncdb-fault"};
 };
 
 /// Milliseconds since `start`, as a double, for printed figures.

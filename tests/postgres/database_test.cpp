@@ -1,8 +1,6 @@
 // asyncdb::postgres::database: the SQLite names over libpqxx, against a real primary and replica.
 #include "pg_support.hpp"
 
-#include <asyncdb/budget.hpp>
-
 #include <algorithm>
 #include <mutex>
 #include <set>
@@ -257,89 +255,4 @@ TEST_CASE("the operation observer names the backend that ran each operation and 
   CHECK(records[0].backend_pid == pid);  // one writer: the same server process ran both
   CHECK(records[1].backend_pid == pid);
   CHECK(pid != 0);
-}
-
-namespace {
-// Operations that never reach a connection, and one cut off by its budget while running on the server.
-struct pg_unrun_state {
-  test::gate g;
-  std::atomic<bool> entered{false};
-  test::completion blocker;
-  test::completion cancelled;
-  test::completion queued[2];
-  std::error_code queued_budget_error;
-  std::error_code refused_error;
-  std::error_code running_budget_error;
-};
-
-asio::awaitable<void> pg_operations_that_never_run(asyncdb::postgres::database& pg, pg_unrun_state& st) {
-  auto ex = co_await asio::this_coro::executor;
-  auto block = [&st](pqxx::connection&) {
-    st.entered = true;
-    st.g.wait();
-  };
-  asyncdb::async_run(pg, block, asio::bind_executor(ex, test::record_into(st.blocker)));
-  co_await test::until_set(st.entered);
-  auto select = [](pqxx::connection& c) { pqxx::nontransaction{c}.exec("SELECT 1"); };
-  asio::cancellation_signal sig;
-  auto cancellable = asio::bind_cancellation_slot(sig.slot(), asio::bind_executor(ex, test::record_into(st.cancelled)));
-  asyncdb::async_run(pg, select, cancellable);
-  sig.emit(asio::cancellation_type::terminal);
-  const auto short_budget = asyncdb::budget(20ms);
-  st.queued_budget_error = co_await test::error_of(asyncdb::async_run(pg, select, short_budget));
-  for (test::completion& out : st.queued)
-    asyncdb::async_run(pg, select, asio::bind_executor(ex, test::record_into(out)));
-  st.refused_error = co_await test::error_of(asyncdb::async_run(pg, select));
-  st.g.open();
-  auto all_done = [&st] { return st.blocker.done && st.cancelled.done && st.queued[0].done && st.queued[1].done; };
-  co_await test::poll_until(all_done);
-  auto sleep = [](pqxx::connection& c) {
-    pqxx::nontransaction{c}.exec("SELECT pg_sleep(30) /* asyncdb-observer-1 */");
-  };
-  const auto run_budget = asyncdb::budget(200ms);
-  st.running_budget_error = co_await test::error_of(asyncdb::async_run(pg, sleep, run_budget));
-}
-}  // namespace
-
-TEST_CASE("the PostgreSQL observer is told of operations cancelled while queued, refused, or cut off by their budget",
-          "[postgres][observer]") {
-  pgtest::schema s;
-  std::mutex mutex;
-  std::vector<asyncdb::operation_record> records;
-  asyncdb::postgres::options o = s.options(1, 0, false);
-  o.max_queued = 2;
-  o.observer = [&](const asyncdb::operation_record& r) {
-    std::lock_guard lock(mutex);
-    records.push_back(r);
-  };
-  pg_unrun_state st;
-  {
-    asyncdb::postgres::database pg{o};
-    test::open_at_exit guard{st.g};
-    asio::io_context ctx;
-    test::run(ctx, pg_operations_that_never_run(pg, st));
-  }
-  REQUIRE(st.cancelled.error == asio::error::operation_aborted);
-  REQUIRE(st.queued_budget_error == asyncdb::errc::deadline_exceeded);
-  REQUIRE(st.refused_error == asyncdb::errc::queue_full);
-  REQUIRE(st.running_budget_error == asyncdb::errc::deadline_exceeded);
-  CHECK(records.size() == 7);  // each operation issued, once
-  auto count = [&records](asyncdb::operation_outcome outcome) {
-    return std::count_if(records.begin(), records.end(),
-                         [&](const asyncdb::operation_record& r) { return r.outcome == outcome; });
-  };
-  CHECK(count(asyncdb::operation_outcome::succeeded) == 3);
-  CHECK(count(asyncdb::operation_outcome::aborted) == 1);
-  CHECK(count(asyncdb::operation_outcome::timed_out) == 2);
-  CHECK(count(asyncdb::operation_outcome::rejected) == 1);
-  for (const asyncdb::operation_record& r : records) {
-    INFO("outcome = " << static_cast<int>(r.outcome));
-    const bool never_ran =
-        r.outcome == asyncdb::operation_outcome::aborted || r.outcome == asyncdb::operation_outcome::rejected;
-    if (never_ran) CHECK(r.running == 0ns);
-    if (never_ran) CHECK(r.backend_pid == 0);
-  }
-  CHECK(records.back().outcome == asyncdb::operation_outcome::timed_out);
-  CHECK(records.back().running > 0ns);
-  CHECK(records.back().backend_pid != 0);
 }

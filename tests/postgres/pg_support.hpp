@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -115,21 +116,17 @@ inline bool reader_waits_for_replay(std::chrono::seconds deadline) {
 
 /// Pauses WAL replay on the replica for its lifetime; resumes even when the test fails. The replica is
 /// shared by the test processes ctest runs at once, so each pause holds a lock file of the cluster's for its
-/// lifetime: another test's resume never ends this one's pause early.
+/// lifetime (removed as it ends): another test's resume never ends this one's pause early.
 class replay_paused {
  public:
-  replay_paused()
-      : lock_(::open(("/tmp/asyncdb-pg-replay-" + std::to_string(primary_port()) + ".lock").c_str(),
-                     O_CREAT | O_RDWR | O_CLOEXEC, 0666)) {
-    if (lock_ < 0 || ::flock(lock_, LOCK_EX) != 0) throw std::runtime_error("cannot lock the replica's replay");
-    exec("SELECT pg_wal_replay_pause()");
-  }
+  replay_paused() : lock_(lock_replay()) { exec("SELECT pg_wal_replay_pause()"); }
   ~replay_paused() {
     try {
       resume();
     } catch (...) {
     }
-    ::close(lock_);  // releases the lock
+    ::unlink(lock_path().c_str());  // while still held: no lock file is left behind
+    ::close(lock_);                 // releases the lock
   }
   replay_paused(const replay_paused&) = delete;
   replay_paused& operator=(const replay_paused&) = delete;
@@ -137,6 +134,29 @@ class replay_paused {
 
  private:
   int lock_;
+
+  static std::string lock_path() { return "/tmp/asyncdb-pg-replay-" + std::to_string(primary_port()) + ".lock"; }
+
+  // The holder before us unlinks the file as it lets go, so a lock won on a file no longer under that name
+  // locks nothing: open the name again.
+  static int lock_replay() {
+    const std::string path = lock_path();
+    for (;;) {
+      const int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0666);
+      if (fd < 0) throw std::runtime_error("cannot open the replica's replay lock " + path);
+      struct stat held {};
+      struct stat named {};
+      if (::flock(fd, LOCK_EX) != 0) {
+        ::close(fd);
+        throw std::runtime_error("cannot lock the replica's replay");
+      }
+      if (::fstat(fd, &held) == 0 && ::stat(path.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
+          held.st_ino == named.st_ino)
+        return fd;
+      ::close(fd);
+    }
+  }
+
   static void exec(const std::string& sql) {
     pqxx::connection c{replica()};
     pqxx::nontransaction t{c};

@@ -279,7 +279,7 @@ slow_log() {
   [[ $stopped_status == 0 ]] || fail "the --slow-ms service exited $stopped_status"
   grep -q '^slow db operation: UserOper::get_by_id [0-9.]* ms (queued [0-9.]* ms, ran [0-9.]* ms) succeeded$' slow.err ||
     fail "no slow-operation line for UserOper::get_by_id: $(cat slow.err)"
-  open_line=$(grep -n 'co_await asyncdb::async_db_session(db_)' "$(dirname "$0")/../../examples/users_service/store.hpp" |
+  open_line=$(grep -n 'co_await asyncdb::async_db_session(db_, whole_request)' "$(dirname "$0")/../../examples/users_service/store.hpp" |
     cut -d: -f1)
   [[ -n $open_line ]] || fail "store.hpp no longer opens a session where this test looks"
   grep -q "^slow db operation: UserOper::add .* succeeded at .*/users_service/store.hpp:$open_line\$" slow.err ||

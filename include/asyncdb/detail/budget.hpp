@@ -187,6 +187,19 @@ void start_within(Handler&& handler, budget_clock::time_point deadline, std::chr
   }
 }
 
+// budget(max()): no bound, and none from the database's default either. The handler is wrapped as any budgeted
+// one (the mark start_with_default keeps), with a deadline that never comes: no timer is armed.
+template <class Handler, class Start>
+void start_unbounded(Handler&& handler, Start&& start) {
+  using handler_type = std::decay_t<Handler>;
+  if constexpr (is_budget_handler<handler_type>) {
+    std::forward<Start>(start)(std::forward<Handler>(handler));
+  } else {
+    std::forward<Start>(start)(budget_handler<handler_type>(
+        std::forward<Handler>(handler), budget_clock::time_point::max(), std::chrono::nanoseconds::max()));
+  }
+}
+
 // The database-wide default: zero is no budget, and costs this one branch.
 template <class Handler, class Start>
 void start_with_default(Handler&& handler, std::chrono::nanoseconds default_budget, Start&& start) {

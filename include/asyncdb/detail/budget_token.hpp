@@ -26,11 +26,17 @@ struct budget_initiation {
   Initiation initiation;
   budget_clock::time_point deadline;
   std::chrono::nanoseconds budget;
+  // budget(max()) says "no budget", which keeps the database's default off too; a session's token without a
+  // deadline (until_t) says nothing, and a session's operations take no default anyway.
+  bool unbounded_overrides_default = false;
 
   template <class Handler, class... Args>
   void operator()(Handler&& handler, Args&&... args) {
-    start_within(std::forward<Handler>(handler), deadline, budget,
-                 [&](auto h) { std::move(initiation)(std::move(h), std::forward<Args>(args)...); });
+    auto start = [&](auto h) { std::move(initiation)(std::move(h), std::forward<Args>(args)...); };
+    if (unbounded_overrides_default && deadline == budget_clock::time_point::max()) {
+      return start_unbounded(std::forward<Handler>(handler), start);
+    }
+    start_within(std::forward<Handler>(handler), deadline, budget, start);
   }
 };
 }  // namespace detail
@@ -50,7 +56,8 @@ struct async_result<asyncdb::budget_t<Token>, Signatures...> : async_result<Toke
     using wrapper = asyncdb::detail::budget_initiation<std::decay_t<Initiation>>;
     Token inner = std::forward<RawToken>(token).token;
     return async_initiate<Token, Signatures...>(
-        wrapper{std::forward<Initiation>(initiation), asyncdb::detail::deadline_after(token.duration), token.duration},
+        wrapper{std::forward<Initiation>(initiation), asyncdb::detail::deadline_after(token.duration), token.duration,
+                true},
         inner, std::forward<Args>(args)...);
   }
 };

@@ -1,6 +1,7 @@
 #pragma once
 #include <asyncdb/detail/asio.hpp>
 #include <asyncdb/detail/brief_lock.hpp>
+#include <asyncdb/detail/completion_batch.hpp>
 
 #include <cstddef>
 #include <iterator>
@@ -36,7 +37,7 @@ class pending_completion {
 // delivered (posted while the context is alive) or abandoned (by shutdown). Shared by the context's
 // service and every operation registered here, so a database thread holding it never touches freed
 // memory, whenever the context dies.
-class completion_registry {
+class completion_registry final : public owed_drain, public std::enable_shared_from_this<completion_registry> {
  public:
   explicit completion_registry(net::execution_context& ctx) : context_(&ctx) {}
 
@@ -86,17 +87,39 @@ class completion_registry {
   // The post happens after mutex_ is released: posting wakes the loop (an epoll interrupt, under the
   // scheduler's lock), and a loop woken while this thread still held mutex_ went straight back to sleep
   // on it in the drain (profiled: a third of W1c1's context switches). The caller's operation holds this
-  // registry, and the caller holds the operation, so the registry outlives the post.
+  // registry, and the caller holds the operation, so the registry outlives the post. A lane that has more
+  // jobs queued may owe the post instead (completion_batch, which holds the registry until it pays).
   template <class Store>
   bool queue_ready(pending_completion& p, Store&& store) {
-    bool post = false;
+    completion_batch* const batch = completion_batch::current();
+    const bool may_defer = batch != nullptr && batch->may_defer();
+    bool post = false, defer = false;
     const bool delivered = remove_and(p, [&] {
       store();
       ready_.push_back(p.keep_alive());
-      post = !std::exchange(drain_posted_, true);
+      if (!std::exchange(drain_posted_, true)) {
+        defer = drain_owed_ = may_defer;
+        post = !defer;
+      } else if (drain_owed_ && (!may_defer || ready_.size() >= completion_batch::size)) {
+        // A thread that would not hold its own completion back (the writer, a PostgreSQL lane, a
+        // canceller) posts what another lane holds back, rather than wait for that lane.
+        drain_owed_ = false;
+        post = true;
+      }
     });
     if (post) post_drain_from_outside();
+    if (defer) batch->owe(shared_from_this());
     return delivered;
+  }
+
+  // The lane that deferred this registry's drain posts it now, unless another lane has meanwhile.
+  void pay() noexcept override {
+    bool post = false;
+    {
+      auto lock = lock_briefly(mutex_);
+      post = std::exchange(drain_owed_, false);
+    }
+    if (post) post_drain_from_outside();
   }
 
   // Called by the context's service: drops every pending handler, outside the lock, since destroying
@@ -206,6 +229,7 @@ class completion_registry {
   std::vector<std::shared_ptr<pending_completion>> ready_;  // delivered, waiting for the drain
   std::vector<std::shared_ptr<pending_completion>> spare_;  // empty, keeps its capacity for the next drain
   bool drain_posted_ = false;
+  bool drain_owed_ = false;  // drain_posted_ is set, but the lane that set it has not posted yet
   bool shut_down_ = false;
 };
 

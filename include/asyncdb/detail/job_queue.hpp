@@ -1,5 +1,6 @@
 #pragma once
 #include <asyncdb/detail/brief_lock.hpp>
+#include <asyncdb/detail/completion_batch.hpp>
 #include <asyncdb/detail/counters.hpp>
 #include <asyncdb/detail/deadline.hpp>
 #include <asyncdb/detail/job.hpp>
@@ -90,6 +91,12 @@ class job_queue {
       return (head_ != nullptr && !held_) || (head_ == nullptr && closed_ && !kept_open_);
     };
     auto lock = lock_briefly(mutex_);
+    if ((head_ == nullptr || held_) && completion_batch::owes_here()) {
+      // A lane that is about to wait (or to end) first posts the completions it held back.
+      lock.unlock();
+      completion_batch::flush_current();
+      lock.lock();
+    }
     if (!can_return() && poll_for_.count() > 0) {
       lock.unlock();
       poll();

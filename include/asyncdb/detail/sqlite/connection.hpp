@@ -1,5 +1,6 @@
 #pragma once
 // The SQLite side of a lane: everything asyncdb knows about SQLite sits behind this one type.
+#include <asyncdb/detail/completion_batch.hpp>
 #include <asyncdb/detail/dao_cache.hpp>
 #include <asyncdb/detail/interruptible.hpp>
 #include <asyncdb/detail/on_open.hpp>
@@ -255,6 +256,7 @@ class connection final : public interruptible {
       return 0;
     }
     const auto delay = std::min(milliseconds(delays_ms[std::min(count, 11)]), left);
+    completion_batch::flush_current();  // nothing held back waits for another process's lock
     std::unique_lock lock(c.guard_mutex_);
     c.guard_cv_.wait_for(lock, delay, [&] { return c.stopped(); });
     return c.stopped() ? 0 : 1;
@@ -262,7 +264,10 @@ class connection final : public interruptible {
 
   // sqlite3_interrupt is lost when it lands between two statements; this catches the next long one.
   // interrupted_ is never set once the lease has committed, so this never fails a committed statement.
-  static int on_progress(void* self) noexcept { return static_cast<connection*>(self)->stopped() ? 1 : 0; }
+  static int on_progress(void* self) noexcept {
+    if (completion_batch* b = completion_batch::current()) b->flush_if_due();
+    return static_cast<connection*>(self)->stopped() ? 1 : 0;
+  }
 
   bool stopped() const noexcept {
     return interrupted_.load(std::memory_order_relaxed) || closing_.load(std::memory_order_relaxed);

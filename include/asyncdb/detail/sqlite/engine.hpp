@@ -1,5 +1,6 @@
 #pragma once
 #include <asyncdb/detail/budget.hpp>
+#include <asyncdb/detail/completion_batch.hpp>
 #include <asyncdb/detail/grace_timer.hpp>
 #include <asyncdb/detail/hold_watch.hpp>
 #include <asyncdb/detail/job_queue.hpp>
@@ -37,9 +38,11 @@ class engine : public engine_intake {
                                         counters_, &group_commit::serve, readers_closed_.get_future().share(),
                                         &reader_queue_));
       for (std::size_t i = 0; i < opts_.readers; ++i) {
-        lanes_.add(
-            std::make_unique<lane>(connection_role{connection_role::reader, i}, path, opts_, reader_queue_, counters_));
+        lanes_.add(std::make_unique<lane>(connection_role{connection_role::reader, i}, path, opts_, reader_queue_,
+                                          counters_, &lane::serve_one_by_one, std::shared_future<void>{}, nullptr,
+                                          &batches_.add()));
       }
+      batches_.start();
       if (opts_.hold_threshold.count() > 0 && opts_.on_hold) {
         hold_watch_.emplace(std::vector<watched_connection>{{&lanes_[0].holds(), &writer_queue_, lanes_[0].role()}},
                             opts_.hold_threshold, opts_.on_hold);
@@ -96,6 +99,7 @@ class engine : public engine_intake {
       readers_closed_set_ = true;
     }
     if (!lanes_.empty()) lanes_[0].join();
+    batches_.stop();  // the lanes have posted what they held back before they ended
     stopped_ = true;
   }
 
@@ -105,6 +109,7 @@ class engine : public engine_intake {
       opts_.observer ? std::make_shared<const operation_observer>(opts_.observer) : nullptr;
   std::promise<void> readers_closed_;  // the writer's connection closes after every reader's
   bool readers_closed_set_ = false;
+  batch_watch batches_;  // the readers' completion batches: outlives the lanes that use them
   lane_group<lane> lanes_;
   std::mutex stop_mutex_;
   bool stopped_ = false;

@@ -1,5 +1,6 @@
 #pragma once
 // A lane: one thread, the connection it owns from open to close, and the loop that serves one queue.
+#include <asyncdb/detail/completion_batch.hpp>
 #include <asyncdb/detail/holder.hpp>
 #include <asyncdb/detail/job_queue.hpp>
 #include <asyncdb/detail/lane_thread.hpp>
@@ -33,15 +34,25 @@ class lane {
   // How a lane serves its queue: the plain loop, or the writer's group commit.
   using serve_fn = void (*)(lane&, job_queue&, const options&);
 
+  // With a batch, a completion that finishes while more jobs wait may be held back (completion_batch).
   static void serve_one_by_one(lane& l, job_queue& q, const options&) {
-    while (auto j = q.pop()) j->execute(l);
+    if (l.batch_ == nullptr) {
+      while (auto j = q.pop()) j->execute(l);
+      return;
+    }
+    const completion_batch::scope batching(*l.batch_);
+    while (auto j = q.pop()) {
+      l.batch_->more_work(q.size() > 0);
+      j->execute(l);
+      l.batch_->flush_if_due();
+    }
   }
 
   // `close_after` (optional) is waited for before the connection closes: the writer closes last, so
   // that SQLite checkpoints the WAL and removes the -wal and -shm files.
   lane(connection_role role, std::filesystem::path path, const options& opts, job_queue& queue,
        std::shared_ptr<counters> c, serve_fn serve = &serve_one_by_one, std::shared_future<void> close_after = {},
-       job_queue* readers = nullptr)
+       job_queue* readers = nullptr, completion_batch* batch = nullptr)
       : writer_(role.is_writer()),
         role_(role),
         path_(std::move(path)),
@@ -50,7 +61,8 @@ class lane {
         counters_(std::move(c)),
         serve_(serve),
         close_after_(std::move(close_after)),
-        readers_(readers) {}
+        readers_(readers),
+        batch_(batch) {}
   lane(const lane&) = delete;
   lane& operator=(const lane&) = delete;
   // Opens the connection on the lane's thread and runs on_open there; rethrows what they threw.
@@ -155,8 +167,9 @@ class lane {
   std::shared_ptr<counters> counters_;
   serve_fn serve_;
   std::shared_future<void> close_after_;
-  job_queue* const readers_;  // the writer's: the readers' queue, held during a checkpoint
-  std::mutex conn_mutex_;     // guards opening and closing conn_ against interrupt_for_close
+  job_queue* const readers_;       // the writer's: the readers' queue, held during a checkpoint
+  completion_batch* const batch_;  // a reader's, owned by the engine's batch_watch
+  std::mutex conn_mutex_;          // guards opening and closing conn_ against interrupt_for_close
   std::optional<connection> conn_;
 
   connection_holder holder_;
