@@ -167,8 +167,11 @@ std::vector<row> build_rows(std::map<std::string, samples>& results, std::size_t
     rows.push_back(make_row(id, w3 ? "context switches per repetition" : "context switches per op", "switches/op",
                             false, results[id], &sample::switches_per_op));
   }
-  if (results.count("W1")) {
-    rows.push_back(make_row("W1", "heap allocations", "allocs/op", false, results["W1"], &sample::allocs_per_op));
+  for (const char* id : {"W1", "W2", "W3"}) {
+    if (!results.count(id)) continue;
+    const bool w3 = std::string(id) == "W3";
+    rows.push_back(make_row(id, w3 ? "heap allocations per repetition" : "heap allocations", "allocs/op", false,
+                            results[id], &sample::allocs_per_op));
   }
   if (results.count("W1")) {
     row r = make_row("L", "worst loop lag during W1", "ms", false, results["W1"], &sample::lag_ms);
