@@ -132,7 +132,8 @@ std::vector<row> build_rows(std::map<std::string, samples>& results, std::size_t
     rows.push_back(p50);
     rows.push_back(make_row("W1c1", "latency p99", "us", false, s, &sample::p99_us));
     row allocs = make_row("W1c1", "heap allocations", "allocs/op", false, s, &sample::allocs_per_op);
-    set_target(allocs, "<= 2 (aim)", allocs.asyncdb, 2, false);
+    // Issue 18: the hop adds none once warm; the 0.01 is the first operations' blocks, before the cache holds any.
+    set_target(allocs, "<= S + 0.01", allocs.asyncdb, allocs.s + 0.01, false);
     rows.push_back(allocs);
   }
   for (const char* id : {"W2", "W2f"}) {
