@@ -704,13 +704,25 @@ net::awaitable<int> warm_then_count(asyncdb::database& db, std::uint64_t* news) 
 
 }  // namespace
 
+// Every form that pairs with free(), so that ASan sees malloc and free on both sides (the aligned forms stay
+// the runtime's, a pair of their own).
 void* operator new(std::size_t n) {
   operator_news.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc();
 }
+void* operator new[](std::size_t n) { return ::operator new(n); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  operator_news.fetch_add(1, std::memory_order_relaxed);
+  return std::malloc(n == 0 ? 1 : n);
+}
+void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return ::operator new(n, t); }
 void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 
 TEST_CASE("once warm, an async_run on an io_context calls operator new nowhere in the process",
           "[async_run][allocations]") {
