@@ -203,10 +203,12 @@ sample measure_batch_insert(const bench_data& d, contender c, durability dur, bo
   const std::size_t n = d.n.w2_ops;
   double seconds = 0;
   sample out;
+  std::uint64_t allocs = 0;
 
   if (c == contender::s || c == contender::s_bulk) {
     SQLite::Database db = open_connection(d.db, dur);
     UserDao dao{db};
+    allocs = allocations();
     const process_meter meter;
     const auto t0 = clock::now();
     if (c == contender::s_bulk) {
@@ -218,15 +220,18 @@ sample measure_batch_insert(const bench_data& d, contender c, durability dur, bo
     }
     seconds = seconds_since(t0);
     meter.stop(out, n);
+    allocs = allocations() - allocs;
   } else if (c == contender::peer) {
     peer p{d.db, dur};
     asio::io_context ioc{1};
     run_on_loop(ioc, warm_up_peer(&p));
     lag_probe lag(ioc);
     if (probe) lag.start();
+    allocs = allocations();
     const process_meter meter;
     seconds = run_on_loop(ioc, peer_batch(&p, &d.new_users, &lag));
     meter.stop(out, n);
+    allocs = allocations() - allocs;
     if (probe) out.lag_ms = to_ms(lag.worst());
   } else {
     asyncdb::database db{d.db, asyncdb_options(dur)};
@@ -235,9 +240,11 @@ sample measure_batch_insert(const bench_data& d, contender c, durability dur, bo
     run_on_loop(ioc, warm_up_asyncdb(users));
     lag_probe lag(ioc);
     if (probe) lag.start();
+    allocs = allocations();
     const process_meter meter;
     seconds = run_on_loop(ioc, asyncdb_batch(users, &d.new_users, &lag));
     meter.stop(out, n);
+    allocs = allocations() - allocs;
     if (probe) out.lag_ms = to_ms(lag.worst());
   }
   expect(added_rows(d, "new%") == static_cast<std::int64_t>(n), "W2: every added row is present afterwards");
@@ -245,17 +252,23 @@ sample measure_batch_insert(const bench_data& d, contender c, durability dur, bo
   out.seconds = seconds;
   out.ops_per_s = static_cast<double>(n) / seconds;
   out.us_per_op = seconds * 1e6 / static_cast<double>(n);
+  out.allocs_per_op = static_cast<double>(allocs) / static_cast<double>(n);
   return out;
 }
 
 sample measure_stats(const bench_data& d, contender c) {
   std::vector<double> times;
   sample out;
-  std::optional<process_meter> meter;  // each branch opens it once its connections are warm
+  std::optional<process_meter> meter;  // each branch opens it (start()) once its connections are warm
+  std::uint64_t allocs = 0;
+  const auto start = [&] {
+    allocs = allocations();
+    meter.emplace();
+  };
   if (c == contender::s) {
     SQLite::Database db = open_connection(d.db, durability::normal);
     UserDao dao{db};
-    meter.emplace();
+    start();
     for (std::size_t r = 0; r < d.n.w3_reps; ++r) {
       const auto t0 = clock::now();
       const std::vector<User> all = dao.list();
@@ -267,17 +280,18 @@ sample measure_stats(const bench_data& d, contender c) {
     peer p{d.db, durability::normal};
     asio::io_context ioc{1};
     run_on_loop(ioc, warm_up_peer(&p));
-    meter.emplace();
+    start();
     times = run_on_loop(ioc, peer_stats(&p, &d));
   } else {
     asyncdb::database db{d.db, asyncdb_options(durability::normal)};
     asio::io_context ioc{1};
     const AsyncUserDao users{db};
     run_on_loop(ioc, warm_up_asyncdb(users));
-    meter.emplace();
+    start();
     times = run_on_loop(ioc, asyncdb_stats(users, &d));
   }
   meter->stop(out, d.n.w3_reps);  // per repetition: one list() and one get_active_users()
+  out.allocs_per_op = static_cast<double>(allocations() - allocs) / static_cast<double>(d.n.w3_reps);
   out.seconds = median_of(times);
   return out;
 }

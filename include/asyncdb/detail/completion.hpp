@@ -2,6 +2,7 @@
 #include <asyncdb/detail/asio.hpp>
 #include <asyncdb/detail/budget.hpp>
 #include <asyncdb/detail/context_registry.hpp>
+#include <asyncdb/detail/op_memory.hpp>
 #include <asyncdb/detail/operation.hpp>
 
 #include <exception>
@@ -71,16 +72,20 @@ class async_op : public operation_base {
     work_.reset();
   }
 
-  void run_completion() override {
-    struct release_work_at_exit {  // once the handler has run, even if it throws
-      async_op& op;
-      ~release_work_at_exit() { op.work_.reset(); }
-    } release{*this};
+  // Everything the handler needs leaves the operation first, and the drain's reference is dropped: when
+  // the lane has let go already, the operation is freed here, on the loop's thread, before the handler
+  // resumes a coroutine that starts the next one, which then finds its memory in the cache. The slot is
+  // cleared first: its cancel_handler's weak reference would keep the memory allocated. The work guard
+  // goes last, once the handler has run, even if it throws.
+  void run_completion(std::shared_ptr<pending_completion> self) override {
+    auto work = std::move(*work_);
+    work_.reset();
     auto handler = std::move(*handler_);
     handler_.reset();
     auto outcome = std::move(*outcome_);
     outcome_.reset();
     slot_.clear();
+    self.reset();  // may destroy *this: nothing of it is touched from here on
     call_handler(std::move(handler), outcome);
   }
 
@@ -146,14 +151,18 @@ class async_op : public operation_base {
     }
     // Filled outside the registry's lock and handed over as a pointer: nothing of the user's moves under it.
     // `ep` moves with it: the last reference to an exception must not be dropped on this thread while the
-    // caller reads it (a real free-vs-read race as far as TSan can see into libstdc++).
-    auto o = std::make_unique<outcome>();
+    // caller reads it (a real free-vs-read race as far as TSan can see into libstdc++). The outcome and the
+    // posted function live in the operations' cache (op_memory.hpp), which, unlike Asio's own recycling,
+    // takes them back from whatever thread frees them; the handler's own allocator is not used, as for the
+    // operation.
+    auto o = make_op_unique<outcome>();
     fill(*o, std::move(ep), values...);
     registry_->remove_and(*this, [&] {
-      net::post(work_->get_executor(), [handler = std::move(*handler_), slot = slot_, o = std::move(o)]() mutable {
+      auto deliver = [handler = std::move(*handler_), slot = slot_, o = std::move(o)]() mutable {
         slot.clear();  // here, on the handler's executor, where the slot's owner emits
         call_handler(std::move(handler), *o);
-      });
+      };
+      net::post(work_->get_executor(), net::bind_allocator(op_allocator<void>(), std::move(deliver)));
       // Now, not whenever this operation dies: their executors (a strand's impl, say) may unlink from
       // services of a context gone by then.
       work_.reset();

@@ -2,6 +2,7 @@
 #include <asyncdb/detail/asio.hpp>
 #include <asyncdb/detail/brief_lock.hpp>
 #include <asyncdb/detail/completion_batch.hpp>
+#include <asyncdb/detail/op_memory.hpp>
 
 #include <cstddef>
 #include <iterator>
@@ -22,8 +23,9 @@ class pending_completion {
   virtual ~pending_completion() = default;
   // The context is shutting down: destroy the handler and the work guard, never invoke.
   virtual void abandon() noexcept = 0;
-  // Invokes the handler with the outcome stored before queue_ready(); on the context's own thread.
-  virtual void run_completion() = 0;
+  // Invokes the handler with the outcome stored before queue_ready(); on the context's own thread. `self` is
+  // the drain's reference to this completion, dropped before the handler runs.
+  virtual void run_completion(std::shared_ptr<pending_completion> self) = 0;
   virtual std::shared_ptr<pending_completion> keep_alive() noexcept = 0;
 
  private:
@@ -155,9 +157,12 @@ class completion_registry final : public owed_drain, public std::enable_shared_f
   }
 
   // Only for completions whose executor is this io_context's; directly only from the drain itself, which
-  // runs inside the context.
+  // runs inside the context. Asio's own recycling of the posted operation is the posting thread's, which a
+  // lane's is not: from the cache of operations, the one-in-flight case posts without allocating (Asio
+  // frees the memory before it runs the drain, so it is back in the cache by the next post).
   void post_drain() {
-    net::post(static_cast<net::io_context&>(*context_).get_executor(), [self = this] { self->drain(); });
+    net::post(static_cast<net::io_context&>(*context_).get_executor(),
+              net::bind_allocator(op_allocator<void>(), [self = this] { self->drain(); }));
   }
 
   // Runs the completions queued by now, then those queued meanwhile, until none is left or `burst` have
@@ -194,7 +199,11 @@ class completion_registry final : public owed_drain, public std::enable_shared_f
   void run_batch(std::vector<std::shared_ptr<pending_completion>>& batch) {
     for (std::size_t i = 0; i < batch.size(); ++i) {
       try {
-        batch[i]->run_completion();
+        // Handed over, not kept until the batch ends: if it is the last reference, the operation's memory is
+        // back in its cache before the handler starts the next operation (Asio frees its own operations
+        // before their upcall for the same reason).
+        pending_completion& p = *batch[i];
+        p.run_completion(std::move(batch[i]));
       } catch (...) {
         // As from any handler, the exception leaves run(); the others complete in the next drain, which
         // this one posts (drain_posted_ is still set).

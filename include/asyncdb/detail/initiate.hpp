@@ -7,6 +7,7 @@
 #include <asyncdb/detail/invoke.hpp>
 #include <asyncdb/detail/name_of.hpp>
 #include <asyncdb/detail/op_kind.hpp>
+#include <asyncdb/detail/op_memory.hpp>
 #include <asyncdb/detail/run_op.hpp>
 #include <asyncdb/detail/type_checks.hpp>
 #include <asyncdb/error.hpp>
@@ -55,16 +56,15 @@ template <class Executor>
 inline constexpr bool is_use_awaitable<net::use_awaitable_t<Executor>> = true;
 
 // Queues `fn(lane&)` and wires its completion to `handler`; `unrun_observer` is told if it never reaches a lane
-// (the database's observer; inside a session, the one the session took from it). The operation is its one allocation.
-// Not from the handler's associated allocator: Asio requires such memory to be freed before the handler runs, and the
-// operation is shared (lane, queue, completion registry) and may be freed after it, on a database thread,
-// with the handler's owner (an allocator's arena) gone. use_awaitable's handlers have none anyway.
+// (the database's observer; inside a session, the one the session took from it). The operation is its one
+// allocation, recycled (detail/op_memory.hpp says why not from the handler's associated allocator): once warm,
+// none.
 template <class B, class R, class Handler, class Fn>
 void submit(Handler&& handler, job_queue* queue, counters* stats, Fn&& fn, op_name name, session_state* session,
             op_route route, std::shared_ptr<const operation_observer> unrun_observer = nullptr) {
   using op_type = run_op<typename B::hooks, std::decay_t<Handler>, std::decay_t<Fn>, R>;
-  auto op = std::make_shared<op_type>(std::forward<Handler>(handler), std::forward<Fn>(fn), name, session, route,
-                                      std::move(unrun_observer));
+  auto op = std::allocate_shared<op_type>(op_allocator<op_type>(), std::forward<Handler>(handler), std::forward<Fn>(fn),
+                                          name, session, route, std::move(unrun_observer));
   const bool attached = op->attach();
   enqueue(op, attached, queue, stats, session == nullptr);
 }

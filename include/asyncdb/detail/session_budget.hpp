@@ -59,7 +59,7 @@ class session_expiry final : public pending_completion, public std::enable_share
   }
 
   void abandon() noexcept override { timer_.reset(); }
-  void run_completion() override {}
+  void run_completion(std::shared_ptr<pending_completion>) override {}
   std::shared_ptr<pending_completion> keep_alive() noexcept override { return weak_from_this().lock(); }
 
  private:
