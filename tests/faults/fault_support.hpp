@@ -81,6 +81,10 @@ class scratch_dir {
   test::temp_dir dir_{"asyncdb-fault"};
 };
 
+/// A query that counts for hours: what a case interrupts or cancels mid-statement.
+inline constexpr const char* endless_count =
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n";
+
 /// Milliseconds since `start`, as a double, for printed figures.
 inline double ms_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

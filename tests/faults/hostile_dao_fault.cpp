@@ -14,9 +14,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr const char* endless_count =
-    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n";
-
 void create(SQLite::Database& c) {
   c.exec("CREATE TABLE IF NOT EXISTS t(k INTEGER PRIMARY KEY)");
   c.exec("INSERT OR IGNORE INTO t(k) VALUES(1), (2), (3)");
@@ -276,7 +273,7 @@ TEST_CASE("a DAO statement that never ends is stopped by cancellation and the co
         d.db().exec("BEGIN");
         d.add(-9);
         started = true;
-        d.db().execAndGet(endless_count);
+        d.db().execAndGet(faults::endless_count);
         d.db().exec("COMMIT");
       };
       auto op = error_into(h.run(endless), cancelled);
@@ -284,7 +281,7 @@ TEST_CASE("a DAO statement that never ends is stopped by cancellation and the co
     } else {
       auto endless = [&started](hostile& d) {
         started = true;
-        return d.db().execAndGet(endless_count).getInt64();
+        return d.db().execAndGet(faults::endless_count).getInt64();
       };
       auto op = error_into(h.run(asyncdb::read_only, endless), cancelled);
       co_await (std::move(op) || test::timer_after_start(started));

@@ -23,9 +23,6 @@ namespace {
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
-constexpr const char* endless_count =
-    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n";
-
 asyncdb::options shutdown_options(std::size_t readers = 2) {
   asyncdb::options o;
   o.readers = readers;
@@ -215,7 +212,7 @@ TEST_CASE("close interrupts a statement that never ends once the grace is over",
     if (on_reader) {
       auto endless = [&started](SQLite::Database& c) {
         started = true;
-        c.execAndGet(endless_count);
+        c.execAndGet(faults::endless_count);
       };
       asyncdb::async_run(db, asyncdb::read_only, endless, record);
     } else {
@@ -224,7 +221,7 @@ TEST_CASE("close interrupts a statement that never ends once the grace is over",
         c.exec("BEGIN");
         c.exec("INSERT INTO t(k) VALUES(-1)");
         started = true;
-        c.execAndGet(endless_count);
+        c.execAndGet(faults::endless_count);
         c.exec("COMMIT");
       };
       asyncdb::async_run(db, endless, record);
